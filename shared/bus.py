@@ -1,0 +1,211 @@
+"""A thin layer over nats-py: connection and lifecycle in one place, no business logic.
+
+* connect with reconnect and backoff (and retry of the first connection within a deadline),
+* JetStream publish with ``Nats-Msg-Id`` (the stream drops a repeat inside its duplicate window),
+* durable pull consumers (the caller acks after its own output is published),
+* core publish / subscribe / request-reply, KV buckets,
+* drain on close, so in-flight messages are finished rather than dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.kv import KeyValue
+
+from ordermesh import metrics
+from ordermesh.config import NatsSettings
+from ordermesh.subjects import Subjects, Topology, provision
+from ordermesh.wire import encode
+
+MSG_ID = "Nats-Msg-Id"
+log = structlog.get_logger("ordermesh.bus")
+
+
+class BusError(RuntimeError):
+    pass
+
+
+class Bus:
+    def __init__(self, settings: NatsSettings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.subjects = Subjects(settings.prefix)
+        self.topology = Topology(
+            self.subjects, replicas=settings.replicas, duplicate_window_s=settings.duplicate_window_s
+        )
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: dict[str, KeyValue] = {}
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise BusError("bus is not connected")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusError("bus is not connected")
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self, deadline_s: float | None = None) -> None:
+        """Connect, retrying with backoff until ``deadline_s`` (default: the settings' connect timeout x 6)."""
+        s = self.settings
+        deadline = time.monotonic() + (deadline_s if deadline_s is not None else s.connect_timeout_s * 6)
+        delay = 0.1
+        service = self.name
+
+        async def disconnected() -> None:
+            metrics.NATS_CONNECTED.labels(service).set(0)
+            log.warning("nats disconnected", service=service)
+
+        async def reconnected() -> None:
+            metrics.NATS_CONNECTED.labels(service).set(1)
+            metrics.NATS_RECONNECTS.labels(service).inc()
+            log.info("nats reconnected", service=service, url=str(self.nc.connected_url.netloc))
+
+        async def error(exc: Exception) -> None:
+            log.warning("nats error", service=service, error=str(exc))
+
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    servers=[u.strip() for u in s.url.split(",")],
+                    name=self.name,
+                    connect_timeout=min(s.connect_timeout_s, 2.0),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    user=s.user,
+                    password=s.password,
+                    token=s.token,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BusError(f"cannot connect to NATS at {s.url}: {exc}") from None
+                log.info("waiting for nats", url=s.url, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._js = self._nc.jetstream(timeout=5.0)
+        metrics.NATS_CONNECTED.labels(service).set(1)
+
+    async def provision(self) -> None:
+        await provision(self.js, self.topology)
+
+    async def close(self) -> None:
+        nc, self._nc, self._js = self._nc, None, None
+        self._kv.clear()
+        if nc is None or nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(nc.drain(), timeout=5.0)
+        except (TimeoutError, nats.errors.Error):
+            await nc.close()
+        metrics.NATS_CONNECTED.labels(self.name).set(0)
+
+    # -------------------------------------------------------------------------------- publish
+
+    async def publish(self, subject: str, msg: msgspec.Struct, *, msg_id: str | None = None) -> PubAck:
+        """JetStream publish; returns once the stream has stored it (or recognised it as a duplicate)."""
+        return await self.publish_bytes(subject, encode(msg), msg_id=msg_id)
+
+    async def publish_bytes(self, subject: str, data: bytes, *, msg_id: str | None = None) -> PubAck:
+        headers = {MSG_ID: msg_id} if msg_id else None
+        return await self.js.publish(subject, data, headers=headers)
+
+    async def publish_core(self, subject: str, msg: msgspec.Struct) -> None:
+        """Core NATS publish (quotes, heartbeats): latest value matters, history does not."""
+        await self.nc.publish(subject, encode(msg))
+
+    async def request(self, subject: str, msg: msgspec.Struct, *, timeout: float = 2.0) -> bytes:
+        reply = await self.nc.request(subject, encode(msg), timeout=timeout)
+        return reply.data
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], *, queue: str = "") -> Subscription:
+        return await self.nc.subscribe(subject, queue=queue, cb=cb)
+
+    # ------------------------------------------------------------------------------ consumers
+
+    async def pull_consumer(
+        self,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        *,
+        ack_wait_s: float = 30.0,
+        max_ack_pending: int = 1000,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+    ) -> JetStreamContext.PullSubscription:
+        """Bind to (creating if needed) a durable pull consumer with explicit acks."""
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=deliver_policy,
+            filter_subject=filter_subject,
+        )
+        return await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
+
+    async def ordered_from(
+        self, stream: str, filter_subject: str, start_seq: int, cb: Callable[[Msg], Awaitable[None]]
+    ) -> Subscription:
+        """An ordered (gap-free, auto-recreated) consumer starting at ``start_seq``: for state rebuilt from a
+        stream, where the reader itself records the last sequence it applied."""
+        if start_seq <= 1:
+            return await self.js.subscribe(
+                filter_subject, stream=stream, cb=cb, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            )
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+        return await self.js.subscribe(filter_subject, stream=stream, cb=cb, ordered_consumer=True, config=config)
+
+    async def stream_last_seq(self, stream: str) -> int:
+        info = await self.js.stream_info(stream)
+        return int(info.state.last_seq)
+
+    # ------------------------------------------------------------------------------------- KV
+
+    async def kv(self, bucket: str) -> KeyValue:
+        kv = self._kv.get(bucket)
+        if kv is None:
+            kv = self._kv[bucket] = await self.js.key_value(bucket)
+        return kv
+
+
+def msg_delivery_count(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def stream_seq(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
+def header(msg: Msg, name: str) -> Any:
+    return (msg.headers or {}).get(name)

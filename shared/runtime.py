@@ -1,0 +1,286 @@
+"""One way for a service to start, report and stop.
+
+A service subclasses :class:`Service`, registers its consumers and subscriptions in ``setup()`` and keeps its
+handlers small: decode (done here), call pure domain code, publish, return. The runtime acks a consumed
+message only after the handler returned, i.e. after the handler's own output was stored by JetStream.
+
+Bad input never kills a service: an undecodable message, a wrong schema version or a message of the wrong
+type is logged with its subject, counted in ``ordermesh_bad_messages_total{service,reason}`` and terminated
+(not redelivered forever). A handler exception is counted and the message redelivered with backoff; after
+``max_attempts`` deliveries it is terminated and counted as ``handler_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
+
+import nats.errors
+import structlog
+from aiohttp import web
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ordermesh import metrics
+from ordermesh.bus import Bus, msg_delivery_count
+from ordermesh.config import ConfigError, OrderMeshConfig
+from ordermesh.log import setup_logging
+from ordermesh.wire import BadMessage, Codec, Heartbeat
+
+T = TypeVar("T")
+Handler = Callable[[T, Msg], Awaitable[None]]
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+class _Consumer(Generic[T]):
+    def __init__(
+        self,
+        name: str,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        codec: Codec[T],
+        handler: Handler[T],
+        batch: int,
+        max_attempts: int,
+        deliver_policy: DeliverPolicy,
+    ) -> None:
+        self.name = name
+        self.stream = stream
+        self.durable = durable
+        self.filter_subject = filter_subject
+        self.codec = codec
+        self.handler = handler
+        self.batch = batch
+        self.max_attempts = max_attempts
+        self.deliver_policy = deliver_policy
+
+
+class Service:
+    """Base of every ordermesh process."""
+
+    name: str = "service"
+
+    def __init__(self, config: OrderMeshConfig, *, instance: str | None = None, http_port: int | None = None):
+        self.config = config
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.bus = Bus(config.nats, f"{self.name}:{self.instance}")
+        self.subjects = self.bus.subjects
+        self.log = structlog.get_logger(f"ordermesh.{self.name}")
+        self.http_port = http_port if http_port is not None else self.default_http_port()
+        self.http_url: str | None = None
+        self.started_ns = time.time_ns()
+        self._stop = asyncio.Event()
+        self._consumers: list[_Consumer[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.ready = asyncio.Event()
+
+    # ---------------------------------------------------------------------------- overridables
+
+    def default_http_port(self) -> int:
+        return 0
+
+    async def setup(self) -> None:
+        """Register consumers (:meth:`consume`), subscriptions and background tasks."""
+
+    async def teardown(self) -> None:
+        """Flush state before the bus is drained (snapshots, broker disconnects)."""
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            service=self.name, instance=self.instance, started_ns=self.started_ns, metrics_url=self.http_url
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {"nats_connected": self.bus.connected}
+
+    # --------------------------------------------------------------------------- registration
+
+    def consume(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        codec: Codec[T],
+        handler: Handler[T],
+        batch: int = 64,
+        max_attempts: int = 10,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+    ) -> None:
+        self._consumers.append(
+            _Consumer(durable, stream, durable, filter_subject, codec, handler, batch, max_attempts, deliver_policy)
+        )
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(self._guard(coro, name))
+        self._tasks.append(task)
+
+    async def _guard(self, coro: Awaitable[None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("background task failed; stopping the service", task=name)
+            self.request_stop()
+
+    # ---------------------------------------------------------------------------------- run
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.bus.connect()
+        await self.bus.provision()
+        await self._start_http()
+        await self.setup()
+        for consumer in self._consumers:
+            self.spawn(self._consume_loop(consumer), f"consume:{consumer.name}")
+        self.spawn(self._heartbeat_loop(), "heartbeat")
+        self.log.info("service started", service=self.name, instance=self.instance, http=self.http_url)
+        self.ready.set()
+        await self._stop.wait()
+        self.log.info("service stopping", service=self.name, instance=self.instance)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        try:
+            await self.teardown()
+        finally:
+            await self.bus.close()
+            if self._runner is not None:
+                await self._runner.cleanup()
+        self.log.info("service stopped", service=self.name, instance=self.instance)
+
+    # ------------------------------------------------------------------------------ consuming
+
+    async def _consume_loop(self, c: _Consumer[Any]) -> None:
+        psub = await self.bus.pull_consumer(c.stream, c.durable, c.filter_subject, deliver_policy=c.deliver_policy)
+        backoff = 0.1
+        while True:
+            try:
+                msgs = await psub.fetch(c.batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                # Disconnected or server busy: the client reconnects by itself; wait a little.
+                self.log.warning("fetch failed", consumer=c.name, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            for msg in msgs:
+                await self._dispatch(c, msg)
+
+    async def _dispatch(self, c: _Consumer[Any], msg: Msg) -> None:
+        try:
+            obj = c.codec.decode(msg.data)
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            metrics.MESSAGES.labels(self.name, c.name, "bad").inc()
+            await msg.term()
+            return
+        started = time.perf_counter()
+        try:
+            await c.handler(obj, msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            metrics.HANDLER_ERRORS.labels(self.name, c.name).inc()
+            attempts = msg_delivery_count(msg)
+            if attempts >= c.max_attempts:
+                self.log.exception("handler failed; giving up on the message", subject=msg.subject, attempts=attempts)
+                self.bad_message(msg.subject, "handler_failed", f"{type(exc).__name__}: {exc}")
+                await msg.term()
+            else:
+                self.log.warning(
+                    "handler failed; message will be redelivered",
+                    subject=msg.subject,
+                    attempts=attempts,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await msg.nak(delay=min(0.05 * 2**attempts, 5.0))
+            return
+        metrics.HANDLER_SECONDS.labels(self.name, c.name).observe(time.perf_counter() - started)
+        metrics.MESSAGES.labels(self.name, c.name, "ok").inc()
+        await msg.ack()
+
+    def bad_message(self, subject: str, reason: str, detail: str) -> None:
+        metrics.BAD_MESSAGES.labels(self.name, reason).inc()
+        self.log.warning("bad message", subject=subject, reason=reason, detail=detail[:300])
+
+    # ------------------------------------------------------------------------- http and health
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/healthz", self._health_handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.http_port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.http_url = f"http://{self.config.http.host}:{port}"
+
+    async def _metrics_handler(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_handler(self, _: web.Request) -> web.Response:
+        detail = self.health()
+        ok = all(v for k, v in detail.items() if k.endswith("connected"))
+        body = {
+            "service": self.name,
+            "instance": self.instance,
+            "ok": ok,
+            "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
+            **detail,
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _heartbeat_loop(self) -> None:
+        subject = self.subjects.health(self.name, self.instance)
+        while True:
+            if self.bus.connected:
+                with contextlib.suppress(nats.errors.Error):
+                    await self.bus.publish_core(subject, self.heartbeat())
+                    metrics.HEARTBEATS.labels(self.name).inc()
+            await asyncio.sleep(1.0)
+
+
+def run_service(make: Callable[[], Service], log_settings: Any, **bind: Any) -> int:
+    """Process entry point: logging, uvloop, run until SIGTERM/SIGINT. Returns the exit code."""
+    setup_logging(log_settings, **bind)
+    install_uvloop()
+    try:
+        service = make()
+        asyncio.run(service.run())
+    except ConfigError as exc:
+        print(f"ordermesh: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

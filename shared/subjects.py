@@ -1,0 +1,197 @@
+"""Subjects, JetStream streams, consumers and KV buckets: the one place that names them.
+
+Provisioning is idempotent: a stream or bucket that exists is updated to the configured shape (never
+deleted, never purged), so every service can call :func:`provision` at start.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import nats.js.errors
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+#: Characters NATS gives a meaning inside a subject; escaped as %XX so any symbol becomes one token.
+_UNSAFE = re.compile(r"[.*>%\s]")
+
+
+def token(value: str) -> str:
+    """Make ``value`` a single, reversible subject token (``BTC/USDT:USDT`` stays readable)."""
+    if not value:
+        raise ValueError("a subject token cannot be empty")
+    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+
+
+def untoken(value: str) -> str:
+    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+
+
+_KV_UNSAFE = re.compile(r"[^-/_=a-zA-Z0-9]")
+
+
+def kv_key(*parts: str) -> str:
+    """A JetStream KV key from parts (KV keys allow only ``[-/_=.a-zA-Z0-9]``; ``.`` separates parts)."""
+    out = []
+    for part in parts:
+        if not part:
+            raise ValueError("a KV key part cannot be empty")
+        out.append(_KV_UNSAFE.sub(lambda m: f"={ord(m.group()):02X}", part))
+    return ".".join(out)
+
+
+class Subjects:
+    """Subject builders under one prefix (default ``om``)."""
+
+    def __init__(self, prefix: str = "om") -> None:
+        if not prefix or _UNSAFE.search(prefix):
+            raise ValueError(f"invalid subject prefix {prefix!r}")
+        self.prefix = prefix
+
+    def intent(self, strategy_id: str) -> str:
+        return f"{self.prefix}.intent.{token(strategy_id)}"
+
+    def order(self, account: str) -> str:
+        return f"{self.prefix}.order.{token(account)}"
+
+    def cmd(self, broker_id: str) -> str:
+        return f"{self.prefix}.cmd.{token(broker_id)}"
+
+    def exec(self, broker_id: str, strategy_id: str) -> str:
+        return f"{self.prefix}.exec.{token(broker_id)}.{token(strategy_id)}"
+
+    def reject(self, strategy_id: str) -> str:
+        return f"{self.prefix}.reject.{token(strategy_id)}"
+
+    def md(self, broker_id: str, symbol: str) -> str:
+        return f"{self.prefix}.md.{token(broker_id)}.{token(symbol)}"
+
+    def health(self, service: str, instance: str) -> str:
+        return f"{self.prefix}.health.{token(service)}.{token(instance)}"
+
+    def ctl(self, name: str) -> str:
+        return f"{self.prefix}.ctl.{name}"
+
+    def q(self, name: str) -> str:
+        return f"{self.prefix}.q.{name}"
+
+    # wildcards
+    @property
+    def all_intents(self) -> str:
+        return f"{self.prefix}.intent.>"
+
+    @property
+    def all_orders(self) -> str:
+        return f"{self.prefix}.order.>"
+
+    @property
+    def all_exec(self) -> str:
+        return f"{self.prefix}.exec.>"
+
+    @property
+    def all_rejects(self) -> str:
+        return f"{self.prefix}.reject.>"
+
+    @property
+    def all_health(self) -> str:
+        return f"{self.prefix}.health.>"
+
+    def strategy_exec(self, strategy_id: str) -> str:
+        return f"{self.prefix}.exec.*.{token(strategy_id)}"
+
+
+# -------------------------------------------------------------------------------------- streams
+
+INTENTS = "OM_INTENTS"
+ORDERS = "OM_ORDERS"
+COMMANDS = "OM_COMMANDS"
+EXEC = "OM_EXEC"
+
+KV_ACCOUNTS = "om_accounts"
+KV_POSITIONS = "om_positions"
+KV_ORDERS = "om_orders"
+KV_INSTRUMENTS = "om_instruments"
+KV_KEEPER = "om_keeper"  # keeper snapshots (state + last applied exec sequence)
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """Stream and bucket shapes, from configuration (replicas = 3 on a production cluster)."""
+
+    subjects: Subjects
+    replicas: int = 1
+    duplicate_window_s: float = 600.0
+    intents_max_age_s: float = 7 * DAY_S
+    exec_max_age_s: float = 365 * DAY_S
+
+    def streams(self) -> list[StreamConfig]:
+        s = self.subjects
+        common = dict(
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=self.duplicate_window_s,
+            discard=DiscardPolicy.OLD,
+        )
+        return [
+            StreamConfig(
+                name=INTENTS,
+                subjects=[s.all_intents],
+                retention=RetentionPolicy.LIMITS,
+                max_age=self.intents_max_age_s,
+                description="strategy intents; Nats-Msg-Id = intent_id",
+                **common,
+            ),
+            StreamConfig(
+                name=ORDERS,
+                subjects=[s.all_orders],
+                retention=RetentionPolicy.LIMITS,
+                max_age=self.intents_max_age_s,
+                description="sized orders, sizer -> router; Nats-Msg-Id = intent_id",
+                **common,
+            ),
+            StreamConfig(
+                name=COMMANDS,
+                subjects=[f"{s.prefix}.cmd.>"],
+                retention=RetentionPolicy.WORK_QUEUE,
+                max_age=DAY_S,
+                description="broker commands, router -> gateway (work queue); Nats-Msg-Id = command_id",
+                **common,
+            ),
+            StreamConfig(
+                name=EXEC,
+                subjects=[s.all_exec, s.all_rejects],
+                retention=RetentionPolicy.LIMITS,
+                max_age=self.exec_max_age_s,
+                description="execution reports and refusals; the durable fill history",
+                **common,
+            ),
+        ]
+
+    def buckets(self) -> list[KeyValueConfig]:
+        return [
+            KeyValueConfig(bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE)
+            for name in (KV_ACCOUNTS, KV_POSITIONS, KV_ORDERS, KV_INSTRUMENTS, KV_KEEPER)
+        ]
+
+
+async def provision(js: JetStreamContext, topology: Topology) -> None:
+    """Create or update every stream and bucket. Never deletes or purges."""
+    for cfg in topology.streams():
+        try:
+            await js.add_stream(cfg)
+        except nats.js.errors.BadRequestError as exc:
+            # 10058: a stream of this name exists with another config -> update it in place.
+            if exc.err_code != 10058:
+                raise
+            await js.update_stream(cfg)
+    for kv in topology.buckets():
+        await js.create_key_value(kv)

@@ -1,0 +1,569 @@
+"""The wire contract: every message that crosses NATS.
+
+Frozen, keyword-only msgspec Structs encoded as msgpack. Each subject family has one tagged union (tag field
+``type``); unknown fields are ignored on decode so older readers accept newer writers of the same schema
+version. Prices, quantities and money are ``Decimal`` (msgpack carries them as strings, so nothing is rounded
+on the way). Every message carries ``ts_ns`` (creation time, ``time.time_ns()``) and the ids of its causal chain
+(intent_id -> client_order_id -> broker_order_id -> fill_id).
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from decimal import Decimal
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+
+#: Major schema version. A reader refuses messages of another major version (they may change meaning);
+#: additive changes keep the version because unknown fields are ignored.
+SCHEMA_VERSION: Final = 1
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+# --------------------------------------------------------------------------------------------- enums
+
+
+class Side(enum.Enum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def sign(self) -> int:
+        return 1 if self is Side.BUY else -1
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.Enum):
+    MARKET = "MARKET"
+    LIMIT = "LIMIT"
+    STOP = "STOP"
+    STOP_LIMIT = "STOP_LIMIT"
+
+
+class TimeInForce(enum.Enum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+    DAY = "DAY"
+    GTD = "GTD"
+
+
+class OrderStatus(enum.Enum):
+    INITIALIZED = "INITIALIZED"
+    DENIED = "DENIED"
+    SUBMITTED = "SUBMITTED"
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+    PENDING_UPDATE = "PENDING_UPDATE"
+    PENDING_CANCEL = "PENDING_CANCEL"
+    PARTIALLY_FILLED = "PARTIALLY_FILLED"
+    FILLED = "FILLED"
+    CANCELED = "CANCELED"
+    EXPIRED = "EXPIRED"
+    TRIGGERED = "TRIGGERED"
+
+
+class RejectCategory(enum.Enum):
+    """One enum for every refusal; the message's ``reason`` holds the detail (``CATEGORY: detail``)."""
+
+    INVALID = "INVALID"  # the request itself is malformed or inconsistent
+    SIZING = "SIZING"  # the sizer produced no tradable quantity
+    RISK = "RISK"  # a pre-trade risk rule said no
+    TRADING_STATE = "TRADING_STATE"  # halted / reducing
+    ROUTING = "ROUTING"  # no broker for the order
+    INSTRUMENT = "INSTRUMENT"  # unknown or untradable symbol
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    EXPIRED = "EXPIRED"  # the command or order expired before it could be acted on
+    BROKER = "BROKER"  # the broker refused
+    INTERNAL = "INTERNAL"  # our own fault; counted and alerted
+
+
+class Liquidity(enum.Enum):
+    MAKER = "MAKER"
+    TAKER = "TAKER"
+
+
+class TradingState(enum.Enum):
+    ACTIVE = "ACTIVE"
+    REDUCING = "REDUCING"
+    HALTED = "HALTED"
+
+
+# ------------------------------------------------------------------------------------------- base
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every wire message: schema version and creation time.
+
+    Defaults are not omitted on the wire: ``v`` must always travel, or a newer writer whose default is
+    another version would read as this one.
+    """
+
+    v: int = SCHEMA_VERSION
+    ts_ns: int = msgspec.field(default_factory=now_ns)
+
+
+# -------------------------------------------------------------------------------- sizing requests
+
+
+class Fixed(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="fixed"):
+    """Trade exactly ``qty`` lots/units."""
+
+    qty: Decimal
+
+
+class Kelly(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kelly"):
+    """Size with the Enhanced Kelly engine from the strategy's own statistics.
+
+    win_rate and regime_quality are statistics (floats); money and distances stay Decimal.
+    """
+
+    win_rate: float
+    avg_win: Decimal
+    avg_loss: Decimal
+    stop_loss_pips: Decimal
+    current_atr: Decimal
+    average_atr: Decimal
+    regime_quality: float = 1.0
+    commission_per_lot: Decimal = Decimal(0)
+    spread_pips: Decimal = Decimal(0)
+    trade_count: int | None = None
+
+
+class RiskPct(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="risk_pct"):
+    """Risk ``risk_pct`` of the balance (0.01 = 1 %) with the stop ``stop_loss_pips`` away."""
+
+    risk_pct: Decimal
+    stop_loss_pips: Decimal
+
+
+SizingRequest = Fixed | Kelly | RiskPct
+
+
+class PositionSizingResult(msgspec.Struct, frozen=True, kw_only=True):
+    """The sizing audit attached to every order: the numbers and the readable steps that produced them."""
+
+    method: str
+    status: str
+    account_balance: Decimal
+    risk_amount: Decimal
+    stop_loss_pips: Decimal | None = None
+    pip_value: Decimal | None = None
+    lot_size: Decimal
+    estimated_margin: Decimal | None = None
+    remaining_margin: Decimal | None = None
+    calculation_steps: list[str] = msgspec.field(default_factory=list)
+
+
+# ------------------------------------------------------------------------- strategy -> sizer -> router
+
+
+class Intent(Message, frozen=True, kw_only=True, tag="intent"):
+    """A strategy's wish to trade; sized by the sizer into an OrderRequest. ``intent_id`` is the dedupe key."""
+
+    intent_id: str
+    strategy_id: str
+    account: str
+    symbol: str
+    side: Side
+    sizing: SizingRequest
+    order_type: OrderType = OrderType.MARKET
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expire_at_ns: int | None = None  # GTD
+    reduce_only: bool = False
+    stop_loss: Decimal | None = None  # absolute price, attached on fill
+    take_profit: Decimal | None = None
+    reference_price: Decimal | None = None  # the quote the strategy decided on (slippage baseline)
+    broker_id: str | None = None  # explicit route; otherwise the router's rules decide
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class OrderRequest(Message, frozen=True, kw_only=True, tag="order_request"):
+    """A sized intent, sizer -> router. Carries the intent whole, so the causal chain travels with it."""
+
+    intent: Intent
+    quantity: Decimal
+    sizing_audit: PositionSizingResult
+
+
+# ----------------------------------------------------------------------------- router -> gateway
+
+
+class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
+    command_id: str
+    client_order_id: str
+    intent_id: str
+    strategy_id: str
+    account: str
+    broker_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Decimal
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    expire_at_ns: int | None = None
+    reduce_only: bool = False
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    reference_price: Decimal | None = None
+    intent_ts_ns: int = 0
+    #: A gateway that sees the command after this time refuses it: no stale orders after an outage.
+    command_expires_ns: int | None = None
+
+
+class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
+    command_id: str
+    client_order_id: str
+    strategy_id: str
+    account: str
+    broker_id: str
+    symbol: str
+    broker_order_id: str | None = None
+    command_expires_ns: int | None = None
+
+
+class ModifyOrder(Message, frozen=True, kw_only=True, tag="modify_order"):
+    command_id: str
+    client_order_id: str
+    strategy_id: str
+    account: str
+    broker_id: str
+    symbol: str
+    broker_order_id: str | None = None
+    quantity: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
+    command_expires_ns: int | None = None
+
+
+Command = PlaceOrder | CancelOrder | ModifyOrder
+
+
+# --------------------------------------------------------------------- gateway -> router/keeper/strategy
+
+
+class OrderEvent(Message, frozen=True, kw_only=True):
+    """Fields common to every execution report. ``event_id`` is the JetStream dedupe key."""
+
+    event_id: str
+    client_order_id: str
+    intent_id: str
+    strategy_id: str
+    account: str
+    broker_id: str
+    symbol: str
+    intent_ts_ns: int = 0
+
+
+class OrderAccepted(OrderEvent, frozen=True, kw_only=True, tag="order_accepted"):
+    broker_order_id: str
+
+
+class OrderRejected(OrderEvent, frozen=True, kw_only=True, tag="order_rejected"):
+    category: RejectCategory
+    reason: str
+    broker_code: str | None = None
+
+
+class OrderFilled(OrderEvent, frozen=True, kw_only=True, tag="order_filled"):
+    """One fill (one trade at the venue). ``fill_id`` is the broker's trade/deal id, unique per broker."""
+
+    broker_order_id: str
+    fill_id: str
+    side: Side
+    last_qty: Decimal
+    last_px: Decimal
+    cum_qty: Decimal
+    leaves_qty: Decimal
+    order_qty: Decimal
+    commission: Decimal = Decimal(0)
+    commission_asset: str | None = None
+    liquidity: Liquidity = Liquidity.TAKER
+    reference_price: Decimal | None = None
+    position_id: str | None = None
+
+
+class OrderCanceled(OrderEvent, frozen=True, kw_only=True, tag="order_canceled"):
+    broker_order_id: str | None = None
+    reason: str = ""
+
+
+class OrderExpired(OrderEvent, frozen=True, kw_only=True, tag="order_expired"):
+    broker_order_id: str | None = None
+
+
+class OrderModified(OrderEvent, frozen=True, kw_only=True, tag="order_modified"):
+    broker_order_id: str | None = None
+    quantity: Decimal | None = None
+    limit_price: Decimal | None = None
+    stop_price: Decimal | None = None
+
+
+ExecEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderExpired | OrderModified
+
+#: Events after which the order does nothing more (a late fill after CANCELED can still follow).
+TERMINAL_EVENTS: Final = (OrderRejected, OrderCanceled, OrderExpired)
+
+
+# ---------------------------------------------------------------------- refusals before the broker
+
+
+class IntentRejected(Message, frozen=True, kw_only=True, tag="intent_rejected"):
+    """The sizer refused an intent (zero size, blocked, invalid request)."""
+
+    intent_id: str
+    strategy_id: str
+    account: str
+    symbol: str
+    category: RejectCategory
+    reason: str
+    intent_ts_ns: int = 0
+    sizing_audit: PositionSizingResult | None = None
+
+
+class OrderDenied(Message, frozen=True, kw_only=True, tag="order_denied"):
+    """The router refused a sized order before it reached a broker (risk, trading state, routing)."""
+
+    intent_id: str
+    client_order_id: str
+    strategy_id: str
+    account: str
+    symbol: str
+    category: RejectCategory
+    reason: str
+    intent_ts_ns: int = 0
+
+
+Refusal = IntentRejected | OrderDenied
+
+#: Everything a strategy hears about its own intents.
+Report = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderExpired | OrderModified | Refusal
+
+
+# ------------------------------------------------------------------------- market data and health
+
+
+class Quote(Message, frozen=True, kw_only=True, tag="quote"):
+    broker_id: str
+    symbol: str
+    bid: Decimal
+    ask: Decimal
+    bid_size: Decimal | None = None
+    ask_size: Decimal | None = None
+
+
+class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
+    service: str
+    instance: str
+    started_ns: int
+    connected: bool = True  # for a gateway: connected to its broker
+    broker_id: str | None = None
+    broker_latency_ms: float | None = None
+    metrics_url: str | None = None
+    detail: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+# -------------------------------------------------------------------------------- books and state
+
+
+class Position(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    symbol: str
+    quantity: Decimal  # signed: long > 0, short < 0
+    avg_price: Decimal
+    realized_pnl: Decimal = Decimal(0)
+    commission: Decimal = Decimal(0)
+    strategy_id: str | None = None  # None: the account-level view
+    fills: int = 0
+
+
+class AccountState(Message, frozen=True, kw_only=True, tag="account_state"):
+    account: str
+    currency: str = "USD"
+    balance: Decimal
+    equity: Decimal
+    margin_used: Decimal = Decimal(0)
+    free_margin: Decimal
+    realized_pnl: Decimal = Decimal(0)
+    unrealized_pnl: Decimal = Decimal(0)
+    commission: Decimal = Decimal(0)
+    applied_seq: int = 0
+
+
+# ------------------------------------------------------------------------- control and queries
+
+
+class SetTradingState(Message, frozen=True, kw_only=True, tag="set_trading_state"):
+    state: TradingState
+    account: str | None = None  # None and strategy None: global
+    strategy_id: str | None = None
+    reason: str = ""
+
+
+class CloseAll(Message, frozen=True, kw_only=True, tag="close_all"):
+    account: str
+    strategy_id: str | None = None
+
+
+class CancelAll(Message, frozen=True, kw_only=True, tag="cancel_all"):
+    account: str | None = None
+    strategy_id: str | None = None
+
+
+class RegistryReload(Message, frozen=True, kw_only=True, tag="registry_reload"):
+    pass
+
+
+class ControlReply(Message, frozen=True, kw_only=True, tag="control_reply"):
+    ok: bool
+    detail: str = ""
+
+
+Control = SetTradingState | CloseAll | CancelAll | RegistryReload
+
+
+class PositionsQuery(Message, frozen=True, kw_only=True, tag="positions_query"):
+    account: str | None = None
+    strategy_id: str | None = None
+    by_strategy: bool = False
+
+
+class PositionsReply(Message, frozen=True, kw_only=True, tag="positions_reply"):
+    positions: list[Position]
+    applied_seq: int  # last exec-stream sequence the answering keeper has applied
+    fills_applied: int = 0
+
+
+class AccountQuery(Message, frozen=True, kw_only=True, tag="account_query"):
+    account: str
+
+
+Query = PositionsQuery | AccountQuery
+
+
+class ErrorReply(Message, frozen=True, kw_only=True, tag="error_reply"):
+    """Answer to a request that could not be served (bad request, unknown account)."""
+
+    reason: str
+
+
+AnyMessage = (
+    Intent
+    | OrderRequest
+    | PlaceOrder
+    | CancelOrder
+    | ModifyOrder
+    | OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+    | OrderModified
+    | IntentRejected
+    | OrderDenied
+    | Quote
+    | Heartbeat
+    | AccountState
+    | SetTradingState
+    | CloseAll
+    | CancelAll
+    | RegistryReload
+    | ControlReply
+    | PositionsQuery
+    | PositionsReply
+    | AccountQuery
+    | ErrorReply
+)
+
+
+# ------------------------------------------------------------------------------------- codec
+
+
+class BadMessage(Exception):
+    """A message that cannot be used. ``reason`` is a metric label: undecodable, schema_version, wrong_type."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+class _Peek(msgspec.Struct):
+    v: int = 0
+    type: str = ""
+
+
+_encoder = msgspec.msgpack.Encoder()
+_any_decoder = msgspec.msgpack.Decoder(AnyMessage)
+_peek_decoder = msgspec.msgpack.Decoder(_Peek)
+
+
+def encode(msg: msgspec.Struct) -> bytes:
+    return _encoder.encode(msg)
+
+
+T = TypeVar("T")
+
+
+class Codec(Generic[T]):
+    """Decoder for one subject family. The fast path is a single typed decode plus a version check; the
+    reason for a failure is worked out only on the slow path."""
+
+    def __init__(self, typ: Any) -> None:
+        self._decoder = msgspec.msgpack.Decoder(typ)
+
+    def decode(self, data: bytes) -> T:
+        try:
+            msg = self._decoder.decode(data)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise _classify(data, exc) from None
+        if msg.v != SCHEMA_VERSION:
+            raise BadMessage("schema_version", f"v={msg.v}, this reader speaks v={SCHEMA_VERSION}")
+        return msg
+
+
+def _classify(data: bytes, exc: Exception) -> BadMessage:
+    try:
+        peek = _peek_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return BadMessage("undecodable", str(exc))
+    if peek.v and peek.v != SCHEMA_VERSION:
+        return BadMessage("schema_version", f"v={peek.v}, this reader speaks v={SCHEMA_VERSION}")
+    try:
+        _any_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return BadMessage("invalid", str(exc))
+    return BadMessage("wrong_type", f"type={peek.type!r} is not expected here")
+
+
+def decode_any(data: bytes) -> Any:
+    """Decode any ordermesh message (for tools such as ``ordermesh tail``)."""
+    try:
+        return _any_decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise _classify(data, exc) from None
+
+
+INTENT_CODEC: Codec[Intent] = Codec(Intent)
+ORDER_CODEC: Codec[OrderRequest] = Codec(OrderRequest)
+COMMAND_CODEC: Codec[Command] = Codec(Command)
+EXEC_CODEC: Codec[ExecEvent] = Codec(ExecEvent)
+REPORT_CODEC: Codec[Report] = Codec(Report)
+QUOTE_CODEC: Codec[Quote] = Codec(Quote)
+HEARTBEAT_CODEC: Codec[Heartbeat] = Codec(Heartbeat)
+CONTROL_CODEC: Codec[Control] = Codec(Control)
+QUERY_CODEC: Codec[Query] = Codec(Query)
