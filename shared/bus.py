@@ -49,6 +49,7 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
+        self._closing = False
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -77,7 +78,8 @@ class Bus:
 
         async def disconnected() -> None:
             metrics.NATS_CONNECTED.labels(service).set(0)
-            log.warning("nats disconnected", service=service)
+            if not self._closing:
+                log.warning("nats disconnected", service=service)
 
         async def reconnected() -> None:
             metrics.NATS_CONNECTED.labels(service).set(1)
@@ -116,6 +118,7 @@ class Bus:
         await provision(self.js, self.topology)
 
     async def close(self) -> None:
+        self._closing = True
         nc, self._nc, self._js = self._nc, None, None
         self._kv.clear()
         if nc is None or nc.is_closed:

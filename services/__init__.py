@@ -1,0 +1,1 @@
+"""ordermesh processes: one package per process, each a thin shell around pure code in `ordermesh`."""

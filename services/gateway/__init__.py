@@ -1,0 +1,1 @@
+"""A gateway: one process per broker connection, executing commands through a BrokerClient adapter."""

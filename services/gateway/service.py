@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import nats.errors
+from nats.aio.msg import Msg
+
+from ordermesh import metrics
+from ordermesh.broker import BrokerClient, BrokerConnectionError, BrokerError, BrokerOrder
+from ordermesh.config import ConfigError, GatewaySettings, OrderMeshConfig
+from ordermesh.execution import broker_rejection, rejection, reports_for
+from ordermesh.log import bind_ids
+from ordermesh.paper import PaperBroker, RandomWalkFeed
+from ordermesh.runtime import Service
+from ordermesh.subjects import COMMANDS
+from ordermesh.wire import (
+    COMMAND_CODEC,
+    CancelOrder,
+    Command,
+    ExecEvent,
+    Heartbeat,
+    ModifyOrder,
+    OrderCanceled,
+    OrderFilled,
+    OrderModified,
+    PlaceOrder,
+    RejectCategory,
+)
+
+
+class GatewayService(Service):
+    name = "gateway"
+
+    def __init__(self, config: OrderMeshConfig, broker_id: str, **kw: object) -> None:
+        if broker_id not in config.gateways:
+            known = ", ".join(sorted(config.gateways)) or "none"
+            raise ConfigError(f"gateways.{broker_id}: no such gateway in the configuration (known: {known})")
+        self.broker_id = broker_id
+        self.settings: GatewaySettings = config.gateways[broker_id]
+        super().__init__(config, **kw)  # type: ignore[arg-type]
+        self.broker_connected = False
+        self._orders: dict[str, PlaceOrder] = {}  # client order id -> the command that placed it
+
+    def default_http_port(self) -> int:
+        return self.config.http.gateway_base + sorted(self.config.gateways).index(self.broker_id)
+
+    def make_adapter(self) -> BrokerClient:
+        if self.settings.type == "paper":
+            self.feed = RandomWalkFeed(self.broker_id, self.settings.symbols, self.settings.seed)
+            return PaperBroker(self.broker_id, self.feed)
+        raise ConfigError(f"gateways.{self.broker_id}.type: unknown adapter type {self.settings.type!r}")
+
+    async def setup(self) -> None:
+        self.adapter = self.make_adapter()
+        await self.adapter.connect()
+        self.broker_connected = await self.adapter.validate_connection()
+        metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
+        self.consume(
+            stream=COMMANDS,
+            durable=f"gw-{self.broker_id}",
+            filter_subject=self.subjects.cmd(self.broker_id),
+            codec=COMMAND_CODEC,
+            handler=self.on_command,
+        )
+        if isinstance(self.adapter, PaperBroker):
+            self.spawn(self._paper_market(self.adapter), "paper-market")
+
+    async def teardown(self) -> None:
+        await self.adapter.close()
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            service=self.name,
+            instance=self.instance,
+            started_ns=self.started_ns,
+            connected=self.broker_connected,
+            broker_id=self.broker_id,
+            metrics_url=self.http_url,
+        )
+
+    def health(self) -> dict[str, object]:
+        return {"nats_connected": self.bus.connected, "broker_connected": self.broker_connected}
+
+    # ------------------------------------------------------------------------------ commands
+
+    async def on_command(self, cmd: Command, msg: Msg) -> None:
+        with bind_ids(client_order_id=cmd.client_order_id, command_id=cmd.command_id):
+            if cmd.command_expires_ns is not None and time.time_ns() > cmd.command_expires_ns:
+                self.log.warning("command expired before execution; refused")
+                metrics.COMMANDS.labels(self.broker_id, type(cmd).__name__, "expired").inc()
+                if isinstance(cmd, PlaceOrder):
+                    await self.publish_reports(
+                        cmd, [rejection(cmd, RejectCategory.EXPIRED, "command expired before it reached the broker")]
+                    )
+                return
+            if isinstance(cmd, PlaceOrder):
+                await self.on_place(cmd)
+            elif isinstance(cmd, CancelOrder):
+                await self.on_cancel(cmd)
+            elif isinstance(cmd, ModifyOrder):
+                await self.on_modify(cmd)
+
+    async def call(self, operation: str, coro: object) -> BrokerOrder:
+        started = time.perf_counter()
+        try:
+            return await coro  # type: ignore[misc]
+        finally:
+            metrics.BROKER_REQUEST_SECONDS.labels(self.broker_id, operation).observe(time.perf_counter() - started)
+
+    async def on_place(self, cmd: PlaceOrder) -> None:
+        with bind_ids(intent_id=cmd.intent_id):
+            self._orders[cmd.client_order_id] = cmd
+            try:
+                order = await self.call("place_order", self.adapter.place_order(cmd))
+            except BrokerConnectionError:
+                # Unknown outcome: never reject by guess. Redelivery retries; the adapter is idempotent on the
+                # client order id, so the retry finds the order if the first attempt reached the broker.
+                metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "unknown").inc()
+                raise
+            except BrokerError as err:
+                metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "rejected").inc()
+                self.log.info("order rejected by broker", reason=err.message)
+                await self.publish_reports(cmd, [broker_rejection(cmd, err)])
+                return
+            metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "ok").inc()
+            metrics.HOP_SECONDS.labels("command_to_ack").observe(max(0, time.time_ns() - cmd.ts_ns) / 1e9)
+            await self.publish_reports(cmd, reports_for(cmd, order))
+
+    async def on_cancel(self, cmd: CancelOrder) -> None:
+        place = self._orders.get(cmd.client_order_id)
+        try:
+            order = await self.call("cancel_order", self.adapter.cancel_order(cmd.client_order_id, cmd.broker_order_id))
+        except BrokerConnectionError:
+            raise
+        except BrokerError as err:
+            metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "rejected").inc()
+            self.log.info("cancel refused by broker", reason=err.message)
+            return
+        metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "ok").inc()
+        if place is not None:
+            await self.publish_reports(place, reports_for(place, order))
+        else:
+            await self.publish_reports(
+                None,
+                [
+                    OrderCanceled(
+                        event_id=f"canceled:{cmd.client_order_id}",
+                        client_order_id=cmd.client_order_id,
+                        intent_id="",
+                        strategy_id=cmd.strategy_id,
+                        account=cmd.account,
+                        broker_id=self.broker_id,
+                        symbol=cmd.symbol,
+                        broker_order_id=order.broker_order_id,
+                    )
+                ],
+                strategy_id=cmd.strategy_id,
+            )
+
+    async def on_modify(self, cmd: ModifyOrder) -> None:
+        try:
+            order = await self.call(
+                "modify_order",
+                self.adapter.modify_order(
+                    cmd.client_order_id,
+                    quantity=cmd.quantity,
+                    limit_price=cmd.limit_price,
+                    stop_price=cmd.stop_price,
+                ),
+            )
+        except BrokerConnectionError:
+            raise
+        except BrokerError as err:
+            metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "rejected").inc()
+            self.log.info("modify refused by broker", reason=err.message)
+            return
+        metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "ok").inc()
+        place = self._orders.get(cmd.client_order_id)
+        event = OrderModified(
+            event_id=f"modified:{cmd.command_id}",
+            client_order_id=cmd.client_order_id,
+            intent_id=place.intent_id if place else "",
+            strategy_id=cmd.strategy_id,
+            account=cmd.account,
+            broker_id=self.broker_id,
+            symbol=cmd.symbol,
+            broker_order_id=order.broker_order_id,
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+        )
+        await self.publish_reports(None, [event], strategy_id=cmd.strategy_id)
+
+    async def publish_reports(
+        self, cmd: PlaceOrder | None, events: list[ExecEvent], *, strategy_id: str | None = None
+    ) -> None:
+        strategy = strategy_id or (cmd.strategy_id if cmd else "")
+        subject = self.subjects.exec(self.broker_id, strategy)
+        for event in events:
+            await self.bus.publish(subject, event, msg_id=event.event_id)
+            if isinstance(event, OrderFilled):
+                metrics.FILLS.labels(self.name, self.broker_id).inc()
+                if event.intent_ts_ns:
+                    metrics.HOP_SECONDS.labels("intent_to_fill").observe(
+                        max(0, time.time_ns() - event.intent_ts_ns) / 1e9
+                    )
+
+    # -------------------------------------------------------------------------- paper market
+
+    async def _paper_market(self, broker: PaperBroker) -> None:
+        """Drive the synthetic feed: publish quotes and report fills of resting orders that the move crossed."""
+        interval = self.settings.quote_interval_ms / 1000
+        while True:
+            for quote in self.feed.step():
+                try:
+                    await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
+                    metrics.QUOTES.labels(self.broker_id).inc()
+                except nats.errors.Error:
+                    pass  # quotes are latest-value: the next one replaces a lost one
+                for order, _fill in broker.on_quote(quote):
+                    cmd = self._orders.get(order.client_order_id)
+                    if cmd is not None:
+                        await self._publish_until_stored(cmd, reports_for(cmd, order))
+            await asyncio.sleep(interval)
+
+    async def _publish_until_stored(self, cmd: PlaceOrder, events: list[ExecEvent]) -> None:
+        # A fill is a fact at the venue: keep trying until JetStream has it (ids make retries harmless).
+        delay = 0.1
+        while True:
+            try:
+                await self.publish_reports(cmd, events)
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                self.log.warning("publishing fill failed; retrying", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)

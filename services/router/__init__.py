@@ -1,0 +1,1 @@
+"""The router: sized orders in, broker commands out; the order book of record (by client order id)."""

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import asyncio
+import time
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
+
+from ordermesh import metrics
+from ordermesh.bus import stream_seq
+from ordermesh.ids import client_order_id, place_command_id
+from ordermesh.log import bind_ids
+from ordermesh.orders import OrderRecord
+from ordermesh.routing import decide
+from ordermesh.runtime import Service
+from ordermesh.subjects import EXEC, KV_ORDERS, ORDERS, kv_key
+from ordermesh.wire import EXEC_CODEC, ORDER_CODEC, ExecEvent, OrderDenied, OrderRequest, OrderStatus
+
+
+class OrderStore:
+    """Orders by client order id: memory in front of the ``om_orders`` KV bucket (the state of record, so a
+    restarted router continues where it stopped). One lock per process keeps mutate-and-put atomic."""
+
+    def __init__(self, service: RouterService) -> None:
+        self._svc = service
+        self._cache: dict[str, OrderRecord] = {}
+        self.lock = asyncio.Lock()
+
+    async def get(self, coid: str) -> OrderRecord | None:
+        rec = self._cache.get(coid)
+        if rec is not None:
+            return rec
+        try:
+            entry = await (await self._svc.bus.kv(KV_ORDERS)).get(kv_key(coid))
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        rec = self._cache[coid] = msgspec.msgpack.decode(entry.value, type=OrderRecord)
+        return rec
+
+    async def put(self, rec: OrderRecord) -> None:
+        self._cache[rec.client_order_id] = rec
+        await (await self._svc.bus.kv(KV_ORDERS)).put(kv_key(rec.client_order_id), msgspec.msgpack.encode(rec))
+
+
+class RouterService(Service):
+    name = "router"
+
+    def default_http_port(self) -> int:
+        return self.config.http.router
+
+    async def setup(self) -> None:
+        self.store = OrderStore(self)
+        self.consume(
+            stream=ORDERS,
+            durable="router",
+            filter_subject=self.subjects.all_orders,
+            codec=ORDER_CODEC,
+            handler=self.on_order,
+        )
+        self.consume(
+            stream=EXEC,
+            durable="router-exec",
+            filter_subject=self.subjects.all_exec,
+            codec=EXEC_CODEC,
+            handler=self.on_exec,
+        )
+
+    async def on_order(self, req: OrderRequest, msg: Msg) -> None:
+        intent = req.intent
+        coid = client_order_id(intent.account, intent.intent_id)
+        with bind_ids(intent_id=intent.intent_id, client_order_id=coid, strategy_id=intent.strategy_id):
+            async with self.store.lock:
+                existing = await self.store.get(coid)
+            if existing is not None and existing.status is not OrderStatus.INITIALIZED:
+                # Already past the point of sending: a repeat of the same intent never reaches a broker again.
+                self.log.info("duplicate order request ignored", status=existing.status.value)
+                metrics.MESSAGES.labels(self.name, "router", "duplicate").inc()
+                return
+            decision = decide(req, coid, self.config.router, set(self.config.gateways), time.time_ns())
+            if isinstance(decision, OrderDenied):
+                await self.bus.publish(self.subjects.reject(intent.strategy_id), decision, msg_id=f"deny:{coid}")
+                metrics.DENIALS.labels(decision.category.value).inc()
+                metrics.ORDERS.labels(OrderStatus.DENIED.value).inc()
+                self.log.info("order denied", reason=decision.reason)
+                return
+            cmd = decision
+            if existing is None:
+                async with self.store.lock:
+                    await self.store.put(OrderRecord.from_command(cmd))
+            await self.bus.publish(self.subjects.cmd(cmd.broker_id), cmd, msg_id=place_command_id(coid))
+            async with self.store.lock:
+                rec = await self.store.get(coid)
+                if rec is not None and rec.advance(OrderStatus.SUBMITTED):
+                    await self.store.put(rec)
+            metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
+            metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
+            self.log.debug("order submitted", broker_id=cmd.broker_id, quantity=str(cmd.quantity))
+
+    async def on_exec(self, event: ExecEvent, msg: Msg) -> None:
+        with bind_ids(intent_id=event.intent_id, client_order_id=event.client_order_id):
+            async with self.store.lock:
+                rec = await self.store.get(event.client_order_id)
+                if rec is None:
+                    self.log.warning("execution report for an unknown order", seq=stream_seq(msg))
+                    metrics.MESSAGES.labels(self.name, "router-exec", "unknown_order").inc()
+                    return
+                before = rec.status
+                if not rec.apply(event):
+                    metrics.MESSAGES.labels(self.name, "router-exec", "stale").inc()
+                    return
+                await self.store.put(rec)
+            if rec.status is not before:
+                metrics.ORDERS.labels(rec.status.value).inc()

