@@ -2,8 +2,8 @@
 
 * ``${VAR}`` and ``${VAR:-default}`` are substituted inside string values; an unset variable without a default
   is an error that names the variable and where it was used.
-* Environment overrides: ``ORDERMESH__SECTION__FIELD=value`` (double underscores separate the path), the
-  value read as a YAML scalar, e.g. ``ORDERMESH__NATS__URL=nats://10.0.0.5:4222``.
+* Environment overrides: ``ORDERMESH__SECTION__FIELD=value`` (double underscores separate the path), e.g.
+  ``ORDERMESH__NATS__URL=nats://10.0.0.5:4222``; a list or mapping in YAML flow syntax (``[a, b]``).
 * Unknown keys are errors, so a typo never silently falls back to a default.
 """
 
@@ -187,8 +187,19 @@ def apply_env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[st
                 child = {}
                 node[part] = child
             node = child
-        node[parts[-1]] = yaml.safe_load(env[key]) if env[key] else ""
+        node[parts[-1]] = _env_value(key, env[key])
     return data
+
+
+def _env_value(name: str, raw: str) -> Any:
+    """Scalars stay strings (validation converts "5" to an int where the field is one, and keeps a numeric
+    password a string); a value in ``[...]`` or ``{...}`` is read as YAML flow syntax."""
+    if raw.strip()[:1] in ("[", "{"):
+        try:
+            return yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: not a valid YAML list or mapping: {str(exc).splitlines()[0]}") from None
+    return raw
 
 
 def load_data(path: str | os.PathLike[str] | None) -> dict[str, Any]:

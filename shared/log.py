@@ -21,11 +21,21 @@ _SECRET_KEY = re.compile(r"(secret|passw|token|api_?key|private|signature|creden
 MASK = "***"
 
 
+def _mask(value: Any, depth: int = 0) -> Any:
+    if depth > 4:
+        return value
+    if isinstance(value, dict):
+        return {
+            k: (MASK if v is not None and isinstance(k, str) and _SECRET_KEY.search(k) else _mask(v, depth + 1))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return type(value)(_mask(v, depth + 1) for v in value)
+    return value
+
+
 def _mask_secrets(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
-    for key, value in event.items():
-        if value is not None and _SECRET_KEY.search(key):
-            event[key] = MASK
-    return event
+    return _mask(event)
 
 
 def setup_logging(settings: LogSettings, **bind: Any) -> None:

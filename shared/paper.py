@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from decimal import Decimal
 
 import msgspec
@@ -105,13 +104,11 @@ class PaperBroker(BrokerClient):
         *,
         currency: str = "USD",
         deposit: Decimal = Decimal("100000"),
-        on_fill: Callable[[BrokerOrder, BrokerFill], None] | None = None,
     ) -> None:
         super().__init__(broker_id)
         self.feed = feed
         self.currency = currency
         self.deposit = deposit
-        self.on_fill = on_fill
         self._orders: dict[str, _Order] = {}
         self._by_broker_id: dict[str, _Order] = {}
         self._positions: dict[str, tuple[Decimal, Decimal]] = {}  # symbol -> (signed qty, avg price)
@@ -138,7 +135,7 @@ class PaperBroker(BrokerClient):
         o = _Order(order, broker_order_id)
         self._orders[order.client_order_id] = o
         self._by_broker_id[broker_order_id] = o
-        self._try_fill(o, self.feed.quote(order.symbol))
+        self._try_fill(o, self.feed.quote(order.symbol), resting=False)
         if o.state is BrokerOrderState.NEW and order.time_in_force in (TimeInForce.IOC, TimeInForce.FOK):
             o.state = BrokerOrderState.CANCELED
         return o.view()
@@ -148,32 +145,36 @@ class PaperBroker(BrokerClient):
         out = []
         for o in self._orders.values():
             if o.state is BrokerOrderState.NEW and o.cmd.symbol == quote.symbol:
-                fill = self._try_fill(o, quote)
+                fill = self._try_fill(o, quote, resting=True)
                 if fill is not None:
                     out.append((o.view(), fill))
         return out
 
-    def _try_fill(self, o: _Order, quote: Quote) -> BrokerFill | None:
+    def _try_fill(self, o: _Order, quote: Quote, *, resting: bool) -> BrokerFill | None:
+        """Fill ``o`` against ``quote`` if it can trade. An order marketable on arrival takes the touch
+        (taker); a resting limit order that the market moves through fills at its own price (maker)."""
         c = o.cmd
         touch = quote.ask if c.side is Side.BUY else quote.bid
-        resting = bool(o.fills) or o.state is not BrokerOrderState.NEW
+        price = touch
         if c.order_type is OrderType.LIMIT:
             assert c.limit_price is not None
             crosses = touch <= c.limit_price if c.side is Side.BUY else touch >= c.limit_price
             if not crosses:
                 return None
+            if resting:
+                price = c.limit_price
         qty = c.quantity - o.filled
         fill = BrokerFill(
             fill_id=f"{o.broker_order_id}-{len(o.fills) + 1}",
             quantity=qty,
-            price=touch,
+            price=price,
             liquidity=Liquidity.MAKER if resting else Liquidity.TAKER,
             ts_ns=quote.ts_ns,
         )
         o.fills.append(fill)
         o.filled += qty
         o.state = BrokerOrderState.FILLED
-        self._apply_position(c.symbol, c.side, qty, touch)
+        self._apply_position(c.symbol, c.side, qty, price)
         return fill
 
     def _apply_position(self, symbol: str, side: Side, qty: Decimal, price: Decimal) -> None:

@@ -23,18 +23,25 @@ from nats.js.api import (
 _UNSAFE = re.compile(r"[.*>%\s]")
 
 
+def _escape(char: str, marker: str) -> str:
+    return "".join(f"{marker}{b:02X}" for b in char.encode())
+
+
 def token(value: str) -> str:
-    """Make ``value`` a single, reversible subject token (``BTC/USDT:USDT`` stays readable)."""
+    """Make ``value`` a single, reversible subject token (``BTC/USDT:USDT`` stays readable).
+
+    Each unsafe character becomes its UTF-8 bytes as ``%XX``, so distinct values never share a token."""
     if not value:
         raise ValueError("a subject token cannot be empty")
-    return _UNSAFE.sub(lambda m: f"%{ord(m.group()):02X}", value)
+    return _UNSAFE.sub(lambda m: _escape(m.group(), "%"), value)
 
 
 def untoken(value: str) -> str:
-    return re.sub(r"%([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), value)
+    return re.sub(r"(?:%[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group().replace("%", "")).decode(), value)
 
 
-_KV_UNSAFE = re.compile(r"[^-/_=a-zA-Z0-9]")
+#: ``=`` is the escape marker, so it is escaped itself; ``.`` separates key parts.
+_KV_UNSAFE = re.compile(r"[^-/_a-zA-Z0-9]")
 
 
 def kv_key(*parts: str) -> str:
@@ -43,7 +50,7 @@ def kv_key(*parts: str) -> str:
     for part in parts:
         if not part:
             raise ValueError("a KV key part cannot be empty")
-        out.append(_KV_UNSAFE.sub(lambda m: f"={ord(m.group()):02X}", part))
+        out.append(_KV_UNSAFE.sub(lambda m: _escape(m.group(), "="), part))
     return ".".join(out)
 
 

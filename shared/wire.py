@@ -494,7 +494,9 @@ AnyMessage = (
 
 
 class BadMessage(Exception):
-    """A message that cannot be used. ``reason`` is a metric label: undecodable, schema_version, wrong_type."""
+    """A message that cannot be used. ``reason`` is a metric label: undecodable (not msgpack / not a message),
+    schema_version (another major version), wrong_type (a valid message of a type not expected on the subject),
+    invalid (a message of the right type with bad fields)."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -553,9 +555,12 @@ def _classify(data: bytes, exc: Exception) -> BadMessage:
 def decode_any(data: bytes) -> Any:
     """Decode any ordermesh message (for tools such as ``ordermesh tail``)."""
     try:
-        return _any_decoder.decode(data)
+        msg = _any_decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise _classify(data, exc) from None
+    if msg.v != SCHEMA_VERSION:
+        raise BadMessage("schema_version", f"v={msg.v}, this reader speaks v={SCHEMA_VERSION}")
+    return msg
 
 
 INTENT_CODEC: Codec[Intent] = Codec(Intent)
