@@ -172,7 +172,19 @@ def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
                 broker_id=args.broker,
                 intent_id=args.intent_id,
             )
-            await om.submit(intent)
+            ack = await om.publish_intent(intent)
+            if ack.duplicate:
+                # Deduplicated by the stream: report what became of the first submission instead of waiting.
+                rec = await om.settled_order(intent.intent_id, timeout=args.timeout)
+                if rec is None:
+                    print(f"intent {intent.intent_id} was already submitted; no order was made from it")
+                    return 1
+                print(
+                    f"intent {intent.intent_id} was already submitted: order {rec.client_order_id} is "
+                    f"{rec.status.value}, filled {rec.filled_qty} of {rec.quantity}"
+                    + (f" @ {rec.avg_px}" if rec.avg_px is not None else "")
+                )
+                return 0
             print(f"intent {intent.intent_id} sent: {args.side} {args.qty} {args.symbol}")
             try:
                 outcome = await om.wait(intent.intent_id, timeout=args.timeout)

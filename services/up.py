@@ -215,6 +215,11 @@ async def _supervise(
             )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), timeout=0.5)
+    print(
+        f"ordermesh: ran {time.monotonic() - started:.1f}s: intents={flow.intents} orders={flow.orders} "
+        f"fills={flow.fills} refusals={flow.refusals}",
+        flush=True,
+    )
     await bus.close()
 
 

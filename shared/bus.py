@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -49,6 +50,7 @@ class Bus:
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._kv: dict[str, KeyValue] = {}
+        self._pulls: list[JetStreamContext.PullSubscription] = []
         self._closing = False
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -119,6 +121,11 @@ class Bus:
 
     async def close(self) -> None:
         self._closing = True
+        # nats-py cannot drain a pull subscription (fetch never marks its queue done): unsubscribe those first.
+        pulls, self._pulls = self._pulls, []
+        for psub in pulls:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
         nc, self._nc, self._js = self._nc, None, None
         self._kv.clear()
         if nc is None or nc.is_closed:
@@ -172,7 +179,9 @@ class Bus:
             deliver_policy=deliver_policy,
             filter_subject=filter_subject,
         )
-        return await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
+        psub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
+        self._pulls.append(psub)
+        return psub
 
     async def ordered_from(
         self, stream: str, filter_subject: str, start_seq: int, cb: Callable[[Msg], Awaitable[None]]

@@ -180,14 +180,6 @@ class Service:
 
     async def _consume_loop(self, c: _Consumer[Any]) -> None:
         psub = await self.bus.pull_consumer(c.stream, c.durable, c.filter_subject, deliver_policy=c.deliver_policy)
-        try:
-            await self._pull(c, psub)
-        finally:
-            # nats-py cannot drain a pull subscription (fetch never marks its queue done): unsubscribe it first.
-            with contextlib.suppress(Exception):
-                await psub.unsubscribe()
-
-    async def _pull(self, c: _Consumer[Any], psub: Any) -> None:
         backoff = 0.1
         while True:
             try:

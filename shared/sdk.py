@@ -22,12 +22,14 @@ from typing import Any
 import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy
+from nats.js.api import DeliverPolicy, PubAck
+from nats.js.errors import KeyNotFoundError
 
 from ordermesh.bus import Bus
 from ordermesh.config import NatsSettings, OrderMeshConfig
-from ordermesh.ids import new_intent_id
-from ordermesh.subjects import EXEC
+from ordermesh.ids import client_order_id, new_intent_id
+from ordermesh.orders import OrderRecord
+from ordermesh.subjects import EXEC, KV_ORDERS, kv_key
 from ordermesh.wire import (
     REPORT_CODEC,
     AccountQuery,
@@ -120,8 +122,31 @@ class OrderMeshClient:
 
     async def submit(self, intent: Intent) -> str:
         """Publish an intent (idempotent on its id); returns the intent id once the stream has stored it."""
-        await self.bus.publish(self.subjects.intent(intent.strategy_id), intent, msg_id=intent.intent_id)
+        await self.publish_intent(intent)
         return intent.intent_id
+
+    async def publish_intent(self, intent: Intent) -> PubAck:
+        """Publish an intent; ``PubAck.duplicate`` tells that the stream already had this intent id."""
+        return await self.bus.publish(self.subjects.intent(intent.strategy_id), intent, msg_id=intent.intent_id)
+
+    async def order(self, intent_id: str, account: str | None = None) -> OrderRecord | None:
+        """The router's record of the order made from an intent (None if no order was made from it)."""
+        coid = client_order_id(account or self.account, intent_id)
+        try:
+            entry = await (await self.bus.kv(KV_ORDERS)).get(kv_key(coid))
+        except KeyNotFoundError:
+            return None
+        return msgspec.msgpack.decode(entry.value, type=OrderRecord) if entry.value else None
+
+    async def settled_order(self, intent_id: str, timeout: float = 5.0) -> OrderRecord | None:
+        """The router's record once it is final (or as it stands at the timeout). The record follows the
+        execution reports a moment later, so a report already seen here may not be in it yet."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            rec = await self.order(intent_id)
+            if (rec is not None and not rec.is_open) or asyncio.get_running_loop().time() >= deadline:
+                return rec
+            await asyncio.sleep(0.05)
 
     def intent(
         self,
