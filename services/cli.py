@@ -205,6 +205,8 @@ def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 
 
 def format_positions(positions: list[Any]) -> str:
+    from services.up import money
+
     if not positions:
         return "no positions"
     header = f"{'account':<12} {'strategy':<16} {'symbol':<14} {'quantity':>14} {'avg price':>14} {'realized':>12}"
@@ -212,7 +214,7 @@ def format_positions(positions: list[Any]) -> str:
     for p in positions:
         lines.append(
             f"{p.account:<12} {(p.strategy_id or '*'):<16} {p.symbol:<14} {p.quantity!s:>14} "
-            f"{p.avg_price.normalize() if p.avg_price else 0!s:>14} {p.realized_pnl.quantize(Decimal('0.01'))!s:>12}"
+            f"{p.avg_price.normalize() if p.avg_price else 0!s:>14} {money(p.realized_pnl)!s:>12}"
         )
     return "\n".join(lines)
 

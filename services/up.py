@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,6 +41,13 @@ from ordermesh.wire import (
 )
 
 RUN_DIR = Path(".ordermesh")
+
+
+def money(value: Decimal) -> Decimal:
+    """Two decimals for display; ``+ 0`` turns a rounded ``-0.00`` into ``0.00``."""
+    return value.quantize(Decimal("0.01")) + 0
+
+
 MAX_RESTARTS = 5
 
 
@@ -274,7 +282,7 @@ def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: 
         for pos in flow.positions.positions:
             lines.append(
                 f"  {pos.account:<10} {pos.symbol:<10} {pos.quantity!s:>12} {pos.avg_price:>14.5f} "
-                f"{pos.realized_pnl:>12.2f}"
+                f"{money(pos.realized_pnl)!s:>12}"
             )
     else:
         lines.append("  (none yet)")

@@ -125,3 +125,13 @@ def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -
     assert not url_answers(url)
     for log in (tmp_path / ".ordermesh" / "logs").glob("*.log"):
         assert "Traceback" not in log.read_text(), log.name
+
+
+def test_money_display_never_shows_negative_zero() -> None:
+    from decimal import Decimal
+
+    from services.up import money
+
+    assert str(money(Decimal("-0.0001"))) == "0.00"
+    assert str(money(Decimal("12.344"))) == "12.34"
+    assert str(money(Decimal("-3.5"))) == "-3.50"
