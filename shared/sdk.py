@@ -4,6 +4,7 @@
         intent_id = await om.buy("EURUSD", Decimal("0.10"))
         outcome = await om.wait(intent_id)          # the fill, or the refusal with its reason
         async for report in om.reports(): ...        # every report about this strategy's orders
+                                                     # (or OrderMeshClient(..., on_report=callback))
         print(await om.positions())
 
 Publishing is idempotent: an intent is stored once per ``intent_id`` (JetStream ``Nats-Msg-Id``), so calling
@@ -15,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from typing import Any
 
@@ -76,6 +77,7 @@ class OrderMeshClient:
         url: str | None = None,
         config: OrderMeshConfig | None = None,
         remember: int = 10_000,
+        on_report: Callable[[Report], None] | None = None,
     ) -> None:
         settings = config.nats if config else NatsSettings()
         if url is not None:
@@ -89,6 +91,7 @@ class OrderMeshClient:
         self._remember = remember
         self._queue: asyncio.Queue[Report] | None = None
         self._subs: list[Subscription] = []
+        self._on_report_cb = on_report
         self.bad_reports = 0
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -223,6 +226,8 @@ class OrderMeshClient:
         except BadMessage:
             self.bad_reports += 1
             return
+        if self._on_report_cb is not None:
+            self._on_report_cb(report)
         if self._queue is not None:
             self._queue.put_nowait(report)
         if is_final(report):
