@@ -7,7 +7,7 @@ import nats.errors
 from nats.aio.msg import Msg
 
 from ordermesh import metrics
-from ordermesh.broker import BrokerClient, BrokerConnectionError, BrokerError, BrokerOrder
+from ordermesh.broker import BrokerClient, BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
 from ordermesh.config import ConfigError, GatewaySettings, OrderMeshConfig
 from ordermesh.execution import broker_rejection, rejection, reports_for
 from ordermesh.log import bind_ids
@@ -62,6 +62,7 @@ class GatewayService(Service):
             filter_subject=self.subjects.cmd(self.broker_id),
             codec=COMMAND_CODEC,
             handler=self.on_command,
+            lane=lambda cmd: cmd.client_order_id,
         )
         if isinstance(self.adapter, PaperBroker):
             self.spawn(self._paper_market(self.adapter), "paper-market")
@@ -126,6 +127,12 @@ class GatewayService(Service):
             metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "ok").inc()
             metrics.HOP_SECONDS.labels("command_to_ack").observe(max(0, time.time_ns() - cmd.ts_ns) / 1e9)
             await self.publish_reports(cmd, reports_for(cmd, order))
+            self._forget_if_done(order)
+
+    def _forget_if_done(self, order: BrokerOrder) -> None:
+        # Only working orders need their command kept (to report fills that come later).
+        if order.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
+            self._orders.pop(order.client_order_id, None)
 
     async def on_cancel(self, cmd: CancelOrder) -> None:
         place = self._orders.get(cmd.client_order_id)
@@ -140,6 +147,7 @@ class GatewayService(Service):
         metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "ok").inc()
         if place is not None:
             await self.publish_reports(place, reports_for(place, order))
+            self._forget_if_done(order)
         else:
             await self.publish_reports(
                 None,
@@ -221,6 +229,7 @@ class GatewayService(Service):
                     cmd = self._orders.get(order.client_order_id)
                     if cmd is not None:
                         await self._publish_until_stored(cmd, reports_for(cmd, order))
+                        self._forget_if_done(order)
             await asyncio.sleep(interval)
 
     async def _publish_until_stored(self, cmd: PlaceOrder, events: list[ExecEvent]) -> None:
