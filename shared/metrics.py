@@ -41,6 +41,11 @@ HEARTBEATS = Counter("ordermesh_heartbeats_total", "Heartbeats published", ["ser
 
 INTENTS = Counter("ordermesh_intents_total", "Intents handled by the sizer, by outcome", ["outcome"])
 ORDERS = Counter("ordermesh_orders_total", "Orders by status reached", ["status"])
+INVALID_EVENTS = Counter(
+    "ordermesh_invalid_order_events_total",
+    "Order events refused by the state machine (logged, never fanned out)",
+    ["event", "status"],
+)
 DENIALS = Counter("ordermesh_denials_total", "Orders refused by the router, by reason category", ["category"])
 COMMANDS = Counter(
     "ordermesh_commands_total", "Broker commands executed by a gateway", ["broker_id", "command", "outcome"]

@@ -313,7 +313,34 @@ class OrderModified(OrderEvent, frozen=True, kw_only=True, tag="order_modified")
     stop_price: Decimal | None = None
 
 
-ExecEvent = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderExpired | OrderModified
+class OrderTriggered(OrderEvent, frozen=True, kw_only=True, tag="order_triggered"):
+    """A STOP / STOP_LIMIT order's trigger price was reached; it now works as a market / limit order."""
+
+    broker_order_id: str | None = None
+
+
+class OrderCancelRejected(OrderEvent, frozen=True, kw_only=True, tag="order_cancel_rejected"):
+    """The broker refused a cancel (typically: already filled). The order keeps its previous state."""
+
+    reason: str
+
+
+class OrderModifyRejected(OrderEvent, frozen=True, kw_only=True, tag="order_modify_rejected"):
+    reason: str
+
+
+ExecEvent = (
+    OrderAccepted
+    | OrderRejected
+    | OrderFilled
+    | OrderCanceled
+    | OrderExpired
+    | OrderModified
+    | OrderTriggered
+    | OrderCancelRejected
+    | OrderModifyRejected
+)
+
 
 #: Events after which the order does nothing more (a late fill after CANCELED can still follow).
 TERMINAL_EVENTS: Final = (OrderRejected, OrderCanceled, OrderExpired)
@@ -351,7 +378,7 @@ class OrderDenied(Message, frozen=True, kw_only=True, tag="order_denied"):
 Refusal = IntentRejected | OrderDenied
 
 #: Everything a strategy hears about its own intents.
-Report = OrderAccepted | OrderRejected | OrderFilled | OrderCanceled | OrderExpired | OrderModified | Refusal
+Report = ExecEvent | Refusal
 
 
 # ------------------------------------------------------------------------- market data and health
@@ -473,6 +500,9 @@ AnyMessage = (
     | OrderCanceled
     | OrderExpired
     | OrderModified
+    | OrderTriggered
+    | OrderCancelRejected
+    | OrderModifyRejected
     | IntentRejected
     | OrderDenied
     | Quote

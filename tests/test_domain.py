@@ -12,7 +12,6 @@ from ordermesh.broker import BrokerFill, BrokerOrder, BrokerOrderState, Insuffic
 from ordermesh.config import RouterSettings
 from ordermesh.execution import broker_rejection, reports_for
 from ordermesh.ids import client_order_id
-from ordermesh.orders import OrderRecord
 from ordermesh.positions import PositionBook
 from ordermesh.routing import decide
 from ordermesh.sizing import size_intent
@@ -27,7 +26,6 @@ from ordermesh.wire import (
     OrderFilled,
     OrderRejected,
     OrderRequest,
-    OrderStatus,
     OrderType,
     PlaceOrder,
     RejectCategory,
@@ -166,42 +164,6 @@ def test_broker_error_becomes_a_typed_rejection() -> None:
     assert rej.category is RejectCategory.INSUFFICIENT_FUNDS
     assert rej.reason == "INSUFFICIENT_FUNDS: margin short by 12.50"
     assert rej.broker_code == "10019"
-
-
-def test_order_record_moves_only_forward_and_refuses_overfill() -> None:
-    rec = OrderRecord.from_command(place())
-    events = reports_for(place(), broker_order(BrokerOrderState.FILLED, ("0.4", "1.1"), ("0.6", "1.2")))
-    assert rec.advance(OrderStatus.SUBMITTED)
-    for e in events:
-        assert rec.apply(e)
-    assert rec.status is OrderStatus.FILLED
-    assert rec.filled_qty == D("1.0")
-    assert rec.avg_px == D("1.16")
-    # repeats and stale events change nothing
-    assert not rec.apply(events[1])
-    assert not rec.apply(events[0])
-    assert not rec.advance(OrderStatus.SUBMITTED)
-    over = reports_for(place(), broker_order(BrokerOrderState.FILLED, ("0.4", "1.1"), ("0.6", "1.2"), ("0.1", "1.3")))
-    assert not rec.apply(over[3])
-    assert rec.filled_qty == D("1.0")
-
-
-def test_fill_after_cancel_is_accepted() -> None:
-    rec = OrderRecord.from_command(place())
-    canceled = OrderCanceled(
-        event_id="x",
-        client_order_id="c1",
-        intent_id="i1",
-        strategy_id="s1",
-        account="acc",
-        broker_id="paper",
-        symbol="EURUSD",
-    )
-    assert rec.apply(canceled)
-    late = reports_for(place(), broker_order(BrokerOrderState.FILLED, ("0.3", "1.1")))[1]
-    assert rec.apply(late)
-    assert rec.filled_qty == D("0.3")
-    assert rec.status is OrderStatus.CANCELED
 
 
 # --------------------------------------------------------------------------------- position book

@@ -13,7 +13,7 @@ from ordermesh import metrics
 from ordermesh.bus import Bus, stream_seq
 from ordermesh.ids import client_order_id, place_command_id
 from ordermesh.log import bind_ids
-from ordermesh.orders import OrderRecord
+from ordermesh.orders import Applied, Ev, InvalidTransition, OrderRecord
 from ordermesh.routing import decide
 from ordermesh.runtime import RetryLater, Service
 from ordermesh.subjects import EXEC, KV_ORDERS, ORDERS, kv_key
@@ -120,7 +120,7 @@ class RouterService(Service):
                 # record and republishes the same command id, dropped by the stream as a duplicate.
                 await self.bus.publish(self.subjects.cmd(cmd.broker_id), cmd, msg_id=place_command_id(coid))
                 rec = OrderRecord.from_command(cmd)
-                rec.advance(OrderStatus.SUBMITTED)
+                rec.transition(Ev.SUBMIT)
                 await self.store.put(rec)
             metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
             metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
@@ -135,8 +135,15 @@ class RouterService(Service):
                     # try again shortly; the runtime gives up, counted, after max_attempts.
                     raise RetryLater(f"no order record for {event.client_order_id} yet (seq {stream_seq(msg)})")
                 before = rec.status
-                if not rec.apply(event):
-                    metrics.MESSAGES.labels(self.name, "router-exec", "stale").inc()
+                try:
+                    applied = rec.apply(event)
+                except InvalidTransition as exc:
+                    # Logged and counted; the record stays as it was and nothing is fanned out.
+                    metrics.INVALID_EVENTS.labels(type(event).__name__, before.value).inc()
+                    self.log.warning("invalid order event refused", event=type(event).__name__, detail=str(exc))
+                    return
+                if applied is Applied.DUPLICATE:
+                    metrics.MESSAGES.labels(self.name, "router-exec", "duplicate").inc()
                     return
                 await self.store.put(rec)
             if rec.status is not before:
