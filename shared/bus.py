@@ -207,6 +207,59 @@ class Bus:
             kv = self._kv[bucket] = await self.js.key_value(bucket)
         return kv
 
+    async def kv_mirror(self, bucket: str, on_change: Callable[[str, bytes | None], None] | None = None) -> KVMirror:
+        """A local copy of a bucket, loaded now and kept current by a watch (``None`` value: deleted)."""
+        mirror = KVMirror(on_change)
+        watcher = await (await self.kv(bucket)).watchall()
+        await mirror.start(watcher)
+        return mirror
+
+
+class KVMirror:
+    """Every key of a bucket with its latest value; reads never leave the process."""
+
+    def __init__(self, on_change: Callable[[str, bytes | None], None] | None = None) -> None:
+        self.values: dict[str, bytes] = {}
+        self._on_change = on_change
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+
+    async def start(self, watcher: Any) -> None:
+        self._watcher = watcher
+        while True:  # the initial values, up to the marker that ends them
+            entry = await watcher.updates(timeout=10.0)
+            if entry is None:
+                break
+            self._apply(entry)
+        self._task = asyncio.ensure_future(self._follow())
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            self.values.pop(entry.key, None)
+            value = None
+        else:
+            self.values[entry.key] = value = entry.value
+        if self._on_change is not None:
+            self._on_change(entry.key, value)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                entry = await self._watcher.updates(timeout=60.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            if entry is not None:
+                self._apply(entry)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+
 
 def msg_delivery_count(msg: Msg) -> int:
     try:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 from ordermesh.bus import Bus
@@ -50,3 +51,32 @@ async def test_provision_is_idempotent(bus: Bus) -> None:
     await bus.publish(bus.subjects.intent("s1"), _intent("i-3"), msg_id="i-3")
     await bus.provision()  # second time: updates in place, never purges
     assert await bus.stream_last_seq(INTENTS) == 1
+
+
+async def test_kv_mirror_loads_and_follows(bus: Bus) -> None:
+    from ordermesh.subjects import KV_ACCOUNTS
+
+    kv = await bus.kv(KV_ACCOUNTS)
+    await kv.put("a", b"1")
+    changes: list[tuple[str, bytes | None]] = []
+    seen = asyncio.Event()
+
+    def on_change(key: str, value: bytes | None) -> None:
+        changes.append((key, value))
+        if key == "b":
+            seen.set()
+
+    mirror = await bus.kv_mirror(KV_ACCOUNTS, on_change)
+    assert mirror.values == {"a": b"1"}  # loaded before kv_mirror returns
+    await kv.put("b", b"2")
+    await asyncio.wait_for(seen.wait(), 5)
+    assert mirror.values == {"a": b"1", "b": b"2"}
+    await kv.delete("a")
+    await asyncio.wait_for(_until(lambda: "a" not in mirror.values), 5)
+    assert changes[-1] == ("a", None)
+    await mirror.stop()
+
+
+async def _until(cond) -> None:  # type: ignore[no-untyped-def]
+    while not cond():
+        await asyncio.sleep(0.01)
