@@ -9,11 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ordermesh.broker import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
-from ordermesh.config import RouterSettings
 from ordermesh.execution import broker_rejection, reports_for
 from ordermesh.ids import client_order_id
 from ordermesh.positions import PositionBook
-from ordermesh.routing import decide
 from ordermesh.sizing import size_intent
 from ordermesh.wire import (
     Fixed,
@@ -22,7 +20,6 @@ from ordermesh.wire import (
     Liquidity,
     OrderAccepted,
     OrderCanceled,
-    OrderDenied,
     OrderFilled,
     OrderRejected,
     OrderRequest,
@@ -82,34 +79,15 @@ def test_invalid_intents_are_rejected_with_reason() -> None:
         "INVALID: limit_price must be a positive number, got -1": intent(order_type=OrderType.LIMIT, limit_price=D(-1)),
         "SIZING: fixed quantity must be positive, got 0": intent(sizing=Fixed(qty=D(0))),
         "SIZING: fixed quantity must be positive, got NaN": intent(sizing=Fixed(qty=D("NaN"))),
-        "SIZING: RiskPct sizing is not available yet": intent(sizing=RiskPct(risk_pct=D("0.01"), stop_loss_pips=D(20))),
+        "INVALID: invalid: risk_pct must be in (0, 1], got 0": intent(
+            sizing=RiskPct(risk_pct=D(0), stop_loss_pips=D(20))
+        ),
     }
     for reason, bad in cases.items():
         out = size_intent(bad, D(1000))
         assert isinstance(out, IntentRejected), reason
         assert out.reason == reason
         assert out.category.value == reason.split(":")[0]
-
-
-# -------------------------------------------------------------------------------------- routing
-
-
-def test_routing_goes_to_the_default_broker_with_expiry() -> None:
-    req = OrderRequest(intent=intent(), quantity=D("0.5"), sizing_audit=size_intent(intent(), D(1)).sizing_audit)  # type: ignore[union-attr]
-    cmd = decide(req, "om-x", RouterSettings(default_broker="paper", command_ttl_s=2), {"paper"}, now_ns=1_000)
-    assert isinstance(cmd, PlaceOrder)
-    assert (cmd.broker_id, cmd.client_order_id, cmd.command_id) == ("paper", "om-x", "place:om-x")
-    assert cmd.command_expires_ns == 1_000 + 2_000_000_000
-    assert cmd.intent_ts_ns == req.intent.ts_ns
-
-
-def test_routing_to_an_unknown_broker_is_denied() -> None:
-    i = intent(broker_id="mt5")
-    req = OrderRequest(intent=i, quantity=D("0.5"), sizing_audit=size_intent(i, D(1)).sizing_audit)  # type: ignore[union-attr]
-    out = decide(req, "om-x", RouterSettings(), {"paper"}, now_ns=0)
-    assert isinstance(out, OrderDenied)
-    assert out.category is RejectCategory.ROUTING
-    assert out.reason == "ROUTING: no gateway is configured for broker 'mt5'"
 
 
 # ------------------------------------------------------------------------------ reports + record

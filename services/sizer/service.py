@@ -1,3 +1,12 @@
+"""The sizer: intents in, sized orders (or refusals) out. Stateless; scale by replicas on one consumer.
+
+Per intent it takes the account's state from a local mirror of KV ``om_accounts`` (published by the keeper and
+pushed here by a watch the moment it changes, so it is as fresh as a read, without a round trip per intent) and
+calls the pure ``ordermesh.sizing``. What gateways report about instruments (KV
+``om_instruments``) changes rarely: a local mirror of the bucket keeps the merged specs, so reading them costs
+nothing per intent. Prices for currency conversion come from the quotes on ``om.md.>`` (latest mid per symbol).
+"""
+
 from __future__ import annotations
 
 import time
@@ -5,52 +14,125 @@ from decimal import Decimal
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
 
 from ordermesh import metrics
+from ordermesh.bus import KVMirror
+from ordermesh.config import OrderMeshConfig
+from ordermesh.instruments import InstrumentSpec, PriceBook, decode_override, load_instruments
+from ordermesh.kelly import preset
 from ordermesh.log import bind_ids
 from ordermesh.runtime import Service
-from ordermesh.sizing import size_intent
-from ordermesh.subjects import INTENTS, KV_ACCOUNTS, kv_key
-from ordermesh.wire import INTENT_CODEC, AccountState, Intent, OrderRequest
+from ordermesh.sizing import AccountView, Sizer, outcome_labels
+from ordermesh.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv_key, kv_key_parts
+from ordermesh.wire import INTENT_CODEC, QUOTE_CODEC, AccountState, BadMessage, Intent, OrderRequest
 
 
 class SizerService(Service):
     name = "sizer"
 
+    def __init__(self, config: OrderMeshConfig, **kw: object) -> None:
+        super().__init__(config, **kw)  # type: ignore[arg-type]
+        settings = config.sizer
+        # Loaded at start so a bad file stops the process with one line (exit 2), not the first intent.
+        self.sizer = Sizer(preset(settings.kelly_preset), load_instruments(settings.instruments_file))
+        self.prices = PriceBook(max_age_s=settings.quote_max_age_s)
+        #: (broker_id, symbol) -> the file's spec with the gateway's report over it (None: no usable spec).
+        self.reported: dict[tuple[str, str], InstrumentSpec | None] = {}
+        self._mirror: KVMirror | None = None
+        self._accounts: KVMirror | None = None
+
     def default_http_port(self) -> int:
         return self.config.http.sizer
 
     async def setup(self) -> None:
+        self._mirror = await self.bus.kv_mirror(KV_INSTRUMENTS, self.on_instrument_report)
+        self._accounts = await self.bus.kv_mirror(KV_ACCOUNTS)
+        await self.bus.subscribe(f"{self.subjects.prefix}.md.>", self.on_quote)
         self.consume(
             stream=INTENTS,
             durable="sizer",
             filter_subject=self.subjects.all_intents,
             codec=INTENT_CODEC,
             handler=self.on_intent,
+            lane=lambda intent: intent.intent_id,  # stateless: intents are sized concurrently
         )
 
-    async def account_balance(self, account: str) -> Decimal:
-        """The balance the keeper last published for ``account`` (the configured fallback before that)."""
+    async def teardown(self) -> None:
+        for mirror in (self._mirror, self._accounts):
+            if mirror is not None:
+                await mirror.stop()
+
+    def on_instrument_report(self, key: str, value: bytes | None) -> None:
+        parts = kv_key_parts(key)
+        if len(parts) != 2:
+            return
+        broker_id, symbol = parts
+        if value is None:
+            self.reported.pop((broker_id, symbol), None)  # report withdrawn: the file's spec again
+            return
         try:
-            entry = await (await self.bus.kv(KV_ACCOUNTS)).get(kv_key(account))
-        except KeyNotFoundError:
-            return self.config.sizer.fallback_balance
-        if entry.value is None:
-            return self.config.sizer.fallback_balance
-        return msgspec.msgpack.decode(entry.value, type=AccountState).balance
+            spec: InstrumentSpec | None = decode_override(value).apply(self.sizer.instruments.get(symbol))
+        except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as exc:
+            # Merged once here, not per intent; a report that makes no valid spec is not guessed around.
+            self.log.warning("bad instrument report", broker_id=broker_id, symbol=symbol, error=str(exc))
+            spec = self.sizer.instruments.get(symbol)
+        self.reported[(broker_id, symbol)] = spec
+        # Reports are rare (a gateway starting): each is worth a line saying what the sizer will now use.
+        self.log.info(
+            "instrument report applied",
+            broker_id=broker_id,
+            symbol=symbol,
+            lots=None if spec is None else f"{spec.min_lot}..{spec.max_lot} step {spec.lot_step}",
+        )
+
+    async def on_quote(self, msg: Msg) -> None:
+        try:
+            quote = QUOTE_CODEC.decode(msg.data)
+        except BadMessage:
+            return  # quotes are latest-value: a bad one is skipped, the next replaces it
+        self.prices.update(quote.symbol, quote.bid, quote.ask)
+
+    async def account(self, account: str) -> AccountView:
+        """The keeper's last state of ``account`` (the configured fallback balance before there is one)."""
+        raw = self._accounts.values.get(kv_key(account)) if self._accounts is not None else None
+        if raw is None:
+            settings = self.config.accounts.get(account)
+            return AccountView(
+                balance=self.config.sizer.fallback_balance,
+                currency=settings.currency if settings else "USD",
+                source="sizer.fallback_balance: no account state yet",
+            )
+        state = msgspec.msgpack.decode(raw, type=AccountState)
+        return AccountView(balance=state.balance, free_margin=state.free_margin, currency=state.currency)
+
+    async def account_balance(self, account: str) -> Decimal:
+        return (await self.account(account)).balance
+
+    def instrument(self, intent: Intent) -> InstrumentSpec | None:
+        """The file's spec, with what the intent's gateway reported over it (it knows its broker's contract)."""
+        broker_id = intent.broker_id or self.config.router.default_broker
+        key = (broker_id, intent.symbol)
+        if key in self.reported:
+            return self.reported[key]
+        return self.sizer.instruments.get(intent.symbol)
 
     async def on_intent(self, intent: Intent, msg: Msg) -> None:
         with bind_ids(intent_id=intent.intent_id, strategy_id=intent.strategy_id):
-            outcome = size_intent(intent, await self.account_balance(intent.account))
+            account = await self.account(intent.account)
+            started = time.perf_counter()
+            outcome = self.sizer.size(intent, account, prices=self.prices, instrument=self.instrument(intent))
+            elapsed = time.perf_counter() - started
+            method, status = outcome_labels(intent, outcome)
+            metrics.SIZING_SECONDS.labels(method).observe(elapsed)
+            metrics.SIZINGS.labels(method, status).inc()
             if isinstance(outcome, OrderRequest):
                 await self.bus.publish(self.subjects.order(intent.account), outcome, msg_id=intent.intent_id)
                 metrics.INTENTS.labels("sized").inc()
                 metrics.HOP_SECONDS.labels("intent_to_order").observe(max(0, time.time_ns() - intent.ts_ns) / 1e9)
-                self.log.debug("intent sized", quantity=str(outcome.quantity))
+                self.log.debug("intent sized", quantity=str(outcome.quantity), method=method, status=status)
             else:
                 await self.bus.publish(
                     self.subjects.reject(intent.strategy_id), outcome, msg_id=f"rej:{intent.intent_id}"
                 )
                 metrics.INTENTS.labels("rejected").inc()
-                self.log.info("intent rejected", reason=outcome.reason)
+                self.log.info("intent rejected", reason=outcome.reason, method=method, status=status)

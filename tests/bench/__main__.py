@@ -5,6 +5,7 @@
 Starts a private nats-server, measures ordermesh (keeper, router, gateway paper and sizer as OS processes,
 the driver an OrderMeshClient), stops it, measures the relay baseline on the same server, prints the comparison
 and rewrites its section of BENCHMARKS.md. Exits 1, with the processes' last log lines, if fills do not come.
+First, in process, it measures the sizing cost per call (``tests/bench/sizing.py``, its own section).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import nats.errors
 from ordermesh.natsserver import NatsServer, NatsServerError, free_port
 from ordermesh.runtime import install_uvloop
 from tests.bench import report
+from tests.bench import sizing as sizing_bench
 from tests.bench.procs import ROOT, Procs, heartbeats
 from tests.bench.scenarios import QTY, SYMBOL, BenchError, Target, open_loop, sequential, summary, throughput
 from tests.bench.targets import RAW, OrderMeshTarget, RawTarget, relay_hops
@@ -122,6 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     install_uvloop()
     signal.signal(signal.SIGTERM, _interrupt)  # cleanup below runs on SIGTERM as on Ctrl-C
     info = report.machine()  # before the run, so the load average is other processes' only
+    say("sizing cost per call (in process)")
+    sizing_results = sizing_bench.run()  # pure CPU, before any process of ours is running
+    print(sizing_bench.text_table(sizing_results))
+    if not args.no_write:
+        sizing_bench.write(args.output, sizing_bench.section(sizing_results, 20000, 5))
     with tempfile.TemporaryDirectory(prefix="ordermesh-bench-") as tmp:
         work = Path(tmp)
         logs = args.log_dir or work
