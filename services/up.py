@@ -28,6 +28,7 @@ import nats.errors
 from ordermesh.bus import Bus
 from ordermesh.config import OrderMeshConfig
 from ordermesh.natsserver import NatsServer, NatsServerError, url_answers
+from ordermesh.registry import BrokerRegistry
 from ordermesh.wire import (
     HEARTBEAT_CODEC,
     BadMessage,
@@ -91,7 +92,10 @@ def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs:
     if args.config:
         base += ["--config", args.config]
     names: list[tuple[str, list[str]]] = [("keeper", ["keeper"]), ("router", ["router"])]
-    names += [(f"gateway-{gid}", ["gateway", gid]) for gid, g in sorted(config.gateways.items()) if g.enabled]
+    registry = BrokerRegistry(config.brokers)
+    for problem in registry.validate():
+        print(f"ordermesh: {problem}", file=sys.stderr)
+    names += [(f"gateway-{bid}", ["gateway", bid]) for bid in registry.usable()]
     names.append(("sizer", ["sizer"]))
     if not args.no_demo:
         names.append(("demo", ["demo"]))

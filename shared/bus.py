@@ -165,11 +165,13 @@ class Bus:
         durable: str,
         filter_subject: str,
         *,
-        ack_wait_s: float = 30.0,
+        ack_wait_s: float = 5.0,
         max_ack_pending: int = 1000,
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
     ) -> JetStreamContext.PullSubscription:
-        """Bind to (creating if needed) a durable pull consumer with explicit acks."""
+        """Create or update a durable pull consumer with explicit acks, and bind to it.
+
+        Updating matters: a consumer made by an older version keeps its old ack wait otherwise."""
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -179,7 +181,9 @@ class Bus:
             deliver_policy=deliver_policy,
             filter_subject=filter_subject,
         )
-        psub = await self.js.pull_subscribe(filter_subject, durable=durable, stream=stream, config=config)
+        config.name = durable
+        await self.js.add_consumer(stream, config=config)
+        psub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
         self._pulls.append(psub)
         return psub
 

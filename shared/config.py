@@ -19,6 +19,9 @@ from typing import Any, Literal, TypeVar
 import msgspec
 import yaml
 
+from ordermesh.risk import RiskLimits
+from ordermesh.routing import Route
+
 ENV_PREFIX = "ORDERMESH__"
 T = TypeVar("T")
 
@@ -63,7 +66,7 @@ class HttpSettings(_Cfg):
     router: int = 9302
     keeper: int = 9303
     demo: int = 9304
-    #: Gateways take ``gateway_base + their index`` in the gateways mapping.
+    #: Gateways take ``gateway_base + the index of their broker id`` in the sorted ``brokers`` mapping.
     gateway_base: int = 9310
 
 
@@ -72,15 +75,27 @@ class AccountSettings(_Cfg):
     deposit: Decimal = Decimal("100000")
 
 
+KellyPreset = Literal["default", "ftmo_challenge", "ftmo_funded", "the5ers", "personal_aggressive", "paper_trading"]
+
+
 class SizerSettings(_Cfg):
     #: Balance used for risk-based sizing while the keeper has not yet published the account's state.
     fallback_balance: Decimal = Decimal("100000")
+    #: Instrument specs (pip size, contract, lots, margin); a relative path is looked up from the working
+    #: directory, then from the repository root. Gateways' reports in KV ``om_instruments`` override it.
+    instruments_file: str = "deploy/instruments.yaml"
+    #: Enhanced Kelly parameters (``ordermesh.kelly.PRESETS``); lot constraints come from the instrument.
+    kelly_preset: KellyPreset = "default"
+    #: Quotes older than this are not used to convert pip values and margins to the account currency.
+    quote_max_age_s: float = 60.0
 
 
 class RouterSettings(_Cfg):
     default_broker: str = "paper"
     #: A command not executed by the gateway within this time is refused there (no stale orders).
     command_ttl_s: float = 30.0
+    #: (account, symbol pattern) -> broker, first match wins; see ordermesh.routing.
+    routes: list[Route] = msgspec.field(default_factory=list)
 
 
 class FeedSymbol(_Cfg):
@@ -107,16 +122,8 @@ def _default_symbols() -> dict[str, FeedSymbol]:
     }
 
 
-class GatewaySettings(_Cfg):
-    type: Literal["paper"] = "paper"
-    enabled: bool = True
-    seed: int = 7
-    quote_interval_ms: int = 200
-    symbols: dict[str, FeedSymbol] = msgspec.field(default_factory=_default_symbols)
-
-
-def _default_gateways() -> dict[str, GatewaySettings]:
-    return {"paper": GatewaySettings()}
+def _default_brokers() -> dict[str, Any]:
+    return {"paper": {"type": "paper"}}
 
 
 class KeeperSettings(_Cfg):
@@ -143,7 +150,11 @@ class OrderMeshConfig(_Cfg):
     accounts: dict[str, AccountSettings] = msgspec.field(default_factory=lambda: {"paper-1": AccountSettings()})
     sizer: SizerSettings = msgspec.field(default_factory=SizerSettings)
     router: RouterSettings = msgspec.field(default_factory=RouterSettings)
-    gateways: dict[str, GatewaySettings] = msgspec.field(default_factory=_default_gateways)
+    #: The broker registry: ``{broker_id: {type, enabled, ...}}``. Kept raw here and checked entry by entry by
+    #: ``ordermesh.registry`` (a bad or disabled broker never stops the others).
+    brokers: dict[str, Any] = msgspec.field(default_factory=_default_brokers)
+    #: Risk limits by account name or fnmatch pattern (``*``: every other account).
+    risk: dict[str, RiskLimits] = msgspec.field(default_factory=dict)
     keeper: KeeperSettings = msgspec.field(default_factory=KeeperSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
 
@@ -233,6 +244,10 @@ def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, st
     env = os.environ if env is None else env
     if path is None:
         path = env.get("ORDERMESH_CONFIG") or None
-    data = substitute(load_data(path), env)
+    raw = load_data(path)
+    brokers = raw.pop("brokers", None)  # substituted per entry by the registry
+    data = substitute(raw, env)
+    if brokers is not None:
+        data["brokers"] = brokers
     data = apply_env_overrides(data, env)
     return convert(data, OrderMeshConfig, str(path) if path else "config")

@@ -11,11 +11,16 @@ from decimal import Decimal
 from ordermesh.broker import BrokerError, BrokerOrder, BrokerOrderState
 from ordermesh.ids import fill_event_id, order_event_id
 from ordermesh.wire import (
+    CancelOrder,
     ExecEvent,
+    ModifyOrder,
     OrderAccepted,
     OrderCanceled,
+    OrderCancelRejected,
     OrderExpired,
     OrderFilled,
+    OrderModified,
+    OrderModifyRejected,
     OrderRejected,
     PlaceOrder,
     RejectCategory,
@@ -77,7 +82,7 @@ def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
             OrderCanceled(
                 event_id=order_event_id(coid, "canceled"),
                 broker_order_id=order.broker_order_id,
-                reason="unfilled quantity canceled" if cum else "canceled",
+                reason="canceled on request" if not cum else "unfilled quantity canceled",
                 **common,
             )
         )
@@ -86,6 +91,59 @@ def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
             OrderExpired(event_id=order_event_id(coid, "expired"), broker_order_id=order.broker_order_id, **common)
         )
     return out
+
+
+def _command_common(cmd: CancelOrder | ModifyOrder) -> dict[str, object]:
+    return dict(
+        client_order_id=cmd.client_order_id,
+        intent_id=cmd.intent_id,
+        strategy_id=cmd.strategy_id,
+        account=cmd.account,
+        broker_id=cmd.broker_id,
+        symbol=cmd.symbol,
+    )
+
+
+def cancel_reports(cmd: CancelOrder, order: BrokerOrder) -> list[ExecEvent]:
+    """What a cancel achieved: OrderCanceled, or OrderCancelRejected when the order had already finished."""
+    if order.state is BrokerOrderState.CANCELED:
+        return [
+            OrderCanceled(
+                event_id=order_event_id(cmd.client_order_id, "canceled"),
+                broker_order_id=order.broker_order_id,
+                reason="canceled on request",
+                **_command_common(cmd),
+            )
+        ]
+    return [cancel_rejected(cmd, f"order is {order.state.value}")]
+
+
+def cancel_rejected(cmd: CancelOrder, reason: str) -> OrderCancelRejected:
+    return OrderCancelRejected(
+        event_id=order_event_id(cmd.client_order_id, "cancel_rejected", cmd.command_id),
+        reason=reason,
+        **_command_common(cmd),
+    )
+
+
+def modify_reports(cmd: ModifyOrder, order: BrokerOrder) -> list[ExecEvent]:
+    return [
+        OrderModified(
+            event_id=order_event_id(cmd.client_order_id, "modified", cmd.command_id),
+            broker_order_id=order.broker_order_id,
+            quantity=order.quantity,
+            limit_price=order.limit_price,
+            **_command_common(cmd),
+        )
+    ]
+
+
+def modify_rejected(cmd: ModifyOrder, reason: str) -> OrderModifyRejected:
+    return OrderModifyRejected(
+        event_id=order_event_id(cmd.client_order_id, "modify_rejected", cmd.command_id),
+        reason=reason,
+        **_command_common(cmd),
+    )
 
 
 def rejection(cmd: PlaceOrder, category: RejectCategory, detail: str, code: str | None = None) -> OrderRejected:

@@ -46,6 +46,12 @@ INVALID_EVENTS = Counter(
     "Order events refused by the state machine (logged, never fanned out)",
     ["event", "status"],
 )
+ROUTER_DECISION_SECONDS = Histogram(
+    "ordermesh_router_decision_seconds",
+    "Routing and every risk rule for one order",
+    buckets=LATENCY_BUCKETS,
+)
+TRADING_STATE = Gauge("ordermesh_trading_state", "Trading state by scope (0 ACTIVE, 1 REDUCING, 2 HALTED)", ["scope"])
 DENIALS = Counter("ordermesh_denials_total", "Orders refused by the router, by reason category", ["category"])
 COMMANDS = Counter(
     "ordermesh_commands_total", "Broker commands executed by a gateway", ["broker_id", "command", "outcome"]
@@ -70,4 +76,21 @@ CONSUMER_PENDING = Gauge(
     "ordermesh_consumer_pending_messages",
     "Messages in the stream not yet delivered to the consumer",
     ["consumer"],
+)
+
+# Sizing is pure computation of a few microseconds: finer buckets than the hops'.
+SIZING_BUCKETS = (
+    0.000002, 0.000005, 0.00001, 0.00002, 0.00005, 0.0001, 0.00025, 0.001, 0.01,
+)  # fmt: skip
+SIZING_SECONDS = Histogram(
+    "ordermesh_sizing_seconds",
+    "Time to size one intent (the computation, without the account and instrument reads), by method",
+    ["method"],
+    buckets=SIZING_BUCKETS,
+)
+SIZINGS = Counter(
+    "ordermesh_sizings_total",
+    "Sizing outcomes by method (fixed, kelly, risk_pct) and status (ok, calculated, fallback, zero, fee_blocked, "
+    "min_lot_over_cap, invalid, unknown_instrument, no_price, insufficient_margin)",
+    ["method", "status"],
 )

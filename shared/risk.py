@@ -183,7 +183,7 @@ class RiskView:
     tick_size: Callable[[str, str], Decimal | None]
     quote: Callable[[str, str], Quote | None]  # (broker_id, symbol)
     account_state: Callable[[str], AccountState | None]
-    margin_per_lot: Callable[[str, str, Decimal | None], Decimal | None]  # (broker_id, symbol, price)
+    margin_per_lot: Callable[[str, str, str, Decimal | None], Decimal | None]  # (account, broker, symbol, price)
     to_account_ccy: Callable[[str, str, Decimal], Decimal | None]  # (account, symbol, quote-ccy amount)
     day_start_equity: Callable[[str], Decimal | None]
     exposure: Exposure = field(default_factory=Exposure)
@@ -436,7 +436,7 @@ class MarginRule(Rule):
         state = view.account_state(order.account)
         if state is None:
             return None  # no books yet: the broker's own margin check still applies
-        per_lot = view.margin_per_lot(order.broker_id, order.symbol, reference_price(order, view))
+        per_lot = view.margin_per_lot(order.account, order.broker_id, order.symbol, reference_price(order, view))
         if per_lot is None:
             return None
         need = per_lot * order.quantity

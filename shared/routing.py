@@ -1,12 +1,54 @@
-"""Routing decision (walking-skeleton scope): every order goes to the intent's broker or the default one."""
+"""Routing: which broker an order goes to, and the command that sends it there.
+
+Rules map (account pattern, symbol pattern) to a broker id, first match wins; the intent's own ``broker_id``
+wins over every rule, and ``router.default_broker`` takes what no rule matches. A rule's ``failover`` broker is
+used only while the primary's gateway is unhealthy, and only for a new order: an order already sent is never
+routed again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Set
+import fnmatch
+from collections.abc import Callable, Collection
 
-from ordermesh.config import RouterSettings
+import msgspec
+
 from ordermesh.ids import place_command_id
-from ordermesh.wire import OrderDenied, OrderRequest, PlaceOrder, RejectCategory
+from ordermesh.wire import Intent, OrderDenied, OrderRequest, PlaceOrder, RejectCategory
+
+
+class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    broker: str
+    account: str = "*"
+    symbols: str = "*"
+    failover: str | None = None
+
+    def matches(self, account: str, symbol: str) -> bool:
+        return fnmatch.fnmatchcase(account, self.account) and fnmatch.fnmatchcase(symbol, self.symbols)
+
+
+def choose_broker(
+    intent: Intent,
+    routes: list[Route],
+    default_broker: str,
+    usable: Collection[str],
+    healthy: Callable[[str], bool],
+) -> tuple[str | None, str]:
+    """(broker_id, how it was chosen) or (None, why there is none)."""
+    if intent.broker_id is not None:
+        primary, failover, how = intent.broker_id, None, "named by the intent"
+    else:
+        route = next((r for r in routes if r.matches(intent.account, intent.symbol)), None)
+        if route is None:
+            primary, failover, how = default_broker, None, "default broker"
+        else:
+            primary, failover = route.broker, route.failover
+            how = f"route {route.account}/{route.symbols}"
+    if primary not in usable:
+        return None, f"broker {primary!r} ({how}) is not configured or not enabled"
+    if failover is not None and not healthy(primary) and failover in usable and healthy(failover):
+        return failover, f"failover from {primary} (its gateway is unhealthy)"
+    return primary, how
 
 
 def deny(req: OrderRequest, coid: str, category: RejectCategory, detail: str) -> OrderDenied:
@@ -23,15 +65,8 @@ def deny(req: OrderRequest, coid: str, category: RejectCategory, detail: str) ->
     )
 
 
-def decide(
-    req: OrderRequest, coid: str, settings: RouterSettings, brokers: Set[str], now_ns: int
-) -> PlaceOrder | OrderDenied:
+def place_command(req: OrderRequest, coid: str, broker_id: str, ttl_s: float, now_ns: int) -> PlaceOrder:
     i = req.intent
-    if req.quantity <= 0:
-        return deny(req, coid, RejectCategory.INVALID, f"quantity must be positive, got {req.quantity}")
-    broker_id = i.broker_id or settings.default_broker
-    if broker_id not in brokers:
-        return deny(req, coid, RejectCategory.ROUTING, f"no gateway is configured for broker {broker_id!r}")
     return PlaceOrder(
         command_id=place_command_id(coid),
         client_order_id=coid,
@@ -52,6 +87,6 @@ def decide(
         take_profit=i.take_profit,
         reference_price=i.reference_price,
         intent_ts_ns=i.ts_ns,
-        command_expires_ns=now_ns + int(settings.command_ttl_s * 1e9),
+        command_expires_ns=now_ns + int(ttl_s * 1e9),
         ts_ns=now_ns,
     )

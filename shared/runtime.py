@@ -69,6 +69,27 @@ class _Consumer(Generic[T]):
     #: Messages with the same lane key are handled in stream order; different keys run concurrently within a
     #: fetched batch. None: one message at a time.
     lane: Callable[[T], str] | None
+    #: Unacked messages come back after this long (e.g. those a killed process had in hand).
+    ack_wait_s: float
+
+
+class _KeepAlive:
+    __slots__ = ("_handle", "_msg", "_period", "_task")
+
+    def __init__(self, msg: Msg, period: float) -> None:
+        self._msg = msg
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(period, self._fire)
+
+    def _fire(self) -> None:
+        self._task = asyncio.ensure_future(self._msg.in_progress())
+        self._handle = asyncio.get_running_loop().call_later(self._period, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
 
 
 class Service:
@@ -124,6 +145,7 @@ class Service:
         max_attempts: int = 10,
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
         lane: Callable[[T], str] | None = None,
+        ack_wait_s: float = 5.0,
     ) -> None:
         """Consume ``filter_subject`` of ``stream`` through the durable ``durable``; ack after ``handler``.
 
@@ -131,7 +153,9 @@ class Service:
         the same key strictly in stream order (e.g. key by client order id so one order's events stay ordered).
         """
         self._consumers.append(
-            _Consumer(durable, stream, filter_subject, codec, handler, batch, max_attempts, deliver_policy, lane)
+            _Consumer(
+                durable, stream, filter_subject, codec, handler, batch, max_attempts, deliver_policy, lane, ack_wait_s
+            )
         )
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
@@ -189,7 +213,9 @@ class Service:
     # ------------------------------------------------------------------------------ consuming
 
     async def _consume_loop(self, c: _Consumer[Any]) -> None:
-        psub = await self.bus.pull_consumer(c.stream, c.name, c.filter_subject, deliver_policy=c.deliver_policy)
+        psub = await self.bus.pull_consumer(
+            c.stream, c.name, c.filter_subject, deliver_policy=c.deliver_policy, ack_wait_s=c.ack_wait_s
+        )
         backoff = 0.1
         while True:
             try:
@@ -231,6 +257,9 @@ class Service:
 
     async def _handle(self, c: _Consumer[T], obj: T, msg: Msg) -> None:
         started = time.perf_counter()
+        # A slow handler (a broker call) keeps its message: a timer, armed per message and nearly free when it
+        # never fires, tells the server "in progress" before the ack wait runs out.
+        keepalive = _KeepAlive(msg, c.ack_wait_s / 2)
         try:
             await c.handler(obj, msg)
         except asyncio.CancelledError:
@@ -256,6 +285,8 @@ class Service:
                 )
                 await msg.nak(delay=min(0.05 * 2**attempts, 5.0))
             return
+        finally:
+            keepalive.cancel()
         metrics.HANDLER_SECONDS.labels(self.name, c.name).observe(time.perf_counter() - started)
         metrics.MESSAGES.labels(self.name, c.name, "ok").inc()
         await msg.ack()

@@ -36,6 +36,9 @@ from ordermesh.wire import (
     AccountQuery,
     AccountState,
     BadMessage,
+    CancelAll,
+    CancelRequest,
+    ControlReply,
     ErrorReply,
     Fixed,
     Intent,
@@ -197,6 +200,24 @@ class OrderMeshClient:
 
     async def sell(self, symbol: str, qty: Decimal | None = None, **kw: Any) -> str:
         return await self.submit(self.intent(Side.SELL, symbol, qty, **kw))
+
+    async def cancel(self, intent_id: str) -> ControlReply:
+        """Ask the router to cancel the order made from ``intent_id``; the outcome arrives as a report
+        (OrderCanceled, or OrderCancelRejected when it had already filled). ``reply.ok`` says whether the
+        cancel was sent (not whether it succeeded at the broker)."""
+        return await self._control(
+            "cancel", CancelRequest(account=self.account, strategy_id=self.strategy_id, intent_id=intent_id)
+        )
+
+    async def cancel_all(self) -> ControlReply:
+        """Cancel every open order of this strategy."""
+        return await self._control("cancel_all", CancelAll(account=self.account, strategy_id=self.strategy_id))
+
+    async def _control(self, name: str, msg: Any) -> ControlReply:
+        reply = decode_any(await self.bus.request(self.subjects.ctl(name), msg, timeout=10.0))
+        if not isinstance(reply, ControlReply):
+            raise OrderMeshError(f"unexpected reply {type(reply).__name__}")
+        return reply
 
     async def wait(self, intent_id: str, timeout: float = 10.0) -> Report:
         """The final report of an intent: the last fill, or the refusal/cancel with its reason."""

@@ -54,6 +54,12 @@ def kv_key(*parts: str) -> str:
     return ".".join(out)
 
 
+def kv_key_parts(key: str) -> list[str]:
+    """The parts :func:`kv_key` was built from."""
+    unescape = re.compile(r"(?:=[0-9A-F]{2})+")
+    return [unescape.sub(lambda m: bytes.fromhex(m.group().replace("=", "")).decode(), p) for p in key.split(".")]
+
+
 class Subjects:
     """Subject builders under one prefix (default ``om``)."""
 
@@ -126,6 +132,7 @@ KV_POSITIONS = "om_positions"
 KV_ORDERS = "om_orders"
 KV_INSTRUMENTS = "om_instruments"
 KV_KEEPER = "om_keeper"  # keeper snapshots (state + last applied exec sequence)
+KV_CONTROL = "om_control"  # trading states, day-start equity (router)
 
 DAY_S = 86_400.0
 
@@ -186,7 +193,7 @@ class Topology:
     def buckets(self) -> list[KeyValueConfig]:
         return [
             KeyValueConfig(bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE)
-            for name in (KV_ACCOUNTS, KV_POSITIONS, KV_ORDERS, KV_INSTRUMENTS, KV_KEEPER)
+            for name in (KV_ACCOUNTS, KV_POSITIONS, KV_ORDERS, KV_INSTRUMENTS, KV_KEEPER, KV_CONTROL)
         ]
 
 

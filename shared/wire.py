@@ -149,7 +149,17 @@ SizingRequest = Fixed | Kelly | RiskPct
 
 
 class PositionSizingResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The sizing audit attached to every order: the numbers and the readable steps that produced them."""
+    """The sizing audit attached to every order: the numbers and the readable steps that produced them.
+
+    Money is in ``currency`` (the account's). ``risk_amount`` is the money lost if the stop is hit with
+    ``lot_size`` lots (``lot_size * stop_loss_pips * pip_value``), never above ``max_risk_amount``;
+    ``risk_budget`` is what the method aimed at before lot rounding. Fixed sizes carry no stop or pip value and
+    a risk amount of 0 (not computed).
+
+    The seed's rules (balance >= 100 and <= 1e9, risk and lots >= 0, stop and pip value > 0, margins >= 0) are
+    checked by :meth:`validate` / :meth:`problems`, not on construction: an audit is informational and a reader
+    must never refuse an order because of it. The sizer validates every risk-based audit it produces.
+    """
 
     method: str
     status: str
@@ -161,6 +171,125 @@ class PositionSizingResult(msgspec.Struct, frozen=True, kw_only=True):
     estimated_margin: Decimal | None = None
     remaining_margin: Decimal | None = None
     calculation_steps: list[str] = msgspec.field(default_factory=list)
+    currency: str = "USD"
+    symbol: str | None = None
+    risk_budget: Decimal | None = None
+    max_risk_amount: Decimal | None = None
+    kelly_f: Decimal | None = None
+    base_kelly_f: Decimal | None = None
+
+    # -- validation (the seed's rules and messages)
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.account_balance < 100:
+            out.append(f"account_balance ({self.account_balance}) too low, minimum $100")
+        elif self.account_balance > Decimal("1e9"):
+            out.append(f"account_balance ({self.account_balance}) unrealistically high")
+        if self.risk_amount < 0:
+            out.append(f"risk_amount ({self.risk_amount}) cannot be negative")
+        if self.lot_size < 0:
+            out.append(f"lot_size ({self.lot_size}) cannot be negative")
+        for name in ("stop_loss_pips", "pip_value"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                out.append(f"{name} ({value}) must be positive")
+        for name in ("estimated_margin", "remaining_margin"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                out.append(f"{name} ({value}) cannot be negative")
+        return out
+
+    def validate(self) -> PositionSizingResult:
+        """Self, or ValueError with every rule broken (one per line)."""
+        problems = self.problems()
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- derived figures
+
+    def risk_percentage(self) -> Decimal:
+        """Risk as a fraction of the balance (0.02 = 2 %)."""
+        if self.account_balance == 0:
+            return Decimal(0)
+        return self.risk_amount / self.account_balance
+
+    def risk_per_lot(self) -> Decimal | None:
+        """Money lost per lot at the stop; None for a sizing without a stop."""
+        if self.stop_loss_pips is None or self.pip_value is None:
+            return None
+        return self.stop_loss_pips * self.pip_value
+
+    def margin_utilization_pct(self) -> Decimal | None:
+        """Estimated margin as a fraction of the balance (0 to 1), None when not estimated."""
+        if self.estimated_margin is None or self.account_balance == 0:
+            return None
+        return self.estimated_margin / self.account_balance
+
+    def validate_margin_sufficiency(self) -> bool:
+        """True if margin is left after the position (or it could not be estimated)."""
+        if self.remaining_margin is None:
+            return True
+        return self.remaining_margin > 0
+
+    def is_zero_position(self) -> bool:
+        return self.lot_size == 0
+
+    def add_step(self, step: str) -> PositionSizingResult:
+        """A copy with ``step`` appended to the audit (messages are frozen; the original is unchanged)."""
+        return msgspec.structs.replace(self, calculation_steps=[*self.calculation_steps, step])
+
+    # -- presentation
+
+    def get_calculation_summary(self) -> str:
+        """A multi-line report for a human to check the numbers."""
+        ccy = self.currency
+        lines = [
+            f"Position Sizing Calculation ({self.method}, {self.status})" + (f" {self.symbol}" if self.symbol else ""),
+            "=" * 40,
+            f"Account Balance: {self.account_balance:,.2f} {ccy}",
+            f"Risk Amount: {self.risk_amount:,.2f} {ccy} ({self.risk_percentage() * 100:.2f}%)",
+        ]
+        if self.max_risk_amount is not None:
+            lines.append(f"Risk Cap: {self.max_risk_amount:,.2f} {ccy}")
+        if self.stop_loss_pips is not None:
+            lines.append(f"Stop Loss: {self.stop_loss_pips:.1f} pips")
+        if self.pip_value is not None:
+            lines.append(f"Pip Value: {self.pip_value:,.4f} {ccy} per lot")
+        per_lot = self.risk_per_lot()
+        if per_lot is not None:
+            lines.append(f"Risk per Lot: {per_lot:,.2f} {ccy}")
+        lines += ["-" * 40, f"Position Size: {self.lot_size} lots"]
+        if self.estimated_margin is not None:
+            lines.append(f"Estimated Margin: {self.estimated_margin:,.2f} {ccy}")
+        if self.remaining_margin is not None:
+            lines.append(f"Remaining Margin: {self.remaining_margin:,.2f} {ccy}")
+        if self.calculation_steps:
+            lines += ["-" * 40, "Calculation Steps:"]
+            lines += [f"  {i}. {step}" for i, step in enumerate(self.calculation_steps, 1)]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The figures as a dict (Decimals stay exact), with the risk percentage."""
+        return {
+            "method": self.method,
+            "status": self.status,
+            "currency": self.currency,
+            "account_balance": self.account_balance,
+            "risk_amount": self.risk_amount,
+            "risk_percentage": self.risk_percentage(),
+            "stop_loss_pips": self.stop_loss_pips,
+            "pip_value": self.pip_value,
+            "lot_size": self.lot_size,
+            "estimated_margin": self.estimated_margin,
+            "remaining_margin": self.remaining_margin,
+            "calculation_steps": list(self.calculation_steps),
+        }
+
+    def model_dump_json_safe(self) -> str:
+        """JSON text without the absent (None) fields; Decimals as strings, so nothing is rounded."""
+        return msgspec.json.encode({k: v for k, v in msgspec.structs.asdict(self).items() if v is not None}).decode()
 
 
 # ------------------------------------------------------------------------- strategy -> sizer -> router
@@ -226,6 +355,7 @@ class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
 class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
     command_id: str
     client_order_id: str
+    intent_id: str = ""
     strategy_id: str
     account: str
     broker_id: str
@@ -237,6 +367,7 @@ class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
 class ModifyOrder(Message, frozen=True, kw_only=True, tag="modify_order"):
     command_id: str
     client_order_id: str
+    intent_id: str = ""
     strategy_id: str
     account: str
     broker_id: str
@@ -340,7 +471,6 @@ ExecEvent = (
     | OrderCancelRejected
     | OrderModifyRejected
 )
-
 
 #: Events after which the order does nothing more (a late fill after CANCELED can still follow).
 TERMINAL_EVENTS: Final = (OrderRejected, OrderCanceled, OrderExpired)
@@ -455,12 +585,25 @@ class RegistryReload(Message, frozen=True, kw_only=True, tag="registry_reload"):
     pass
 
 
+class CancelRequest(Message, frozen=True, kw_only=True, tag="cancel_request"):
+    """Cancel one order, named by the intent it came from (or its client order id)."""
+
+    account: str
+    strategy_id: str
+    intent_id: str | None = None
+    client_order_id: str | None = None
+
+
+class TradingStateQuery(Message, frozen=True, kw_only=True, tag="trading_state_query"):
+    pass
+
+
 class ControlReply(Message, frozen=True, kw_only=True, tag="control_reply"):
     ok: bool
     detail: str = ""
 
 
-Control = SetTradingState | CloseAll | CancelAll | RegistryReload
+Control = SetTradingState | CloseAll | CancelAll | RegistryReload | CancelRequest | TradingStateQuery
 
 
 class PositionsQuery(Message, frozen=True, kw_only=True, tag="positions_query"):
@@ -512,6 +655,8 @@ AnyMessage = (
     | CloseAll
     | CancelAll
     | RegistryReload
+    | CancelRequest
+    | TradingStateQuery
     | ControlReply
     | PositionsQuery
     | PositionsReply

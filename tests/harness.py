@@ -30,8 +30,11 @@ SERVICES = {
 class System:
     """The ordermesh processes of one test. Each writes its log to ``log_dir/<name>.log``."""
 
-    def __init__(self, nats_url: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, nats_url: str, log_dir: Path, env: dict[str, str] | None = None, config: Path | None = None
+    ) -> None:
         self.nats_url = nats_url
+        self.config = config
         self.log_dir = log_dir
         self.env = {
             **os.environ,
@@ -64,7 +67,10 @@ class System:
 
     def start(self, name: str, *extra: str, service: str | None = None) -> None:
         """Start a process; ``name`` is its key here, ``service`` its kind when they differ."""
-        argv = [sys.executable, "-m", "services.cli", "--nats", self.nats_url, *SERVICES[service or name]]
+        argv = [sys.executable, "-m", "services.cli", "--nats", self.nats_url]
+        if self.config is not None:
+            argv += ["--config", str(self.config)]
+        argv += SERVICES[service or name]
         argv += ["--http-port", "0", *extra]
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
         try:

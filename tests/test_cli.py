@@ -60,7 +60,7 @@ def test_unknown_gateway_is_refused_with_the_known_ones() -> None:
     out = ordermesh("--nats", "nats://127.0.0.1:1", "gateway", "nowhere")
     assert out.returncode == 2
     assert out.stderr.strip() == (
-        "ordermesh: config error: gateways.nowhere: no such gateway in the configuration (known: paper)"
+        "ordermesh: config error: brokers.nowhere: no such broker in the configuration (known: paper)"
     )
 
 
@@ -86,7 +86,7 @@ async def test_submit_positions_and_tail(nats_server: NatsServer, tmp_path: Path
 
         refused = await aordermesh("--nats", url, "submit", "sell", "NOPE", "1")
         assert refused.returncode == 1
-        assert "OrderRejected: INSTRUMENT: unknown symbol 'NOPE'" in refused.stdout
+        assert "OrderDenied: INSTRUMENT: NOPE is not a known tradable instrument at paper" in refused.stdout
 
         stdout, _ = await asyncio.wait_for(tail.communicate(), 30)
         lines = stdout.decode().splitlines()

@@ -10,12 +10,12 @@ import pytest
 from ordermesh.config import (
     ConfigError,
     FeedSymbol,
-    GatewaySettings,
     OrderMeshConfig,
     apply_env_overrides,
     load_config,
     substitute,
 )
+from ordermesh.registry import BrokerRegistry, PaperSettings
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -53,10 +53,12 @@ def test_defaults_load_without_a_file() -> None:
     assert cfg.accounts["paper-1"].currency == "USD"
     assert cfg.router.default_broker == "paper"
     assert cfg.router.command_ttl_s == 30.0
-    assert list(cfg.gateways) == ["paper"]
-    assert cfg.gateways["paper"].seed == 7
-    assert sorted(cfg.gateways["paper"].symbols) == ["BTCUSD", "EURUSD", "GBPUSD"]
-    assert cfg.gateways["paper"].symbols["EURUSD"].spread == Decimal("0.00010")
+    assert cfg.brokers == {"paper": {"type": "paper"}}
+    paper = BrokerRegistry(cfg.brokers, env={}).settings("paper")
+    assert isinstance(paper, PaperSettings)
+    assert paper.seed == 7
+    assert sorted(paper.symbols) == ["BTCUSD", "EURUSD", "GBPUSD"]
+    assert paper.symbols["EURUSD"].spread == Decimal("0.00010")
     assert cfg.keeper.snapshot_every == 500
     assert str(cfg.demo.fx_qty) == "0.10"
     assert str(cfg.demo.crypto_qty) == "0.010"
@@ -86,8 +88,9 @@ accounts:
   live-1:
     currency: EUR
     deposit: "250000.50"
-gateways:
+brokers:
   sim:
+    type: paper
     seed: 11
     quote_interval_ms: 50
     symbols:
@@ -113,8 +116,9 @@ demo:
     assert cfg.accounts["live-1"].currency == "EUR"
     assert cfg.accounts["live-1"].deposit == Decimal("250000.50")
     assert str(cfg.accounts["live-1"].deposit) == "250000.50"
-    assert list(cfg.gateways) == ["sim"]
-    sim = cfg.gateways["sim"]
+    assert list(cfg.brokers) == ["sim"]
+    sim = BrokerRegistry(cfg.brokers, env={}).settings("sim")
+    assert isinstance(sim, PaperSettings)
     assert sim.seed == 11
     assert sim.quote_interval_ms == 50
     assert sim.symbols == {
@@ -257,10 +261,13 @@ def test_env_override_wins_over_file(tmp_path: Path) -> None:
 
 
 def test_env_override_into_a_mapping_entry() -> None:
-    cfg = load_config(None, env={"ORDERMESH__GATEWAYS__PAPER__SEED": "11"})
-    assert list(cfg.gateways) == ["paper"]
-    assert cfg.gateways["paper"].seed == 11
-    assert cfg.gateways["paper"].symbols == GatewaySettings().symbols
+    env = {"ORDERMESH__BROKERS__PAPER__TYPE": "paper", "ORDERMESH__BROKERS__PAPER__SEED": "11"}
+    cfg = load_config(None, env=env)
+    assert list(cfg.brokers) == ["paper"]
+    paper = BrokerRegistry(cfg.brokers, env={}).settings("paper")
+    assert isinstance(paper, PaperSettings)
+    assert paper.seed == 11
+    assert paper.symbols == PaperSettings().symbols
 
 
 def test_env_override_is_applied_after_substitution(tmp_path: Path) -> None:
@@ -326,13 +333,15 @@ def test_unknown_key_in_a_section(tmp_path: Path) -> None:
 def test_unknown_key_deeper(tmp_path: Path) -> None:
     path = _write(
         tmp_path,
-        "gateways:\n  paper:\n    symbols:\n      EURUSD:\n        initial_price: '1'\n        spread: '0.1'\n"
-        "        tick_size: '0.1'\n        volatility: 3\n",
+        "brokers:\n  paper:\n    type: paper\n    symbols:\n      EURUSD:\n        initial_price: '1'\n"
+        "        spread: '0.1'\n        tick_size: '0.1'\n        volatility: 3\n",
     )
-    message = _error(path)
+    # a broker entry is checked by the registry, on its own: the rest of the config loads
+    (message,) = BrokerRegistry(load_config(path, env={}).brokers, env={}).validate()
+    assert message.startswith("error: brokers.paper: ")
     assert "unknown field `volatility`" in message
     # msgspec does not name mapping keys, only where they are
-    assert "`$.gateways[...].symbols[...]`" in message
+    assert "`$.symbols[...]`" in message
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
@@ -367,9 +376,10 @@ def test_invalid_choice(tmp_path: Path) -> None:
 
 
 def test_missing_required_field(tmp_path: Path) -> None:
-    message = _error(_write(tmp_path, "gateways:\n  paper:\n    symbols:\n      EURUSD:\n        spread: '0.1'\n"))
+    path = _write(tmp_path, "brokers:\n  paper:\n    type: paper\n    symbols:\n      EURUSD:\n        spread: '0.1'\n")
+    (message,) = BrokerRegistry(load_config(path, env={}).brokers, env={}).validate()
     assert "missing required field `initial_price`" in message
-    assert "`$.gateways[...].symbols[...]`" in message
+    assert "`$.symbols[...]`" in message
 
 
 def test_section_of_the_wrong_shape(tmp_path: Path) -> None:

@@ -48,7 +48,7 @@ def make(limits: RiskLimits | None = None, *, free_margin: str = "100000", equit
         tick_size=lambda broker, symbol: D("0.00001"),
         quote=lambda broker, symbol: quote if symbol == "EURUSD" else None,
         account_state=lambda account: state,
-        margin_per_lot=lambda broker, symbol, price: D("3666.67"),
+        margin_per_lot=lambda account, broker, symbol, price: D("3666.67"),
         to_account_ccy=lambda account, symbol, amount: amount,  # a USD account, USD-quoted symbol
         day_start_equity=lambda account: D("100000"),
         clock=Clock(),

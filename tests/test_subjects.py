@@ -246,18 +246,26 @@ def test_replicas_duplicate_window_and_ages_propagate() -> None:
     assert streams[sj.COMMANDS].subjects == ["prod.cmd.>"]
     assert streams[sj.EXEC].subjects == ["prod.exec.>", "prod.reject.>"]
     buckets = t.buckets()
-    assert [b.replicas for b in buckets] == [3] * 5
+    assert [b.replicas for b in buckets] == [3] * 6
 
 
 def test_buckets() -> None:
     buckets = Topology(Subjects()).buckets()
-    assert [b.bucket for b in buckets] == ["om_accounts", "om_positions", "om_orders", "om_instruments", "om_keeper"]
+    assert [b.bucket for b in buckets] == [
+        "om_accounts",
+        "om_positions",
+        "om_orders",
+        "om_instruments",
+        "om_keeper",
+        "om_control",
+    ]
     assert [b.bucket for b in buckets] == [
         sj.KV_ACCOUNTS,
         sj.KV_POSITIONS,
         sj.KV_ORDERS,
         sj.KV_INSTRUMENTS,
         sj.KV_KEEPER,
+        sj.KV_CONTROL,
     ]
     for b in buckets:
         assert b.history == 1

@@ -16,6 +16,7 @@ from ordermesh.wire import (
     BadMessage,
     CancelAll,
     CancelOrder,
+    CancelRequest,
     CloseAll,
     ControlReply,
     ErrorReply,
@@ -51,6 +52,7 @@ from ordermesh.wire import (
     Side,
     TimeInForce,
     TradingState,
+    TradingStateQuery,
 )
 
 TS = 1_700_000_000_123_456_789
@@ -223,6 +225,8 @@ def _samples() -> list[wire.Message]:
         CloseAll(account="paper-1", strategy_id="s1", ts_ns=TS),
         CancelAll(account="paper-1", ts_ns=TS),
         RegistryReload(ts_ns=TS),
+        CancelRequest(account="paper-1", strategy_id="s1", intent_id="i-1", ts_ns=TS),
+        TradingStateQuery(ts_ns=TS),
         ControlReply(ok=True, detail="halted", ts_ns=TS),
         PositionsQuery(account="paper-1", by_strategy=True, ts_ns=TS),
         PositionsReply(

@@ -3,17 +3,28 @@ from __future__ import annotations
 import asyncio
 import time
 
+import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 
 from ordermesh import metrics
-from ordermesh.broker import BrokerClient, BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
-from ordermesh.config import ConfigError, GatewaySettings, OrderMeshConfig
-from ordermesh.execution import broker_rejection, rejection, reports_for
+from ordermesh.broker import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.config import OrderMeshConfig
+from ordermesh.execution import (
+    broker_rejection,
+    cancel_rejected,
+    cancel_reports,
+    modify_rejected,
+    modify_reports,
+    rejection,
+    reports_for,
+)
+from ordermesh.instruments import InstrumentOverride, encode_override, instrument_key
 from ordermesh.log import bind_ids
-from ordermesh.paper import PaperBroker, RandomWalkFeed
+from ordermesh.paper import PaperBroker
+from ordermesh.registry import BrokerRegistry, PaperSettings
 from ordermesh.runtime import Service
-from ordermesh.subjects import COMMANDS
+from ordermesh.subjects import COMMANDS, KV_INSTRUMENTS
 from ordermesh.wire import (
     COMMAND_CODEC,
     CancelOrder,
@@ -21,9 +32,7 @@ from ordermesh.wire import (
     ExecEvent,
     Heartbeat,
     ModifyOrder,
-    OrderCanceled,
     OrderFilled,
-    OrderModified,
     PlaceOrder,
     RejectCategory,
 )
@@ -33,26 +42,18 @@ class GatewayService(Service):
     name = "gateway"
 
     def __init__(self, config: OrderMeshConfig, broker_id: str, **kw: object) -> None:
-        if broker_id not in config.gateways:
-            known = ", ".join(sorted(config.gateways)) or "none"
-            raise ConfigError(f"gateways.{broker_id}: no such gateway in the configuration (known: {known})")
         self.broker_id = broker_id
-        self.settings: GatewaySettings = config.gateways[broker_id]
+        self.registry = BrokerRegistry(config.brokers)
+        self.settings = self.registry.settings(broker_id)  # ConfigError naming the problem
         super().__init__(config, **kw)  # type: ignore[arg-type]
         self.broker_connected = False
         self._orders: dict[str, PlaceOrder] = {}  # client order id -> the command that placed it
 
     def default_http_port(self) -> int:
-        return self.config.http.gateway_base + sorted(self.config.gateways).index(self.broker_id)
-
-    def make_adapter(self) -> BrokerClient:
-        if self.settings.type == "paper":
-            self.feed = RandomWalkFeed(self.broker_id, self.settings.symbols, self.settings.seed)
-            return PaperBroker(self.broker_id, self.feed)
-        raise ConfigError(f"gateways.{self.broker_id}.type: unknown adapter type {self.settings.type!r}")
+        return self.config.http.gateway_base + sorted(self.config.brokers).index(self.broker_id)
 
     async def setup(self) -> None:
-        self.adapter = self.make_adapter()
+        self.adapter = self.registry.adapter(self.broker_id)
         await self.adapter.connect()
         self.broker_connected = await self.adapter.validate_connection()
         metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
@@ -65,7 +66,16 @@ class GatewayService(Service):
             lane=lambda cmd: cmd.client_order_id,
         )
         if isinstance(self.adapter, PaperBroker):
+            assert isinstance(self.settings, PaperSettings)
+            await self.report_instruments(self.settings)
             self.spawn(self._paper_market(self.adapter), "paper-market")
+
+    async def report_instruments(self, settings: PaperSettings) -> None:
+        """Tell the router (KV ``om_instruments``) which symbols this venue trades, with their tick sizes."""
+        kv = await self.bus.kv(KV_INSTRUMENTS)
+        for symbol, feed in settings.symbols.items():
+            report = InstrumentOverride(tick_size=feed.tick_size)
+            await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
 
     async def teardown(self) -> None:
         await self.adapter.close()
@@ -135,69 +145,49 @@ class GatewayService(Service):
             self._orders.pop(order.client_order_id, None)
 
     async def on_cancel(self, cmd: CancelOrder) -> None:
-        place = self._orders.get(cmd.client_order_id)
-        try:
-            order = await self.call("cancel_order", self.adapter.cancel_order(cmd.client_order_id, cmd.broker_order_id))
-        except BrokerConnectionError:
-            raise
-        except BrokerError as err:
-            metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "rejected").inc()
-            self.log.info("cancel refused by broker", reason=err.message)
-            return
-        metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "ok").inc()
-        if place is not None:
-            await self.publish_reports(place, reports_for(place, order))
+        with bind_ids(intent_id=cmd.intent_id or None):
+            try:
+                order = await self.call(
+                    "cancel_order", self.adapter.cancel_order(cmd.client_order_id, cmd.broker_order_id)
+                )
+            except BrokerConnectionError:
+                raise  # unknown outcome: redelivered, and the cancel is idempotent
+            except BrokerError as err:
+                metrics.COMMANDS.labels(self.broker_id, "CancelOrder", "rejected").inc()
+                self.log.info("cancel refused by broker", reason=err.message)
+                await self.publish_reports(None, [cancel_rejected(cmd, err.message)], strategy_id=cmd.strategy_id)
+                return
+            events = cancel_reports(cmd, order)
+            metrics.COMMANDS.labels(self.broker_id, "CancelOrder", type(events[0]).__name__).inc()
+            await self.publish_reports(None, events, strategy_id=cmd.strategy_id)
             self._forget_if_done(order)
-        else:
-            await self.publish_reports(
-                None,
-                [
-                    OrderCanceled(
-                        event_id=f"canceled:{cmd.client_order_id}",
-                        client_order_id=cmd.client_order_id,
-                        intent_id="",
-                        strategy_id=cmd.strategy_id,
-                        account=cmd.account,
-                        broker_id=self.broker_id,
-                        symbol=cmd.symbol,
-                        broker_order_id=order.broker_order_id,
-                    )
-                ],
-                strategy_id=cmd.strategy_id,
-            )
 
     async def on_modify(self, cmd: ModifyOrder) -> None:
-        try:
-            order = await self.call(
-                "modify_order",
-                self.adapter.modify_order(
-                    cmd.client_order_id,
-                    quantity=cmd.quantity,
-                    limit_price=cmd.limit_price,
-                    stop_price=cmd.stop_price,
-                ),
-            )
-        except BrokerConnectionError:
-            raise
-        except BrokerError as err:
-            metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "rejected").inc()
-            self.log.info("modify refused by broker", reason=err.message)
-            return
-        metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "ok").inc()
-        place = self._orders.get(cmd.client_order_id)
-        event = OrderModified(
-            event_id=f"modified:{cmd.command_id}",
-            client_order_id=cmd.client_order_id,
-            intent_id=place.intent_id if place else "",
-            strategy_id=cmd.strategy_id,
-            account=cmd.account,
-            broker_id=self.broker_id,
-            symbol=cmd.symbol,
-            broker_order_id=order.broker_order_id,
-            quantity=order.quantity,
-            limit_price=order.limit_price,
-        )
-        await self.publish_reports(None, [event], strategy_id=cmd.strategy_id)
+        with bind_ids(intent_id=cmd.intent_id or None):
+            try:
+                order = await self.call(
+                    "modify_order",
+                    self.adapter.modify_order(
+                        cmd.client_order_id,
+                        quantity=cmd.quantity,
+                        limit_price=cmd.limit_price,
+                        stop_price=cmd.stop_price,
+                    ),
+                )
+            except BrokerConnectionError:
+                raise
+            except BrokerError as err:
+                metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "rejected").inc()
+                self.log.info("modify refused by broker", reason=err.message)
+                await self.publish_reports(None, [modify_rejected(cmd, err.message)], strategy_id=cmd.strategy_id)
+                return
+            metrics.COMMANDS.labels(self.broker_id, "ModifyOrder", "ok").inc()
+            place = self._orders.get(cmd.client_order_id)
+            if place is not None:  # later fills must be reported against the new terms
+                self._orders[cmd.client_order_id] = msgspec.structs.replace(
+                    place, quantity=order.quantity, limit_price=order.limit_price
+                )
+            await self.publish_reports(None, modify_reports(cmd, order), strategy_id=cmd.strategy_id)
 
     async def publish_reports(
         self, cmd: PlaceOrder | None, events: list[ExecEvent], *, strategy_id: str | None = None
@@ -217,9 +207,10 @@ class GatewayService(Service):
 
     async def _paper_market(self, broker: PaperBroker) -> None:
         """Drive the synthetic feed: publish quotes and report fills of resting orders that the move crossed."""
+        assert isinstance(self.settings, PaperSettings)
         interval = self.settings.quote_interval_ms / 1000
         while True:
-            for quote in self.feed.step():
+            for quote in broker.feed.step():
                 try:
                     await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
                     metrics.QUOTES.labels(self.broker_id).inc()

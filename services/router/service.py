@@ -4,32 +4,72 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
 
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
 from ordermesh import metrics
-from ordermesh.bus import Bus, stream_seq
-from ordermesh.ids import client_order_id, place_command_id
+from ordermesh.bus import Bus, KVMirror, stream_seq
+from ordermesh.config import ConfigError, OrderMeshConfig, load_config
+from ordermesh.ids import client_order_id
+from ordermesh.instruments import (
+    InstrumentOverride,
+    InstrumentSpec,
+    PriceOf,
+    conversion_rate,
+    decode_override,
+    load_instruments,
+    margin_per_lot,
+)
 from ordermesh.log import bind_ids
 from ordermesh.orders import Applied, Ev, InvalidTransition, OrderRecord
-from ordermesh.routing import decide
+from ordermesh.registry import BrokerRegistry
+from ordermesh.risk import OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
+from ordermesh.routing import choose_broker, deny, place_command
 from ordermesh.runtime import RetryLater, Service
-from ordermesh.subjects import EXEC, KV_ORDERS, ORDERS, kv_key
-from ordermesh.wire import EXEC_CODEC, ORDER_CODEC, ExecEvent, OrderDenied, OrderRequest, OrderStatus
+from ordermesh.subjects import EXEC, KV_ACCOUNTS, KV_CONTROL, KV_INSTRUMENTS, KV_ORDERS, ORDERS, kv_key, kv_key_parts
+from ordermesh.wire import (
+    CONTROL_CODEC,
+    EXEC_CODEC,
+    HEARTBEAT_CODEC,
+    ORDER_CODEC,
+    QUOTE_CODEC,
+    AccountState,
+    BadMessage,
+    CancelAll,
+    CancelOrder,
+    CancelRequest,
+    ControlReply,
+    ExecEvent,
+    OrderDenied,
+    OrderRequest,
+    OrderStatus,
+    Quote,
+    RegistryReload,
+    RejectCategory,
+    SetTradingState,
+    TradingState,
+    TradingStateQuery,
+    encode,
+)
 
 
 class OrderStore:
     """Orders by client order id: memory in front of the ``om_orders`` KV bucket (the state of record, so a
     restarted router continues where it stopped). Open orders stay in memory; a finished one is evicted once
     written. ``locked(coid)`` serialises the order and exec consumers on one order while different orders
-    proceed concurrently."""
+    proceed concurrently. Every write also updates the risk exposure (positions and open orders)."""
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: Bus, exposure: Any) -> None:
         self._bus = bus
+        self._exposure = exposure
         self._cache: dict[str, OrderRecord] = {}
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._seen: dict[str, tuple[Decimal, Decimal, int]] = {}  # coid -> (filled, leaves, open) last counted
 
     @contextlib.asynccontextmanager
     async def locked(self, coid: str) -> AsyncIterator[None]:
@@ -45,6 +85,38 @@ class OrderStore:
             else:
                 self._locks[coid] = (lock, users - 1)
 
+    async def load(self) -> int:
+        """Rebuild memory and exposure from every record in the bucket (at start)."""
+        kv = await self._bus.kv(KV_ORDERS)
+        watcher = await kv.watchall(ignore_deletes=True)
+        n = 0
+        try:
+            while (entry := await watcher.updates(timeout=30.0)) is not None:
+                if entry.value:
+                    self._count(msgspec.msgpack.decode(entry.value, type=OrderRecord))
+                    n += 1
+        finally:
+            await watcher.stop()
+        return n
+
+    def _count(self, rec: OrderRecord) -> None:
+        filled, leaves, was_open = self._seen.get(rec.client_order_id, (Decimal(0), Decimal(0), 0))
+        now_open = 1 if rec.is_open else 0
+        ex = self._exposure
+        if rec.filled_qty != filled:
+            ex.add_fill(rec.account, rec.strategy_id, rec.symbol, (rec.filled_qty - filled) * rec.side.sign)
+        if rec.leaves_qty != leaves or now_open != was_open:
+            ex.add_open(
+                rec.account, rec.strategy_id, rec.symbol, rec.side, rec.leaves_qty - leaves, now_open - was_open
+            )
+        if rec.is_open:
+            self._seen[rec.client_order_id] = (rec.filled_qty, rec.leaves_qty, now_open)
+            self._cache[rec.client_order_id] = rec
+        else:
+            # finished: its fills stay in the position; nothing more to track
+            self._seen.pop(rec.client_order_id, None)
+            self._cache.pop(rec.client_order_id, None)
+
     async def get(self, coid: str) -> OrderRecord | None:
         rec = self._cache.get(coid)
         if rec is not None:
@@ -55,35 +127,71 @@ class OrderStore:
             return None
         if entry.value is None:
             return None
-        rec = msgspec.msgpack.decode(entry.value, type=OrderRecord)
-        if rec.is_open:
-            self._cache[coid] = rec
-        return rec
+        return msgspec.msgpack.decode(entry.value, type=OrderRecord)
 
     async def put(self, rec: OrderRecord) -> None:
         await (await self._bus.kv(KV_ORDERS)).put(kv_key(rec.client_order_id), msgspec.msgpack.encode(rec))
-        if rec.is_open:
-            self._cache[rec.client_order_id] = rec
-        else:
-            self._cache.pop(rec.client_order_id, None)
+        self._count(rec)
 
-    @property
-    def open_orders(self) -> int:
-        return len(self._cache)
+    def open_records(self) -> list[OrderRecord]:
+        return list(self._cache.values())
+
+
+class ControlState(msgspec.Struct, kw_only=True):
+    """What the router persists besides orders: trading states and the equity each account started its day with."""
+
+    global_state: TradingState = TradingState.ACTIVE
+    accounts: dict[str, TradingState] = msgspec.field(default_factory=dict)
+    strategies: dict[str, dict[str, TradingState]] = msgspec.field(default_factory=dict)
+    day_start: dict[str, tuple[str, Decimal]] = msgspec.field(default_factory=dict)  # account -> (UTC day, equity)
 
 
 class RouterService(Service):
     name = "router"
 
+    def __init__(self, config: OrderMeshConfig, *, config_path: str | None = None, **kw: Any) -> None:
+        super().__init__(config, **kw)
+        self.config_path = config_path
+        self.registry = BrokerRegistry(config.brokers)
+        self.trading = TradingStates()
+        self.day_start: dict[str, tuple[str, Decimal]] = {}
+        self.quotes: dict[tuple[str, str], Quote] = {}
+        self.accounts: dict[str, AccountState] = {}
+        self.instruments = RouterInstruments(config)
+        self.view = RiskView(
+            limits=self.limits_for,
+            instrument=self.instruments.spec,
+            tick_size=self.instruments.tick_size,
+            quote=lambda broker, symbol: self.quotes.get((broker, symbol)),
+            account_state=self.accounts.get,
+            margin_per_lot=self.margin_per_lot,
+            to_account_ccy=self.to_account_ccy,
+            day_start_equity=lambda account: self.day_start[account][1] if account in self.day_start else None,
+            trading=self.trading,
+        )
+        self.risk = RiskEngine(self.view)
+        self._mirrors: list[KVMirror] = []
+
     def default_http_port(self) -> int:
         return self.config.http.router
 
+    # ------------------------------------------------------------------------------------ setup
+
     async def setup(self) -> None:
-        self.store = OrderStore(self.bus)
+        self.store = OrderStore(self.bus, self.view.exposure)
+        loaded = await self.store.load()
+        await self.load_control()
+        s = self.subjects
+        self._mirrors.append(await self.bus.kv_mirror(KV_ACCOUNTS, self.on_account))
+        self._mirrors.append(await self.bus.kv_mirror(KV_INSTRUMENTS, self.instruments.on_report))
+        await self.bus.subscribe(f"{s.prefix}.md.>", self.on_quote)
+        await self.bus.subscribe(f"{s.prefix}.health.gateway.>", self.on_heartbeat)
+        for name in ("trading", "cancel", "cancel_all", "registry.reload"):
+            await self.bus.subscribe(s.ctl(name), self.on_control, queue="router")
         self.consume(
             stream=ORDERS,
             durable="router",
-            filter_subject=self.subjects.all_orders,
+            filter_subject=s.all_orders,
             codec=ORDER_CODEC,
             handler=self.on_order,
             lane=lambda req: f"{req.intent.account}\x1f{req.intent.intent_id}",
@@ -91,11 +199,70 @@ class RouterService(Service):
         self.consume(
             stream=EXEC,
             durable="router-exec",
-            filter_subject=self.subjects.all_exec,
+            filter_subject=s.all_exec,
             codec=EXEC_CODEC,
             handler=self.on_exec,
             lane=lambda event: event.client_order_id,
         )
+        self.log.info("router state loaded", orders=loaded, open_orders=len(self.store.open_records()))
+
+    async def teardown(self) -> None:
+        for m in self._mirrors:
+            await m.stop()
+
+    def limits_for(self, account: str) -> RiskLimits:
+        return self.config.risk.get(account) or self.config.risk.get("*") or RiskLimits()
+
+    # -------------------------------------------------------------------------------- pricing
+
+    def price_of(self, symbol: str) -> Decimal | None:
+        """A mid price for a currency pair or symbol from any broker's latest quote (for conversions)."""
+        for (_broker, sym), q in self.quotes.items():
+            if sym == symbol:
+                return (q.bid + q.ask) / 2
+        return None
+
+    def account_currency(self, account: str) -> str:
+        acc = self.config.accounts.get(account)
+        return acc.currency if acc else "USD"
+
+    def margin_per_lot(self, account: str, broker_id: str, symbol: str, price: Decimal | None) -> Decimal | None:
+        return self.instruments.margin_per_lot(broker_id, symbol, price, self.account_currency(account), self.price_of)
+
+    def to_account_ccy(self, account: str, symbol: str, amount: Decimal) -> Decimal | None:
+        return self.instruments.to_account_ccy(symbol, amount, self.account_currency(account), self.price_of)
+
+    # ------------------------------------------------------------------------------ listeners
+
+    def on_account(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return
+        try:
+            state = msgspec.msgpack.decode(value, type=AccountState)
+        except msgspec.DecodeError:
+            return
+        self.accounts[state.account] = state
+        day = datetime.fromtimestamp(state.ts_ns / 1e9, UTC).date().isoformat()
+        known = self.day_start.get(state.account)
+        if known is None or known[0] != day:
+            self.day_start[state.account] = (day, state.equity)
+            self.spawn(self.save_control(), "save-control")
+
+    async def on_quote(self, msg: Msg) -> None:
+        try:
+            q = QUOTE_CODEC.decode(msg.data)
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            return
+        self.quotes[(q.broker_id, q.symbol)] = q
+
+    async def on_heartbeat(self, msg: Msg) -> None:
+        try:
+            self.registry.on_heartbeat(HEARTBEAT_CODEC.decode(msg.data))
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+
+    # --------------------------------------------------------------------------------- orders
 
     async def on_order(self, req: OrderRequest, msg: Msg) -> None:
         intent = req.intent
@@ -104,11 +271,13 @@ class RouterService(Service):
             async with self.store.locked(coid):
                 existing = await self.store.get(coid)
                 if existing is not None:
-                    # Already sent: a repeat of the same intent never reaches a broker again.
+                    # Already decided: a repeat of the same intent never reaches a broker again.
                     self.log.info("duplicate order request ignored", status=existing.status.value)
                     metrics.MESSAGES.labels(self.name, "router", "duplicate").inc()
                     return
-                decision = decide(req, coid, self.config.router, set(self.config.gateways), time.time_ns())
+                started = time.perf_counter()
+                decision = self.decide(req, coid)
+                metrics.ROUTER_DECISION_SECONDS.observe(time.perf_counter() - started)
                 if isinstance(decision, OrderDenied):
                     await self.bus.publish(self.subjects.reject(intent.strategy_id), decision, msg_id=f"deny:{coid}")
                     metrics.DENIALS.labels(decision.category.value).inc()
@@ -118,13 +287,48 @@ class RouterService(Service):
                 cmd = decision
                 # Command first, record second: a crash in between redelivers this request, which finds no
                 # record and republishes the same command id, dropped by the stream as a duplicate.
-                await self.bus.publish(self.subjects.cmd(cmd.broker_id), cmd, msg_id=place_command_id(coid))
+                await self.bus.publish(self.subjects.cmd(cmd.broker_id), cmd, msg_id=cmd.command_id)
                 rec = OrderRecord.from_command(cmd)
                 rec.transition(Ev.SUBMIT)
                 await self.store.put(rec)
             metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
             metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
             self.log.debug("order submitted", broker_id=cmd.broker_id, quantity=str(cmd.quantity))
+
+    def decide(self, req: OrderRequest, coid: str) -> Any:
+        """Route, then run every risk rule: a PlaceOrder, or an OrderDenied with its reason."""
+        intent = req.intent
+        if req.quantity <= 0:
+            return deny(req, coid, RejectCategory.INVALID, f"quantity must be positive, got {req.quantity}")
+        broker_id, how = choose_broker(
+            intent,
+            self.config.router.routes,
+            self.config.router.default_broker,
+            self.registry.usable(),
+            self.registry.healthy,
+        )
+        if broker_id is None:
+            return deny(req, coid, RejectCategory.ROUTING, how)
+        order = OrderToCheck(
+            account=intent.account,
+            strategy_id=intent.strategy_id,
+            broker_id=broker_id,
+            symbol=intent.symbol,
+            side=intent.side,
+            quantity=req.quantity,
+            order_type=intent.order_type,
+            limit_price=intent.limit_price,
+            stop_price=intent.stop_price,
+            time_in_force=intent.time_in_force,
+            expire_at_ns=intent.expire_at_ns,
+            reduce_only=intent.reduce_only,
+        )
+        denial = self.risk.check(order)
+        if denial is not None:
+            if denial.rule == "daily_loss":
+                self.spawn(self.save_control(), "save-control")
+            return deny(req, coid, denial.category, denial.detail)
+        return place_command(req, coid, broker_id, self.config.router.command_ttl_s, time.time_ns())
 
     async def on_exec(self, event: ExecEvent, msg: Msg) -> None:
         with bind_ids(intent_id=event.intent_id, client_order_id=event.client_order_id):
@@ -148,3 +352,207 @@ class RouterService(Service):
                 await self.store.put(rec)
             if rec.status is not before:
                 metrics.ORDERS.labels(rec.status.value).inc()
+
+    # -------------------------------------------------------------------------------- control
+
+    async def load_control(self) -> None:
+        try:
+            entry = await (await self.bus.kv(KV_CONTROL)).get("router")
+        except KeyNotFoundError:
+            return
+        if not entry.value:
+            return
+        state = msgspec.msgpack.decode(entry.value, type=ControlState)
+        self.trading.global_state = state.global_state
+        self.trading.accounts.update(state.accounts)
+        for account, strategies in state.strategies.items():
+            for strategy, ts in strategies.items():
+                self.trading.strategies[(account, strategy)] = ts
+        self.day_start.update(state.day_start)
+
+    async def save_control(self) -> None:
+        strategies: dict[str, dict[str, TradingState]] = {}
+        for (account, strategy), ts in self.trading.strategies.items():
+            strategies.setdefault(account, {})[strategy] = ts
+        state = ControlState(
+            global_state=self.trading.global_state,
+            accounts=dict(self.trading.accounts),
+            strategies=strategies,
+            day_start=dict(self.day_start),
+        )
+        await (await self.bus.kv(KV_CONTROL)).put("router", msgspec.msgpack.encode(state))
+
+    def describe_trading(self) -> str:
+        parts = [f"global {self.trading.global_state.value}"]
+        parts += [
+            f"account {a} {s.value}" for a, s in sorted(self.trading.accounts.items()) if s is not TradingState.ACTIVE
+        ]
+        parts += [
+            f"strategy {a}/{st} {s.value}"
+            for (a, st), s in sorted(self.trading.strategies.items())
+            if s is not TradingState.ACTIVE
+        ]
+        return "; ".join(parts)
+
+    async def on_control(self, msg: Msg) -> None:
+        try:
+            req = CONTROL_CODEC.decode(msg.data)
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            await msg.respond(encode(ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}")))
+            return
+        try:
+            reply = await self.control(req)
+        except Exception as exc:  # a control request must always be answered
+            self.log.exception("control request failed", request=type(req).__name__)
+            reply = ControlReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        await msg.respond(encode(reply))
+
+    async def control(self, req: Any) -> ControlReply:
+        if isinstance(req, SetTradingState):
+            try:
+                self.trading.set(req.state, req.account, req.strategy_id)
+            except ValueError as exc:
+                return ControlReply(ok=False, detail=str(exc))
+            await self.save_control()
+            scope = (
+                f"strategy {req.account}/{req.strategy_id}"
+                if req.strategy_id
+                else (f"account {req.account}" if req.account else "global")
+            )
+            self.log.warning("trading state set", scope=scope, state=req.state.value, reason=req.reason)
+            metrics.TRADING_STATE.labels(scope).set(list(TradingState).index(req.state))
+            return ControlReply(ok=True, detail=f"{scope} is now {req.state.value} ({self.describe_trading()})")
+        if isinstance(req, TradingStateQuery):
+            return ControlReply(ok=True, detail=self.describe_trading())
+        if isinstance(req, CancelRequest):
+            coid = req.client_order_id or client_order_id(req.account, req.intent_id or "")
+            return await self.cancel(coid, requested_by=req.strategy_id)
+        if isinstance(req, CancelAll):
+            sent = 0
+            for rec in self.store.open_records():
+                if (req.account and rec.account != req.account) or (
+                    req.strategy_id and rec.strategy_id != req.strategy_id
+                ):
+                    continue
+                if rec.status is OrderStatus.PENDING_CANCEL:
+                    continue  # a cancel is already on its way
+                if (await self.cancel(rec.client_order_id, requested_by=None)).ok:
+                    sent += 1
+            return ControlReply(ok=True, detail=f"{sent} cancel(s) sent")
+        if isinstance(req, RegistryReload):
+            return await self.reload_registry()
+        return ControlReply(ok=False, detail=f"{type(req).__name__} is not handled by the router")
+
+    async def cancel(self, coid: str, requested_by: str | None) -> ControlReply:
+        async with self.store.locked(coid):
+            rec = await self.store.get(coid)
+            if rec is None:
+                return ControlReply(ok=False, detail=f"no order {coid}")
+            if not rec.is_open:
+                return ControlReply(ok=False, detail=f"order {coid} is already {rec.status.value}")
+            if rec.status is OrderStatus.PENDING_CANCEL:
+                return ControlReply(ok=True, detail=f"order {coid} is already being canceled")
+            limits = self.limits_for(rec.account)
+            if requested_by is not None:
+                for kind, key, rate in (
+                    ("cancel_s", rec.strategy_id, limits.cancel_rate_per_strategy),
+                    ("cancel_b", rec.broker_id, limits.cancel_rate_per_broker),
+                ):
+                    if rate is not None:
+                        bucket = self.view.bucket(kind, key, rate)
+                        if bucket.available(self.view.clock()) < 1:
+                            metrics.DENIALS.labels(RejectCategory.RISK.value).inc()
+                            return ControlReply(
+                                ok=False, detail=f"RISK: cancel rate of {key} above {rate.per_second:g}/s"
+                            )
+                        bucket.take(self.view.clock())
+            rec.transition(Ev.PENDING_CANCEL)
+            n = len(rec.fill_ids)
+            cmd = CancelOrder(
+                command_id=f"cancel:{coid}:{n}",
+                client_order_id=coid,
+                intent_id=rec.intent_id,
+                strategy_id=rec.strategy_id,
+                account=rec.account,
+                broker_id=rec.broker_id,
+                symbol=rec.symbol,
+                broker_order_id=rec.broker_order_id,
+                command_expires_ns=time.time_ns() + int(self.config.router.command_ttl_s * 1e9),
+            )
+            await self.bus.publish(self.subjects.cmd(rec.broker_id), cmd, msg_id=cmd.command_id)
+            await self.store.put(rec)
+        return ControlReply(ok=True, detail=f"cancel of {coid} sent to {rec.broker_id}")
+
+    async def reload_registry(self) -> ControlReply:
+        try:
+            fresh = load_config(self.config_path) if self.config_path else load_config()
+        except ConfigError as exc:
+            return ControlReply(ok=False, detail=f"config error: {exc}")
+        self.registry.load(fresh.brokers)
+        problems = self.registry.validate()
+        self.log.info("broker registry reloaded", brokers=self.registry.ids, problems=len(problems))
+        detail = f"{len(self.registry.usable())} usable broker(s): {', '.join(self.registry.usable()) or 'none'}"
+        return ControlReply(ok=True, detail="\n".join([detail, *problems]))
+
+
+class RouterInstruments:
+    """Instrument specs for the risk checks: the instruments file, with what gateways report over it. Once a
+    gateway has reported any symbol, it is taken to list everything it trades."""
+
+    def __init__(self, config: OrderMeshConfig) -> None:
+        path = config.sizer.instruments_file
+        self.file: dict[str, InstrumentSpec] = load_instruments(path) if path else {}
+        self.reports: dict[tuple[str, str], InstrumentOverride] = {}
+
+    def on_report(self, key: str, value: bytes | None) -> None:
+        parts = kv_key_parts(key)
+        if len(parts) != 2:
+            return
+        broker, symbol = parts
+        if value is None:
+            self.reports.pop((broker, symbol), None)
+            return
+        try:
+            self.reports[(broker, symbol)] = decode_override(value)
+        except msgspec.DecodeError:
+            return
+
+    def spec(self, broker_id: str, symbol: str) -> InstrumentSpec | None:
+        override = self.reports.get((broker_id, symbol))
+        if override is None:
+            if any(b == broker_id for b, _ in self.reports):
+                return None  # the gateway lists what it trades: anything else is not tradable there
+            return self.file.get(symbol)
+        try:
+            return override.apply(self.file.get(symbol))
+        except ValueError:
+            return None
+
+    def tick_size(self, broker_id: str, symbol: str) -> Decimal | None:
+        spec = self.spec(broker_id, symbol)
+        return getattr(spec, "tick_size", None)
+
+    def margin_per_lot(
+        self, broker_id: str, symbol: str, price: Decimal | None, account_ccy: str, price_of: PriceOf
+    ) -> Decimal | None:
+        spec = self.spec(broker_id, symbol)
+        if spec is None:
+            return None
+        try:
+            value, _ = margin_per_lot(spec, account_ccy, price, price_lookup_fn(price_of, symbol, price))
+        except LookupError:
+            return None
+        return value
+
+    def to_account_ccy(self, symbol: str, amount: Decimal, account_ccy: str, price_of: PriceOf) -> Decimal | None:
+        spec = self.file.get(symbol)
+        if spec is None or spec.quote_currency == account_ccy:
+            return amount
+        rate = conversion_rate(spec.quote_currency, account_ccy, price_of)
+        return None if rate is None else amount * rate
+
+
+def price_lookup_fn(price_of: PriceOf, symbol: str, own: Decimal | None) -> PriceOf:
+    """``price_of`` that answers ``symbol`` with the order's own price when it has one."""
+    return lambda s: own if (s == symbol and own is not None) else price_of(s)
