@@ -5,7 +5,8 @@
 Starts a private nats-server, measures ordermesh (keeper, router, gateway paper and sizer as OS processes,
 the driver an OrderMeshClient), stops it, measures the relay baseline on the same server, prints the comparison
 and rewrites its section of BENCHMARKS.md. Exits 1, with the processes' last log lines, if fills do not come.
-First, in process, it measures the sizing cost per call (``tests/bench/sizing.py``, its own section).
+First, in process, it measures the sizing cost per call (``tests/bench/sizing.py``) and the router's decision
+cost (``tests/bench/router.py``), each in its own section.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import nats.errors
 from ordermesh.natsserver import NatsServer, NatsServerError, free_port
 from ordermesh.runtime import install_uvloop
 from tests.bench import report
+from tests.bench import router as router_bench
 from tests.bench import sizing as sizing_bench
 from tests.bench.procs import ROOT, Procs, heartbeats
 from tests.bench.scenarios import QTY, SYMBOL, BenchError, Target, open_loop, sequential, summary, throughput
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     print(sizing_bench.text_table(sizing_results))
     if not args.no_write:
         sizing_bench.write(args.output, sizing_bench.section(sizing_results, 20000, 5))
+    say("router decision cost per call (in process)")
+    router_results = router_bench.run()
+    print(router_bench.text_table(router_results))
+    if not args.no_write:
+        sizing_bench.write(args.output, router_bench.section(router_results, 20000, 5))
     with tempfile.TemporaryDirectory(prefix="ordermesh-bench-") as tmp:
         work = Path(tmp)
         logs = args.log_dir or work

@@ -156,11 +156,13 @@ the median repeat's mean, *p99* the 99th percentile of {calls} calls timed one b
 
 
 def merge(existing: str | None, new_section: str) -> str:
-    """Replace this section of BENCHMARKS.md (or append it), keeping every other section as it is."""
+    """Replace the section of BENCHMARKS.md headed like ``new_section`` (or append it), keeping every other
+    section as it is. Shared by every bench module that writes a section."""
     if existing is None:
         return "# Benchmarks\n\n" + new_section
+    heading = new_section.splitlines()[0].rstrip()
     lines = existing.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
     if start is None:
         return existing.rstrip("\n") + "\n\n" + new_section
     end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
