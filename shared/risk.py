@@ -513,6 +513,30 @@ class RiskEngine:
         self.view = view
         self.rules = rules
 
+    def check_cancel(self, account: str, strategy_id: str, broker_id: str) -> Denial | None:
+        """A strategy's cancel request against the cancel-rate buckets (per strategy and per broker); takes a
+        token from each when it passes."""
+        limits = self.view.limits(account)
+        now = self.view.clock()
+        buckets = []
+        for kind, key, rate in (
+            ("cancel_s", f"strategy {strategy_id}", limits.cancel_rate_per_strategy),
+            ("cancel_b", f"broker {broker_id}", limits.cancel_rate_per_broker),
+        ):
+            if rate is None:
+                continue
+            bucket = self.view.bucket(kind, key, rate)
+            if bucket.available(now) < 1:
+                return Denial(
+                    "cancel_rate",
+                    RejectCategory.RISK,
+                    f"cancel rate of {key} above {rate.per_second:g}/s (burst {rate.burst})",
+                )
+            buckets.append(bucket)
+        for bucket in buckets:
+            bucket.take(now)
+        return None
+
     def check(self, order: OrderToCheck) -> Denial | None:
         for rule in self.rules:
             detail = rule.check(order, self.view)

@@ -135,3 +135,34 @@ def test_money_display_never_shows_negative_zero() -> None:
     assert str(money(Decimal("-0.0001"))) == "0.00"
     assert str(money(Decimal("12.344"))) == "12.34"
     assert str(money(Decimal("-3.5"))) == "-3.50"
+
+
+def test_brokers_validate_prints_one_clear_line_per_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "brokers.yaml"
+    cfg.write_text(
+        "brokers:\n"
+        "  paper:\n    type: paper\n"
+        "  mt5-live:\n    type: paper\n    seed: ${OM_TEST_MT5_SEED}\n"
+        "  fix-gw:\n    type: fix\n"
+        "  old-paper:\n    type: paper\n    enabled: false\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OM_TEST_MT5_SEED"}
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "--config", str(cfg), "brokers", "validate"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        "error: brokers.fix-gw: unknown type 'fix' (known types: paper)",
+        "error: brokers.mt5-live: environment variable OM_TEST_MT5_SEED is not set (used at $.brokers.mt5-live.seed)",
+        "warning: brokers.old-paper: disabled (no gateway will run for it)",
+        "4 broker(s), 1 usable: paper",
+    ]
+    listing = ordermesh("--config", str(cfg), "brokers")
+    assert listing.returncode == 0
+    assert [line.split()[:3] for line in listing.stdout.splitlines()] == [
+        ["fix-gw", "fix", "invalid"],
+        ["mt5-live", "paper", "invalid"],
+        ["old-paper", "paper", "disabled"],
+        ["paper", "paper", "ok"],
+    ]

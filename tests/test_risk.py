@@ -290,3 +290,22 @@ def test_daily_loss_limit_denies_and_halts_the_account() -> None:
     v = make(RiskLimits(daily_loss_limit=D("500")), equity="99500")
     denied(v, order(), "daily_loss", "RISK: daily loss 500.00 reached the limit 500; account acc halted")
     assert v.trading.accounts["acc"] is TradingState.HALTED
+
+
+def test_cancel_rate_per_strategy_and_per_broker() -> None:
+    v = make(RiskLimits(cancel_rate_per_strategy=Rate(per_second=1, burst=2)))
+    engine = RiskEngine(v)
+    assert engine.check_cancel("acc", "s1", "paper") is None
+    assert engine.check_cancel("acc", "s1", "paper") is None
+    d = engine.check_cancel("acc", "s1", "paper")
+    assert d is not None and d.reason == "RISK: cancel rate of strategy s1 above 1/s (burst 2)"
+    assert engine.check_cancel("acc", "s2", "paper") is None  # its own bucket
+    v.clock.t += 1.0  # type: ignore[attr-defined]
+    assert engine.check_cancel("acc", "s1", "paper") is None
+    v = make(RiskLimits(cancel_rate_per_broker=Rate(per_second=1, burst=1)))
+    engine = RiskEngine(v)
+    assert engine.check_cancel("acc", "s1", "paper") is None
+    d = engine.check_cancel("acc", "s9", "paper")
+    assert d is not None and d.reason == "RISK: cancel rate of broker paper above 1/s (burst 1)"
+    # submits and cancels are counted apart
+    assert engine.check(order()) is None

@@ -453,20 +453,11 @@ class RouterService(Service):
                 return ControlReply(ok=False, detail=f"order {coid} is already {rec.status.value}")
             if rec.status is OrderStatus.PENDING_CANCEL:
                 return ControlReply(ok=True, detail=f"order {coid} is already being canceled")
-            limits = self.limits_for(rec.account)
             if requested_by is not None:
-                for kind, key, rate in (
-                    ("cancel_s", rec.strategy_id, limits.cancel_rate_per_strategy),
-                    ("cancel_b", rec.broker_id, limits.cancel_rate_per_broker),
-                ):
-                    if rate is not None:
-                        bucket = self.view.bucket(kind, key, rate)
-                        if bucket.available(self.view.clock()) < 1:
-                            metrics.DENIALS.labels(RejectCategory.RISK.value).inc()
-                            return ControlReply(
-                                ok=False, detail=f"RISK: cancel rate of {key} above {rate.per_second:g}/s"
-                            )
-                        bucket.take(self.view.clock())
+                denial = self.risk.check_cancel(rec.account, rec.strategy_id, rec.broker_id)
+                if denial is not None:
+                    metrics.DENIALS.labels(denial.category.value).inc()
+                    return ControlReply(ok=False, detail=denial.reason)
             rec.transition(Ev.PENDING_CANCEL)
             n = len(rec.fill_ids)
             cmd = CancelOrder(
