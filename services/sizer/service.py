@@ -88,8 +88,9 @@ class SizerService(Service):
     async def on_quote(self, msg: Msg) -> None:
         try:
             quote = QUOTE_CODEC.decode(msg.data)
-        except BadMessage:
-            return  # quotes are latest-value: a bad one is skipped, the next replaces it
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)  # counted; the next quote replaces it
+            return
         self.prices.update(quote.symbol, quote.bid, quote.ask)
 
     async def account(self, account: str) -> AccountView:
