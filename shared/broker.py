@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
+from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import msgspec
@@ -164,3 +165,10 @@ class BrokerClient(abc.ABC):
 
     @abc.abstractmethod
     async def get_positions(self) -> list[BrokerPosition]: ...
+
+    async def order_updates(self) -> AsyncIterator[BrokerOrder]:
+        """Orders whose state the adapter learned of on its own (fills from a trade-event socket or a poll,
+        cancels, expiries), each as the full current view. The gateway reports every one it is given; report
+        ids are deterministic, so yielding the same order twice publishes nothing new. Default: none."""
+        return
+        yield  # pragma: no cover - makes this an async generator

@@ -94,3 +94,6 @@ SIZINGS = Counter(
     "min_lot_over_cap, invalid, unknown_instrument, no_price, insufficient_margin)",
     ["method", "status"],
 )
+UNKNOWN_ORDER_UPDATES = Counter(
+    "ordermesh_unknown_order_updates_total", "Adapter updates for orders the gateway has no command for", ["broker_id"]
+)

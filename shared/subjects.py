@@ -133,6 +133,7 @@ KV_ORDERS = "om_orders"
 KV_INSTRUMENTS = "om_instruments"
 KV_KEEPER = "om_keeper"  # keeper snapshots (state + last applied exec sequence)
 KV_CONTROL = "om_control"  # trading states, day-start equity (router)
+KV_GATEWAY = "om_gateway"  # gateways: the command of every order still working, by broker and client order id
 
 DAY_S = 86_400.0
 
@@ -191,10 +192,17 @@ class Topology:
         ]
 
     def buckets(self) -> list[KeyValueConfig]:
-        return [
+        out = [
             KeyValueConfig(bucket=name, history=1, replicas=self.replicas, storage=StorageType.FILE)
             for name in (KV_ACCOUNTS, KV_POSITIONS, KV_ORDERS, KV_INSTRUMENTS, KV_KEEPER, KV_CONTROL)
         ]
+        # Working orders' commands: an order that has rested for 30 days without a word is looked up at the broker.
+        out.append(
+            KeyValueConfig(
+                bucket=KV_GATEWAY, history=1, replicas=self.replicas, storage=StorageType.FILE, ttl=30 * DAY_S
+            )
+        )
+        return out
 
 
 async def provision(js: JetStreamContext, topology: Topology) -> None:

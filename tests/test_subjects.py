@@ -246,7 +246,7 @@ def test_replicas_duplicate_window_and_ages_propagate() -> None:
     assert streams[sj.COMMANDS].subjects == ["prod.cmd.>"]
     assert streams[sj.EXEC].subjects == ["prod.exec.>", "prod.reject.>"]
     buckets = t.buckets()
-    assert [b.replicas for b in buckets] == [3] * 6
+    assert [b.replicas for b in buckets] == [3] * 7
 
 
 def test_buckets() -> None:
@@ -258,6 +258,7 @@ def test_buckets() -> None:
         "om_instruments",
         "om_keeper",
         "om_control",
+        "om_gateway",
     ]
     assert [b.bucket for b in buckets] == [
         sj.KV_ACCOUNTS,
@@ -266,6 +267,7 @@ def test_buckets() -> None:
         sj.KV_INSTRUMENTS,
         sj.KV_KEEPER,
         sj.KV_CONTROL,
+        sj.KV_GATEWAY,
     ]
     for b in buckets:
         assert b.history == 1

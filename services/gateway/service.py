@@ -6,6 +6,7 @@ import time
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from ordermesh import metrics
 from ordermesh.broker import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
@@ -24,7 +25,7 @@ from ordermesh.log import bind_ids
 from ordermesh.paper import PaperBroker
 from ordermesh.registry import BrokerRegistry, PaperSettings
 from ordermesh.runtime import Service
-from ordermesh.subjects import COMMANDS, KV_INSTRUMENTS
+from ordermesh.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key
 from ordermesh.wire import (
     COMMAND_CODEC,
     CancelOrder,
@@ -35,6 +36,7 @@ from ordermesh.wire import (
     OrderFilled,
     PlaceOrder,
     RejectCategory,
+    encode,
 )
 
 
@@ -65,6 +67,7 @@ class GatewayService(Service):
             handler=self.on_command,
             lane=lambda cmd: cmd.client_order_id,
         )
+        self.spawn(self._order_updates(), "order-updates")
         if isinstance(self.adapter, PaperBroker):
             assert isinstance(self.settings, PaperSettings)
             await self.report_instruments(self.settings)
@@ -138,6 +141,8 @@ class GatewayService(Service):
             metrics.HOP_SECONDS.labels("command_to_ack").observe(max(0, time.time_ns() - cmd.ts_ns) / 1e9)
             await self.publish_reports(cmd, reports_for(cmd, order))
             self._forget_if_done(order)
+            if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
+                await self.remember(cmd)
 
     def _forget_if_done(self, order: BrokerOrder) -> None:
         # Only working orders need their command kept (to report fills that come later).
@@ -234,3 +239,38 @@ class GatewayService(Service):
                 self.log.warning("publishing fill failed; retrying", error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    # ----------------------------------------------------------------------- asynchronous updates
+
+    async def remember(self, cmd: PlaceOrder) -> None:
+        """Keep a working order's command (KV ``om_gateway``): its later fills are reported with its ids, even
+        after a restart of this gateway."""
+        kv = await self.bus.kv(KV_GATEWAY)
+        await kv.put(kv_key(self.broker_id, cmd.client_order_id), encode(cmd))
+
+    async def command_for(self, client_order_id: str) -> PlaceOrder | None:
+        cmd = self._orders.get(client_order_id)
+        if cmd is not None:
+            return cmd
+        try:
+            entry = await (await self.bus.kv(KV_GATEWAY)).get(kv_key(self.broker_id, client_order_id))
+        except KeyNotFoundError:
+            return None
+        if not entry.value:
+            return None
+        found = COMMAND_CODEC.decode(entry.value)
+        return found if isinstance(found, PlaceOrder) else None
+
+    async def _order_updates(self) -> None:
+        """Report what the adapter learns on its own (trade events, polls): fills, cancels, expiries."""
+        async for order in self.adapter.order_updates():
+            with bind_ids(client_order_id=order.client_order_id):
+                cmd = await self.command_for(order.client_order_id)
+                if cmd is None:
+                    # Not an order of ours (or one whose command is gone): the adapter's reconciliation
+                    # reports such tickets; a report without its intent is never invented here.
+                    metrics.UNKNOWN_ORDER_UPDATES.labels(self.broker_id).inc()
+                    self.log.warning("update for an order this gateway does not know", state=order.state.value)
+                    continue
+                await self._publish_until_stored(cmd, reports_for(cmd, order))
+                self._forget_if_done(order)
