@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint fmt install clean
+.PHONY: run run-mt5 test bench lint fmt install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/ordermesh up
+
+# the same with an MT5 gateway (against the bridge simulator) beside the paper venue
+run-mt5: $(STAMP)
+	$(VENV)/bin/ordermesh --config deploy/mt5/ordermesh-mt5.yaml up --mt5-sim
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check .

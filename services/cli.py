@@ -14,7 +14,10 @@ from ordermesh.config import ConfigError, OrderMeshConfig, load_config
 from ordermesh.log import setup_logging
 from ordermesh.runtime import install_uvloop, run_service
 from ordermesh.wire import OrderType, Side
+from services.mt5sim.server import add_arguments as _mt5sim_add
+from services.mt5sim.server import run as _mt5sim_run
 from services.router import cli as router_cli
+from services.tca import cli as tca_cli
 
 
 def _decimal(text: str) -> Decimal:
@@ -37,6 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--no-demo", action="store_true", help="do not start the demo strategies")
     up.add_argument("--duration", type=float, help="stop everything after this many seconds")
     up.add_argument("--no-view", action="store_true", help="print a status line now and then instead of the screen")
+    up.add_argument(
+        "--mt5-sim",
+        action="store_true",
+        help="also start the MT5 bridge simulator (for a config with an mt5 broker: deploy/mt5/ordermesh-mt5.yaml)",
+    )
 
     for name, text in (
         ("sizer", "run the sizer"),
@@ -69,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     ps.add_argument("--account")
     ps.add_argument("--strategy")
     ps.add_argument("--by-strategy", action="store_true")
+    ps.add_argument("--check", action="store_true", help="also compare with each gateway's broker (reconciliation)")
+
+    ac = sub.add_parser("account", help="balance, equity, margin and free margin from the position-keeper")
+    ac.add_argument("--account", default="paper-1")
+
+    eq = sub.add_parser("equity", help="the equity curve (stream OM_EQUITY) as a terminal chart, or --png FILE")
+    eq.add_argument("--account", default="paper-1")
+    eq.add_argument("--png", help="render the equity curve with its drawdown to this PNG file")
+    eq.add_argument("--width", type=int, default=72)
+    eq.add_argument("--height", type=int, default=16)
+    eq.add_argument("--last", type=int, default=0, help="only the last N points (0: all)")
+
+    ca = sub.add_parser("close-all", help="cancel open orders and close every open position (reduce-only)")
+    ca.add_argument("--account", default="paper-1")
+    ca.add_argument("--strategy", help="only this strategy's positions")
+    ca.add_argument("--timeout", type=float, default=20.0)
 
     add_size_parser(sub)
 
@@ -76,6 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("subject", nargs="?", default=">", help="subject under the prefix, e.g. 'exec.>' (default: all)")
     tl.add_argument("--count", type=int, help="stop after this many messages")
     router_cli.add_parsers(sub)
+    tca_cli.add_parser(sub)
+    _mt5sim_add(sub.add_parser("mt5-sim", help="run the MT5 bridge simulator (the MQL5-JSON-API EA's sockets)"))
     return p
 
 
@@ -246,7 +272,253 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             await om.bus.close()
         print(format_positions(reply.positions))
         print(f"(keeper at exec sequence {reply.applied_seq}, {reply.fills_applied} fills)")
+        if args.check:
+            return await _check(config)
         return 0
+
+    return asyncio.run(go())
+
+
+async def _check(config: OrderMeshConfig) -> int:
+    import nats.errors
+
+    from ordermesh.bus import Bus
+    from ordermesh.wire import ReconcileQuery, ReconciliationReport, decode_any
+
+    bus = Bus(config.nats, "cli:check")
+    await bus.connect()
+    try:
+        reply = decode_any(await bus.request(bus.subjects.q("reconcile"), ReconcileQuery(), timeout=15.0))
+    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+        print("no position-keeper answered the reconciliation request", file=sys.stderr)
+        return 1
+    finally:
+        await bus.close()
+    if not isinstance(reply, ReconciliationReport):
+        print(f"reconciliation failed: {getattr(reply, 'reason', reply)}", file=sys.stderr)
+        return 1
+    print(format_reconciliation(reply))
+    return 0 if not reply.diffs and not reply.errors else 1
+
+
+def format_reconciliation(report: Any) -> str:
+    lines = [f"reconciliation with the brokers ({', '.join(report.checked) or 'none answered'}):"]
+    for broker, why in sorted(report.errors.items()):
+        lines.append(f"  {broker}: not checked: {why}")
+    if not report.diffs:
+        lines.append("  no differences" if report.checked else "  nothing compared")
+        return "\n".join(lines)
+    header = f"  {'broker':<12} {'symbol':<14} {'keeper':>14} {'broker':>14} {'difference':>14}"
+    lines += [header, "  " + "-" * (len(header) - 2)]
+    for d in report.diffs:
+        lines.append(
+            f"  {d.broker_id:<12} {d.symbol:<14} {d.keeper_qty!s:>14} {d.broker_qty!s:>14} {d.difference!s:>14}"
+        )
+    lines.append(f"  {len(report.diffs)} difference(s)")
+    return "\n".join(lines)
+
+
+def format_account(state: Any) -> str:
+    from services.up import money
+
+    rows = [
+        ("account", f"{state.account} ({state.mode}, {state.currency})"),
+        ("deposit", money(state.deposit)),
+        ("realized PnL", money(state.realized_pnl)),
+        ("commissions", money(state.commission)),
+        ("swaps", money(state.swap)),
+        ("balance", money(state.balance)),
+        ("unrealized PnL", money(state.unrealized_pnl)),
+        ("equity", money(state.equity)),
+        ("margin used", money(state.margin_used)),
+        ("free margin", money(state.free_margin)),
+        ("fills", state.fills),
+        ("exec sequence", state.applied_seq),
+    ]
+    lines = [f"{k:<16} {v!s:>18}" for k, v in rows]
+    if state.unpriced:
+        lines.append(f"not priced (no quote yet): {', '.join(state.unpriced)}")
+    return "\n".join(lines)
+
+
+def cmd_account(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    import nats.errors
+
+    from ordermesh.sdk import OrderMeshClient, OrderMeshError
+
+    _quiet(config)
+
+    async def go() -> int:
+        om = OrderMeshClient("cli", config=config, account=args.account)
+        await om.bus.connect()
+        try:
+            state = await om.account_state(args.account)
+        except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+            print("no position-keeper answered (is `ordermesh keeper` running?)", file=sys.stderr)
+            return 1
+        except OrderMeshError as exc:
+            print(f"ordermesh: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await om.bus.close()
+        print(format_account(state))
+        return 0
+
+    return asyncio.run(go())
+
+
+async def read_equity(config: OrderMeshConfig, account: str, timeout: float = 10.0) -> list[Any]:
+    """Every equity point of ``account`` in the OM_EQUITY stream, in order."""
+    from nats.js.api import DeliverPolicy
+
+    from ordermesh.bus import Bus
+    from ordermesh.subjects import EQUITY
+    from ordermesh.wire import EQUITY_CODEC, BadMessage
+
+    bus = Bus(config.nats, "cli:equity")
+    await bus.connect()
+    points: list[Any] = []
+    try:
+        await bus.provision()
+        subject = bus.subjects.equity(account)
+        info = await bus.js.stream_info(EQUITY, subjects_filter=subject)
+        total = sum((info.state.subjects or {}).values()) if info.state.subjects else 0
+        if total == 0:
+            return []
+        done = asyncio.Event()
+        seen = 0
+
+        async def on(msg: Any) -> None:
+            nonlocal seen
+            seen += 1
+            try:
+                points.append(EQUITY_CODEC.decode(msg.data))
+            except BadMessage:
+                pass
+            if seen >= total or msg.metadata.num_pending == 0:
+                done.set()
+
+        sub = await bus.js.subscribe(
+            subject, stream=EQUITY, cb=on, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+        )
+        try:
+            await asyncio.wait_for(done.wait(), timeout)
+        finally:
+            await sub.unsubscribe()
+    finally:
+        await bus.close()
+    return points
+
+
+def text_chart(values: list[float], width: int = 72, height: int = 16) -> str:
+    """A terminal line chart (statistics: floats): one column per bucket of points, its last value."""
+    if not values:
+        return "(no points)"
+    if len(values) > width:
+        step = len(values) / width
+        values = [values[min(len(values) - 1, int((i + 1) * step) - 1)] for i in range(width)]
+    lo, hi = min(values), max(values)
+    span = hi - lo or 1.0
+    rows = [[" "] * len(values) for _ in range(height)]
+    for x, v in enumerate(values):
+        y = round((v - lo) / span * (height - 1))
+        rows[height - 1 - y][x] = "*"
+    out = []
+    for i, row in enumerate(rows):
+        label = hi - span * i / (height - 1) if height > 1 else hi
+        out.append(f"{label:>14,.2f} |{''.join(row)}")
+    out.append(" " * 15 + "+" + "-" * len(values))
+    return "\n".join(out)
+
+
+def render_png(points: list[Any], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import datetime
+
+    import matplotlib.pyplot as plt
+
+    from ordermesh.accounting import drawdown
+
+    times = [datetime.datetime.fromtimestamp(p.ts_ns / 1e9) for p in points]
+    equity = [float(p.equity) for p in points]
+    dd = drawdown(equity)
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]})
+    top.plot(times, equity, color="tab:blue", label="equity")
+    top.plot(times, [float(p.balance) for p in points], color="tab:gray", linewidth=0.8, label="balance")
+    top.set_ylabel(f"equity ({points[0].currency})")
+    top.set_title(f"{points[0].account}: equity curve ({len(points)} points)")
+    top.legend(loc="upper left")
+    top.grid(alpha=0.3)
+    bottom.fill_between(times, [-d for d in dd], 0, color="tab:red", alpha=0.4)
+    bottom.set_ylabel("drawdown")
+    bottom.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_equity(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from ordermesh.accounting import drawdown
+
+    _quiet(config)
+    points = asyncio.run(read_equity(config, args.account))
+    if args.last:
+        points = points[-args.last :]
+    if not points:
+        print(f"no equity points for {args.account} (the keeper writes them on fills and every interval)")
+        return 1
+    equity = [float(p.equity) for p in points]
+    dd = drawdown(equity)
+    last = points[-1]
+    print(f"{args.account} equity curve: {len(points)} points, {last.currency}")
+    print(text_chart(equity, args.width, args.height))
+    print(
+        f"first {points[0].equity:,.2f}  last {last.equity:,.2f}  peak {max(equity):,.2f}  "
+        f"max drawdown {max(dd):,.2f}  balance {last.balance:,.2f}  free margin {last.free_margin:,.2f}"
+    )
+    if args.png:
+        render_png(points, args.png)
+        print(f"wrote {args.png}")
+    return 0
+
+
+def format_close_report(report: Any) -> str:
+    lines = [f"close-all {report.account}" + (f" strategy {report.strategy_id}" if report.strategy_id else "")]
+    lines.append(f"open orders: {report.cancel}")
+    if not report.outcomes:
+        lines.append("no open positions")
+        return "\n".join(lines)
+    header = f"{'symbol':<14} {'strategy':<16} {'quantity':>14} {'outcome':<8} {'remaining':>12}  reason"
+    lines += [header, "-" * len(header)]
+    for o in report.outcomes:
+        lines.append(
+            f"{o.symbol:<14} {(o.strategy_id or '*'):<16} {o.quantity!s:>14} {o.status:<8} {o.remaining!s:>12}  "
+            f"{o.reason}"
+        )
+    closed = sum(1 for o in report.outcomes if o.status == "closed")
+    lines.append(f"{closed} of {len(report.outcomes)} position(s) closed")
+    return "\n".join(lines)
+
+
+def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    import nats.errors
+
+    from ordermesh.sdk import OrderMeshClient, OrderMeshError
+
+    _quiet(config)
+
+    async def go() -> int:
+        async with OrderMeshClient("close-all", config=config, account=args.account) as om:
+            try:
+                report = await om.close_all_positions(args.account, args.strategy, timeout=args.timeout)
+            except (nats.errors.NoRespondersError, nats.errors.TimeoutError, OrderMeshError) as exc:
+                print(f"close-all failed: {type(exc).__name__} {exc}", file=sys.stderr)
+                return 1
+        print(format_close_report(report))
+        return 0 if report.flat else 1
 
     return asyncio.run(go())
 
@@ -401,9 +673,14 @@ COMMANDS = {
     "demo": cmd_demo,
     "submit": cmd_submit,
     "positions": cmd_positions,
+    "account": cmd_account,
+    "equity": cmd_equity,
+    "close-all": cmd_close_all,
     "tail": cmd_tail,
     "size": cmd_size,
     **router_cli.COMMANDS,
+    "tca": tca_cli.cmd_tca,
+    "mt5-sim": lambda config, args: _mt5sim_run(args),
 }
 
 if __name__ == "__main__":

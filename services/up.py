@@ -92,6 +92,8 @@ def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs:
     if args.config:
         base += ["--config", args.config]
     names: list[tuple[str, list[str]]] = [("keeper", ["keeper"]), ("router", ["router"])]
+    if getattr(args, "mt5_sim", False):
+        names.insert(0, ("mt5-sim", ["mt5-sim"]))  # before its gateway, which connects to it
     registry = BrokerRegistry(config.brokers)
     for problem in registry.validate():
         print(f"ordermesh: {problem}", file=sys.stderr)

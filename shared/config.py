@@ -73,6 +73,16 @@ class HttpSettings(_Cfg):
 class AccountSettings(_Cfg):
     currency: str = "USD"
     deposit: Decimal = Decimal("100000")
+    #: ``netting``: one position per symbol; ``hedging``: one position per ticket (a fill naming an open
+    #: ticket in ``position_id`` reduces it, any other fill opens a new one).
+    mode: Literal["netting", "hedging"] = "netting"
+
+
+class SwapRate(_Cfg):
+    """Swap per lot per night in the account currency: positive is charged, negative is credited."""
+
+    long: Decimal = Decimal(0)
+    short: Decimal = Decimal(0)
 
 
 KellyPreset = Literal["default", "ftmo_challenge", "ftmo_funded", "the5ers", "personal_aggressive", "paper_trading"]
@@ -130,6 +140,17 @@ class KeeperSettings(_Cfg):
     #: Snapshot state + last applied stream sequence after this many fills, and at least this often.
     snapshot_every: int = 500
     snapshot_interval_s: float = 1.0
+    #: An equity-curve point per account on every fill (once caught up with the stream) and this often.
+    equity_interval_s: float = 10.0
+    #: While more than this many exec messages are pending, per-fill account states and equity points are
+    #: not published (catching up); one is published once caught up.
+    catch_up_pending: int = 100
+    #: Compare positions with every gateway's broker this often (0: only when asked, `positions --check`).
+    reconcile_interval_s: float = 30.0
+    #: Swap rates by symbol; charged at each rollover crossed by the exec stream's time.
+    swaps: dict[str, SwapRate] = msgspec.field(default_factory=dict)
+    swap_rollover_hour_utc: int = 22
+    triple_swap_weekday: int = 2  # 0 = Monday; Wednesday's rollover charges three nights
 
 
 class DemoSettings(_Cfg):

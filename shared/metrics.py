@@ -97,3 +97,40 @@ SIZINGS = Counter(
 UNKNOWN_ORDER_UPDATES = Counter(
     "ordermesh_unknown_order_updates_total", "Adapter updates for orders the gateway has no command for", ["broker_id"]
 )
+
+# keeper: accounts, equity curve, reconciliation (issue 6)
+ACCOUNT_EQUITY = Gauge("ordermesh_account_equity", "Account equity in the account currency (keeper)", ["account"])
+EQUITY_POINTS = Counter("ordermesh_equity_points_total", "Equity-curve points published, by reason", ["reason"])
+DUPLICATE_FILLS = Counter("ordermesh_keeper_duplicate_fills_total", "Fills seen again and not applied (keeper)")
+RECON_DIFFS = Counter(
+    "ordermesh_reconciliation_differences_total", "Positions found to differ from the broker's", ["broker_id"]
+)
+RECON_OPEN_DIFFS = Gauge(
+    "ordermesh_reconciliation_open_differences", "Differences found by the latest reconciliation", ["broker_id"]
+)
+
+# Transaction cost analysis (gateways, per new fill).
+SLIPPAGE_BUCKETS = (-50.0, -10.0, -5.0, -2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0)
+SLIPPAGE_BPS = Histogram(
+    "ordermesh_slippage_bps",
+    "Slippage of each fill against its reference price, in basis points (positive: worse than the reference)",
+    ["broker_id", "symbol"],
+    buckets=SLIPPAGE_BUCKETS,
+)
+COMMISSIONS = Counter(
+    "ordermesh_commissions_total",
+    "Commissions charged on fills, in the charged asset",
+    ["broker_id", "symbol", "asset"],
+)
+BROKER_RECONNECTS = Counter("ordermesh_broker_reconnects_total", "Broker connections re-established", ["broker_id"])
+MT5_REQUEST_SECONDS = Histogram(
+    "ordermesh_mt5_request_seconds",
+    "Round trip of one request to the MT5 expert advisor, by action",
+    ["broker_id", "action"],
+    buckets=LATENCY_BUCKETS,
+)
+MT5_AMBIGUOUS = Counter(
+    "ordermesh_mt5_ambiguous_total",
+    "MT5 tickets or unknown-outcome orders reconciliation could not match uniquely (reported, never guessed)",
+    ["broker_id", "kind"],
+)

@@ -19,8 +19,11 @@ from typing import Any, Final
 import msgspec
 
 from ordermesh.broker import BrokerClient
+from ordermesh.commissions import CommissionModel
 from ordermesh.config import ConfigError, FeedSymbol, _default_symbols, substitute
+from ordermesh.feed import DepthProfile
 from ordermesh.log import _SECRET_KEY, MASK
+from ordermesh.matching import SlippageModel
 from ordermesh.wire import Heartbeat
 
 
@@ -29,8 +32,24 @@ class _Broker(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     enabled: bool = True
 
 
+def _default_depth() -> dict[str, DepthProfile]:
+    fx = DepthProfile(levels=5, step_ticks=2, sizes=[Decimal(1), Decimal(2), Decimal(5), Decimal(10), Decimal(20)])
+    btc = DepthProfile(
+        levels=5, step_ticks=100, sizes=[Decimal("0.5"), Decimal(1), Decimal(2), Decimal(5), Decimal(10)]
+    )
+    return {"EURUSD": fx, "GBPUSD": fx, "BTCUSD": btc}
+
+
+def _default_commissions() -> dict[str, CommissionModel]:
+    return {
+        "BTC*": CommissionModel(maker_bps=Decimal(2), taker_bps=Decimal(5)),
+        "*": CommissionModel(per_lot=Decimal("3.50")),
+    }
+
+
 class PaperSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """The paper venue: a seeded synthetic market (deterministic for a seed)."""
+    """The paper venue: books from a seeded synthetic feed (deterministic for a seed) or a replayed CSV file,
+    matching, commissions, slippage and margin (docs/architecture.md §7)."""
 
     type: str = "paper"
     seed: int = 7
@@ -38,6 +57,20 @@ class PaperSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     currency: str = "USD"
     deposit: Decimal = Decimal("100000")
     symbols: dict[str, FeedSymbol] = msgspec.field(default_factory=_default_symbols)
+    #: Book shape per symbol or fnmatch pattern (a symbol without one: a single level of its ``size``).
+    depth: dict[str, DepthProfile] = msgspec.field(default_factory=_default_depth)
+    #: Replay books from this CSV file (seq,symbol,bids,asks) instead of the random walk; relative paths are
+    #: tried from the working directory, then from the repository root.
+    replay_file: str | None = None
+    #: Contract sizes, currencies, leverage and margin rates (the sizer's specs); symbols without a spec are
+    #: not margined and trade one unit per lot.
+    instruments_file: str = "deploy/instruments.yaml"
+    #: The account's leverage, replacing every instrument's; None keeps each instrument's own.
+    leverage: Decimal | None = None
+    #: Commission model per symbol or fnmatch pattern (the exact symbol first, then patterns in order).
+    commissions: dict[str, CommissionModel] = msgspec.field(default_factory=_default_commissions)
+    #: Extra slippage on taker fills per symbol or pattern (none by default: the book walk and the spread).
+    slippage: dict[str, SlippageModel] = msgspec.field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +81,68 @@ class AdapterType:
 
 
 def _paper(broker_id: str, settings: PaperSettings) -> BrokerClient:
-    from ordermesh.paper import PaperBroker, RandomWalkFeed
+    from ordermesh.feed import Feed, ReplayFeed, SyntheticFeed, load_book_csv
+    from ordermesh.instruments import load_instruments, resolve_path
+    from ordermesh.paper import PaperBroker
 
-    feed = RandomWalkFeed(broker_id, settings.symbols, settings.seed)
-    return PaperBroker(broker_id, feed, currency=settings.currency, deposit=settings.deposit)
+    feed: Feed
+    if settings.replay_file:
+        steps = load_book_csv(resolve_path(settings.replay_file), settings.symbols)
+        feed = ReplayFeed(broker_id, settings.symbols, steps, settings.depth)
+    else:
+        feed = SyntheticFeed(broker_id, settings.symbols, settings.seed, settings.depth)
+    return PaperBroker(
+        broker_id,
+        feed,
+        currency=settings.currency,
+        deposit=settings.deposit,
+        instruments=load_instruments(settings.instruments_file),
+        leverage=settings.leverage,
+        commissions=settings.commissions,
+        slippage=settings.slippage,
+    )
+
+
+class MT5Settings(_Broker, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An MT5 terminal running the MQL5-JSON-API expert advisor (or ``ordermesh mt5-sim``)."""
+
+    type: str = "mt5"
+    host: str = "127.0.0.1"
+    command_port: int = 15555
+    data_port: int = 15556
+    live_port: int = 15557
+    events_port: int = 15558
+    single_socket: bool = False  # the variant with one REP socket that answers with the JSON itself
+    request_timeout_ms: int = 2000
+    heartbeat_interval_ms: int = 1000
+    currency: str = "USD"
+    symbols: list[str] = msgspec.field(default_factory=lambda: ["EURUSD"])  # ticks subscribed on connect
+    match_window_s: int = 120  # reconciliation: how long after sending a lost TRADE its deal may appear
+
+
+def _mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
+    from ordermesh.mt5 import MT5Adapter
+
+    return MT5Adapter(
+        broker_id,
+        host=settings.host,
+        command_port=settings.command_port,
+        data_port=settings.data_port,
+        live_port=settings.live_port,
+        events_port=settings.events_port,
+        single_socket=settings.single_socket,
+        request_timeout_s=settings.request_timeout_ms / 1000,
+        heartbeat_interval_s=settings.heartbeat_interval_ms / 1000,
+        currency=settings.currency,
+        symbols=tuple(settings.symbols),
+        match_window_s=settings.match_window_s,
+    )
 
 
 #: Adapter types by name. Gateways for other venues register here.
 ADAPTER_TYPES: Final[dict[str, AdapterType]] = {
     "paper": AdapterType(PaperSettings, _paper, "simulated venue on a seeded synthetic feed"),
+    "mt5": AdapterType(MT5Settings, _mt5, "MetaTrader 5 via the MQL5-JSON-API expert advisor (ZeroMQ)"),
 }
 
 

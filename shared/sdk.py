@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy, PubAck
@@ -62,6 +63,30 @@ from ordermesh.wire import (
 
 class OrderMeshError(Exception):
     pass
+
+
+class CloseOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one position in ``close_all_positions``."""
+
+    account: str
+    symbol: str
+    strategy_id: str | None
+    quantity: Decimal  # signed, before the close
+    status: str  # closed | partial | failed
+    remaining: Decimal = Decimal(0)  # signed, after
+    reason: str = ""
+    intent_id: str | None = None
+
+
+class CloseAllReport(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    strategy_id: str | None
+    cancel: str  # what the router said about canceling the open orders
+    outcomes: list[CloseOutcome]
+
+    @property
+    def flat(self) -> bool:
+        return all(o.status == "closed" for o in self.outcomes)
 
 
 def is_final(report: Report) -> bool:
@@ -258,6 +283,135 @@ class OrderMeshClient:
             fut = self._waiters.pop(report.intent_id, None)
             if fut is not None and not fut.done():
                 fut.set_result(report)
+
+    # ------------------------------------------------------------------------------ close all
+
+    async def close_all_positions(
+        self, account: str | None = None, strategy: str | None = None, *, timeout: float = 15.0
+    ) -> CloseAllReport:
+        """Cancel the open orders, send a reduce-only market intent for every open position, wait until the
+        keeper shows them flat (or ``timeout``), and report per position: closed, partial (with the rest) or
+        failed (with the reason).
+
+        Without ``strategy`` the account's net positions are closed by intents of this client's strategy;
+        with it, that strategy's own positions by intents in its name."""
+        account = account or self.account
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            cancel = (await self._control("cancel_all", CancelAll(account=account, strategy_id=strategy))).detail
+        except Exception as exc:  # no router: still close what is open
+            cancel = f"open orders not canceled: {type(exc).__name__} {exc}".strip()
+        net: dict[str, Decimal] = {}
+        for p in await self.positions(account=account, strategy_id=strategy):
+            net[p.symbol] = net.get(p.symbol, Decimal(0)) + p.quantity  # hedging tickets: their net
+        held = [
+            Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy)
+            for sym, q in sorted(net.items())
+            if q != 0
+        ]
+        if not held:
+            return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=[])
+        by = strategy or self.strategy_id
+        outcomes: dict[str, Report] = {}
+        done = asyncio.Event()
+        wanted: set[str] = set()
+
+        async def on_report(msg: Msg) -> None:
+            try:
+                report = REPORT_CODEC.decode(msg.data)
+            except BadMessage:
+                return
+            if report.intent_id in wanted and is_final(report):
+                outcomes[report.intent_id] = report
+                if wanted <= outcomes.keys():
+                    done.set()
+
+        subs = [
+            await self.bus.js.subscribe(
+                subject, stream=EXEC, cb=on_report, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+            )
+            for subject in (self.subjects.strategy_exec(by), self.subjects.reject(by))
+        ]
+        sent: list[tuple[Position, Intent | None, str]] = []
+        try:
+            for p in held:
+                intent = Intent(
+                    intent_id=new_intent_id(),
+                    strategy_id=by,
+                    account=account,
+                    symbol=p.symbol,
+                    side=Side.SELL if p.quantity > 0 else Side.BUY,
+                    sizing=Fixed(qty=abs(p.quantity)),
+                    reduce_only=True,
+                    tags={"close_all": "1"},
+                )
+                try:
+                    await self.submit(intent)
+                    wanted.add(intent.intent_id)
+                    sent.append((p, intent, ""))
+                except Exception as exc:
+                    sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
+            if wanted:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
+            # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
+            remaining = await self._remaining(account, strategy, {p.symbol for p, _, _ in sent}, deadline)
+        finally:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        result = []
+        for p, intent, error in sent:
+            rest = p.quantity if remaining is None else remaining.get(p.symbol, Decimal(0))
+            report = outcomes.get(intent.intent_id) if intent is not None else None
+            if remaining is None:
+                status, reason = "failed", error or "the position-keeper did not answer"
+            elif rest == 0:
+                status, reason = "closed", ""
+            elif error:
+                status, reason = "failed", error
+            elif rest != p.quantity and (rest > 0) == (p.quantity > 0):
+                status = "partial"
+                reason = getattr(report, "reason", "") or "not completely filled"
+            else:
+                status = "failed"
+                reason = getattr(report, "reason", "") if report is not None else ""
+                if not reason and isinstance(report, OrderFilled):
+                    reason = "filled, but the keeper does not show the position flat yet"
+                reason = reason or f"no outcome within {timeout:g}s"
+            result.append(
+                CloseOutcome(
+                    account=account,
+                    symbol=p.symbol,
+                    strategy_id=p.strategy_id,
+                    quantity=p.quantity,
+                    status=status,
+                    remaining=rest,
+                    reason=reason,
+                    intent_id=intent.intent_id if intent is not None else None,
+                )
+            )
+        return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=result)
+
+    async def _remaining(
+        self, account: str, strategy: str | None, symbols: set[str], deadline: float
+    ) -> dict[str, Decimal] | None:
+        """Open net quantity per symbol once all are flat or at the deadline; None if the keeper never answered."""
+        loop = asyncio.get_running_loop()
+        last: dict[str, Decimal] | None = None
+        while True:
+            try:
+                now: dict[str, Decimal] = {}
+                for p in await self.positions(account=account, strategy_id=strategy):
+                    if p.symbol in symbols:
+                        now[p.symbol] = now.get(p.symbol, Decimal(0)) + p.quantity
+                last = {sym: q for sym, q in now.items() if q != 0}
+            except (OrderMeshError, TimeoutError, nats.errors.Error):
+                pass
+            if (last is not None and not last) or loop.time() >= deadline:
+                return last
+            await asyncio.sleep(0.05)
 
     # -------------------------------------------------------------------------------- queries
 

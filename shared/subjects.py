@@ -116,6 +116,16 @@ class Subjects:
     def all_health(self) -> str:
         return f"{self.prefix}.health.>"
 
+    def equity(self, account: str) -> str:
+        return f"{self.prefix}.equity.{token(account)}"
+
+    @property
+    def all_equity(self) -> str:
+        return f"{self.prefix}.equity.>"
+
+    def recon(self, broker_id: str) -> str:
+        return f"{self.prefix}.recon.{token(broker_id)}"
+
     def strategy_exec(self, strategy_id: str) -> str:
         return f"{self.prefix}.exec.*.{token(strategy_id)}"
 
@@ -126,6 +136,7 @@ INTENTS = "OM_INTENTS"
 ORDERS = "OM_ORDERS"
 COMMANDS = "OM_COMMANDS"
 EXEC = "OM_EXEC"
+EQUITY = "OM_EQUITY"
 
 KV_ACCOUNTS = "om_accounts"
 KV_POSITIONS = "om_positions"
@@ -134,6 +145,8 @@ KV_INSTRUMENTS = "om_instruments"
 KV_KEEPER = "om_keeper"  # keeper snapshots (state + last applied exec sequence)
 KV_CONTROL = "om_control"  # trading states, day-start equity (router)
 KV_GATEWAY = "om_gateway"  # gateways: the command of every order still working, by broker and client order id
+KV_MT5 = "om_mt5"  # MT5 gateways: client order id <-> order ticket <-> position id <-> deal tickets
+KV_PAPER = "om_paper"  # the paper venue: tickets and orders (its account is rebuilt from their fills)
 
 DAY_S = 86_400.0
 
@@ -189,6 +202,14 @@ class Topology:
                 description="execution reports and refusals; the durable fill history",
                 **common,
             ),
+            StreamConfig(
+                name=EQUITY,
+                subjects=[s.all_equity],
+                retention=RetentionPolicy.LIMITS,
+                max_age=self.exec_max_age_s,
+                description="equity-curve points per account, keeper; Nats-Msg-Id = equity:<account>:<seq or time>",
+                **common,
+            ),
         ]
 
     def buckets(self) -> list[KeyValueConfig]:
@@ -202,6 +223,9 @@ class Topology:
                 bucket=KV_GATEWAY, history=1, replicas=self.replicas, storage=StorageType.FILE, ttl=30 * DAY_S
             )
         )
+        out.append(KeyValueConfig(bucket=KV_PAPER, history=1, replicas=self.replicas, storage=StorageType.FILE))
+        # MT5 gateways: the ticket map (client order id <-> order ticket <-> position id <-> deal tickets).
+        out.append(KeyValueConfig(bucket=KV_MT5, history=1, replicas=self.replicas, storage=StorageType.FILE))
         return out
 
 

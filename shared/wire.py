@@ -426,6 +426,8 @@ class OrderFilled(OrderEvent, frozen=True, kw_only=True, tag="order_filled"):
     liquidity: Liquidity = Liquidity.TAKER
     reference_price: Decimal | None = None
     position_id: str | None = None
+    #: Cost against ``reference_price`` in basis points (positive: worse than the reference); venues that know it.
+    slippage_bps: Decimal | None = None
 
 
 class OrderCanceled(OrderEvent, frozen=True, kw_only=True, tag="order_canceled"):
@@ -546,6 +548,10 @@ class Position(msgspec.Struct, frozen=True, kw_only=True):
     commission: Decimal = Decimal(0)
     strategy_id: str | None = None  # None: the account-level view
     fills: int = 0
+    position_id: str | None = None  # hedging accounts: the ticket
+    swap: Decimal = Decimal(0)  # account currency
+    mark_price: Decimal | None = None  # the latest bid (long) or ask (short), when a quote is known
+    unrealized_pnl: Decimal = Decimal(0)  # quote currency, at mark_price
 
 
 class AccountState(Message, frozen=True, kw_only=True, tag="account_state"):
@@ -558,6 +564,69 @@ class AccountState(Message, frozen=True, kw_only=True, tag="account_state"):
     realized_pnl: Decimal = Decimal(0)
     unrealized_pnl: Decimal = Decimal(0)
     commission: Decimal = Decimal(0)
+    applied_seq: int = 0
+    swap: Decimal = Decimal(0)
+    deposit: Decimal = Decimal(0)
+    fills: int = 0
+    mode: str = "netting"
+    #: currencies or symbols without a quote: their amounts are not in the figures above
+    unpriced: list[str] = msgspec.field(default_factory=list)
+
+
+class EquityPoint(Message, frozen=True, kw_only=True, tag="equity_point"):
+    """One point of an account's equity curve (stream ``OM_EQUITY``, ``om.equity.<account>``)."""
+
+    account: str
+    currency: str = "USD"
+    balance: Decimal
+    equity: Decimal
+    unrealized_pnl: Decimal = Decimal(0)
+    margin_used: Decimal = Decimal(0)
+    free_margin: Decimal = Decimal(0)
+    applied_seq: int = 0
+    fills_applied: int = 0
+    reason: str = "fill"  # fill | interval
+
+
+class BrokerPositionView(msgspec.Struct, frozen=True, kw_only=True):
+    symbol: str
+    quantity: Decimal  # signed
+    avg_price: Decimal = Decimal(0)
+    position_id: str | None = None
+
+
+class BrokerPositionsQuery(Message, frozen=True, kw_only=True, tag="broker_positions_query"):
+    """Asked of a gateway on ``om.q.broker_positions.<broker_id>``: what its broker says it holds."""
+
+    broker_id: str
+
+
+class BrokerPositionsReply(Message, frozen=True, kw_only=True, tag="broker_positions_reply"):
+    broker_id: str
+    positions: list[BrokerPositionView] = msgspec.field(default_factory=list)
+
+
+class PositionDiff(msgspec.Struct, frozen=True, kw_only=True):
+    broker_id: str
+    symbol: str
+    keeper_qty: Decimal
+    broker_qty: Decimal
+    difference: Decimal  # keeper - broker
+
+
+class ReconcileQuery(Message, frozen=True, kw_only=True, tag="reconcile_query"):
+    """Asked of the keeper on ``om.q.reconcile``: compare its positions with every gateway's broker now."""
+
+    broker_id: str | None = None  # None: every configured broker
+
+
+class ReconciliationReport(Message, frozen=True, kw_only=True, tag="reconciliation_report"):
+    """The keeper's net quantity per (broker, symbol) against the broker's; published on
+    ``om.recon.<broker_id>`` when a difference is found, and the answer to ``ReconcileQuery``."""
+
+    diffs: list[PositionDiff] = msgspec.field(default_factory=list)
+    checked: list[str] = msgspec.field(default_factory=list)  # brokers that answered
+    errors: dict[str, str] = msgspec.field(default_factory=dict)  # broker -> why it could not be checked
     applied_seq: int = 0
 
 
@@ -662,6 +731,11 @@ AnyMessage = (
     | PositionsReply
     | AccountQuery
     | ErrorReply
+    | EquityPoint
+    | BrokerPositionsQuery
+    | BrokerPositionsReply
+    | ReconcileQuery
+    | ReconciliationReport
 )
 
 
@@ -747,3 +821,6 @@ QUOTE_CODEC: Codec[Quote] = Codec(Quote)
 HEARTBEAT_CODEC: Codec[Heartbeat] = Codec(Heartbeat)
 CONTROL_CODEC: Codec[Control] = Codec(Control)
 QUERY_CODEC: Codec[Query] = Codec(Query)
+RECONCILE_CODEC: Codec[ReconcileQuery] = Codec(ReconcileQuery)
+BROKER_POSITIONS_CODEC: Codec[BrokerPositionsQuery] = Codec(BrokerPositionsQuery)
+EQUITY_CODEC: Codec[EquityPoint] = Codec(EquityPoint)

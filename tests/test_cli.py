@@ -10,7 +10,10 @@ import sys
 from pathlib import Path
 
 from ordermesh.natsserver import NatsServer, free_port, url_answers
+from ordermesh.registry import ADAPTER_TYPES
 from tests.harness import ROOT, System
+
+KNOWN = ", ".join(sorted(ADAPTER_TYPES))
 
 
 def ordermesh(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60):
@@ -119,7 +122,9 @@ def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -
     assert summary, out.stdout
     fills = int(re.search(r"fills=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
     intents = int(re.search(r"intents=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
-    assert fills > 0 and intents >= fills
+    orders = int(re.search(r"orders=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
+    # an order may fill in several parts (the venue walks its book), so fills may outnumber orders
+    assert fills > 0 and 0 < orders <= intents
     assert "5 processes started" in out.stderr and "ordermesh: stopped" in out.stderr
     # the embedded server and every child are gone
     assert not url_answers(url)
@@ -153,7 +158,7 @@ def test_brokers_validate_prints_one_clear_line_per_problem(tmp_path: Path) -> N
     )  # fmt: skip
     assert out.returncode == 1
     assert out.stdout.splitlines() == [
-        "error: brokers.fix-gw: unknown type 'fix' (known types: paper)",
+        f"error: brokers.fix-gw: unknown type 'fix' (known types: {KNOWN})",
         "error: brokers.mt5-live: environment variable OM_TEST_MT5_SEED is not set (used at $.brokers.mt5-live.seed)",
         "warning: brokers.old-paper: disabled (no gateway will run for it)",
         "4 broker(s), 1 usable: paper",

@@ -179,7 +179,7 @@ def test_netting_open_add_reduce_flip_close() -> None:
     ]
     for seq, (f, qty, avg, realized) in enumerate(steps, 1):
         assert book.apply_fill(f, seq)
-        p = book.accounts["acc"]["EURUSD"]
+        p = book.position("acc", "EURUSD")
         assert (p.quantity, p.avg_price, p.realized_pnl) == (qty, avg, realized), f.fill_id
     assert book.applied_seq == 5 and book.fills_applied == 5
 
@@ -188,7 +188,7 @@ def test_same_fill_is_never_applied_twice_and_snapshot_round_trips() -> None:
     book = PositionBook()
     assert book.apply_fill(fill("a", Side.BUY, "2", "10"), 1)
     assert not book.apply_fill(fill("a", Side.BUY, "2", "10"), 2)
-    assert book.accounts["acc"]["EURUSD"].quantity == D(2)
+    assert book.position("acc", "EURUSD").quantity == D(2)
     restored = PositionBook(book.snapshot())
     assert not restored.apply_fill(fill("a", Side.BUY, "2", "10"), 3)
     assert restored.positions() == book.positions()
@@ -207,7 +207,7 @@ def test_position_is_the_signed_sum_and_replay_equals_incremental(trades: list[t
     book = PositionBook()
     for seq, f in enumerate(fills, 1):
         book.apply_fill(f, seq)
-    assert book.accounts["acc"]["EURUSD"].quantity == sum((f.last_qty * f.side.sign for f in fills), D(0))
+    assert book.position("acc", "EURUSD").quantity == sum((f.last_qty * f.side.sign for f in fills), D(0))
     # snapshot at any point + the rest == all at once
     cut = len(fills) // 2
     first = PositionBook()

@@ -52,7 +52,7 @@ def test_each_entry_is_checked_on_its_own(keyed_type: None) -> None:
     reg = BrokerRegistry(RAW, env=ENV)
     assert reg.usable() == ["live", "paper"]
     assert reg.validate() == [
-        "error: brokers.fixgw: unknown type 'fix' (known types: keyed, paper)",
+        f"error: brokers.fixgw: unknown type 'fix' (known types: {', '.join(sorted(ADAPTER_TYPES))})",
         "error: brokers.nokey: environment variable OM_MISSING is not set (used at $.brokers.nokey.api_key)",
         "warning: brokers.off: disabled (no gateway will run for it)",
         "error: brokers.typo: Object contains unknown field `sede`",

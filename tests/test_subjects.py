@@ -202,7 +202,9 @@ def _stream_for(topology: Topology, subject: str) -> list[str]:
 def test_topology_defaults() -> None:
     t = Topology(Subjects())
     streams = {cfg.name: cfg for cfg in t.streams()}
-    assert list(streams) == [sj.INTENTS, sj.ORDERS, sj.COMMANDS, sj.EXEC]
+    assert list(streams) == [sj.INTENTS, sj.ORDERS, sj.COMMANDS, sj.EXEC, sj.EQUITY]
+    assert streams[sj.EQUITY].subjects == ["om.equity.>"]
+    assert streams[sj.EQUITY].retention is RetentionPolicy.LIMITS
     assert [sj.INTENTS, sj.ORDERS, sj.COMMANDS, sj.EXEC] == ["OM_INTENTS", "OM_ORDERS", "OM_COMMANDS", "OM_EXEC"]
     for cfg in streams.values():
         assert cfg.num_replicas == 1
@@ -246,7 +248,7 @@ def test_replicas_duplicate_window_and_ages_propagate() -> None:
     assert streams[sj.COMMANDS].subjects == ["prod.cmd.>"]
     assert streams[sj.EXEC].subjects == ["prod.exec.>", "prod.reject.>"]
     buckets = t.buckets()
-    assert [b.replicas for b in buckets] == [3] * 7
+    assert [b.replicas for b in buckets] == [3] * 9
 
 
 def test_buckets() -> None:
@@ -259,6 +261,8 @@ def test_buckets() -> None:
         "om_keeper",
         "om_control",
         "om_gateway",
+        "om_paper",
+        "om_mt5",
     ]
     assert [b.bucket for b in buckets] == [
         sj.KV_ACCOUNTS,
@@ -268,6 +272,8 @@ def test_buckets() -> None:
         sj.KV_KEEPER,
         sj.KV_CONTROL,
         sj.KV_GATEWAY,
+        sj.KV_PAPER,
+        sj.KV_MT5,
     ]
     for b in buckets:
         assert b.history == 1
@@ -283,6 +289,8 @@ def test_every_durable_subject_lands_in_exactly_one_stream() -> None:
     assert _stream_for(t, s.cmd("paper")) == [sj.COMMANDS]
     assert _stream_for(t, s.exec("paper", "s1")) == [sj.EXEC]
     assert _stream_for(t, s.reject("s1")) == [sj.EXEC]
+    assert _stream_for(t, s.equity("paper-1")) == [sj.EQUITY]
+    assert _stream_for(t, s.recon("paper")) == []
     # core-NATS traffic is not captured by any stream
     assert _stream_for(t, s.md("paper", "EURUSD")) == []
     assert _stream_for(t, s.health("gateway", "gw-1")) == []

@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ordermesh.natsserver import NatsServer
+from ordermesh.registry import ADAPTER_TYPES
 from ordermesh.sdk import OrderMeshClient
 from ordermesh.wire import (
     CancelAll,
@@ -126,9 +127,7 @@ async def test_router_killed_mid_stream_continues_with_the_same_order_states(
     nats_server: NatsServer, tmp_path: Path
 ) -> None:
     config = tmp_path / "om.yaml"
-    config.write_text(
-        "accounts:\n  paper-1: {}\n  paper-2: {}\nrisk:\n  paper-2:\n    max_open_orders: 5\n"
-    )
+    config.write_text("accounts:\n  paper-1: {}\n  paper-2: {}\nrisk:\n  paper-2:\n    max_open_orders: 5\n")
     async with System(nats_server.url, tmp_path, config=config) as system:
         await system.start_all()
         async with (
@@ -171,7 +170,7 @@ async def test_registry_reload_without_restart(nats_server: NatsServer, tmp_path
             assert reply.ok
             assert reply.detail.splitlines() == [
                 "2 usable broker(s): paper, paper2",
-                "error: brokers.broken: unknown type 'fix' (known types: paper)",
+                f"error: brokers.broken: unknown type 'fix' (known types: {', '.join(sorted(ADAPTER_TYPES))})",
             ]
             routed = await om.buy("EURUSD", D("0.10"), broker_id="paper2")
             await eventually(lambda: _status_is(om, routed, OrderStatus.SUBMITTED), what="order routed to paper2")

@@ -247,6 +247,30 @@ def _samples() -> list[wire.Message]:
         ),
         AccountQuery(account="paper-1", ts_ns=TS),
         ErrorReply(reason="unknown account", ts_ns=TS),
+        wire.EquityPoint(
+            account="paper-1", balance=Decimal("100010.5"), equity=Decimal("100020.25"), applied_seq=9, ts_ns=TS
+        ),
+        wire.BrokerPositionsQuery(broker_id="paper", ts_ns=TS),
+        wire.BrokerPositionsReply(
+            broker_id="paper",
+            positions=[wire.BrokerPositionView(symbol="EURUSD", quantity=Decimal("-0.30"), avg_price=Decimal("1.085"))],
+            ts_ns=TS,
+        ),
+        wire.ReconcileQuery(broker_id="paper", ts_ns=TS),
+        wire.ReconciliationReport(
+            diffs=[
+                wire.PositionDiff(
+                    broker_id="paper",
+                    symbol="EURUSD",
+                    keeper_qty=Decimal("0.1"),
+                    broker_qty=Decimal(0),
+                    difference=Decimal("0.1"),
+                )
+            ],
+            checked=["paper"],
+            applied_seq=9,
+            ts_ns=TS,
+        ),
     ]
 
 

@@ -2,11 +2,13 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 
 from ordermesh import metrics
 from ordermesh.broker import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
@@ -20,12 +22,14 @@ from ordermesh.execution import (
     rejection,
     reports_for,
 )
+from ordermesh.feed import book_quote
 from ordermesh.instruments import InstrumentOverride, encode_override, instrument_key
 from ordermesh.log import bind_ids
-from ordermesh.paper import PaperBroker
-from ordermesh.registry import BrokerRegistry, PaperSettings
+from ordermesh.mt5 import KvTicketStore, MT5Adapter
+from ordermesh.paper import PaperBroker, paper_reports
+from ordermesh.registry import BrokerRegistry, MT5Settings, PaperSettings
 from ordermesh.runtime import Service
-from ordermesh.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key
+from ordermesh.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, KV_PAPER, kv_key, kv_key_parts
 from ordermesh.wire import (
     COMMAND_CODEC,
     CancelOrder,
@@ -35,6 +39,7 @@ from ordermesh.wire import (
     ModifyOrder,
     OrderFilled,
     PlaceOrder,
+    Quote,
     RejectCategory,
     encode,
 )
@@ -56,6 +61,11 @@ class GatewayService(Service):
 
     async def setup(self) -> None:
         self.adapter = self.registry.adapter(self.broker_id)
+        if isinstance(self.adapter, MT5Adapter):
+            # Tickets are persisted the moment a reply or event reveals them, so a restart can reconcile.
+            self.adapter.use_store(KvTicketStore(self.bus, self.broker_id))
+        if isinstance(self.adapter, PaperBroker):
+            self.adapter.store = KvPaperStore(await self.bus.kv(KV_PAPER), self.broker_id)
         await self.adapter.connect()
         self.broker_connected = await self.adapter.validate_connection()
         metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
@@ -68,6 +78,10 @@ class GatewayService(Service):
             lane=lambda cmd: cmd.client_order_id,
         )
         self.spawn(self._order_updates(), "order-updates")
+        if isinstance(self.adapter, MT5Adapter):
+            self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
+            await self.report_symbol_info(self.adapter)
+        await self.bus.subscribe(self.subjects.q(f"broker_positions.{self.broker_id}"), self.on_broker_positions)
         if isinstance(self.adapter, PaperBroker):
             assert isinstance(self.settings, PaperSettings)
             await self.report_instruments(self.settings)
@@ -139,7 +153,12 @@ class GatewayService(Service):
                 return
             metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "ok").inc()
             metrics.HOP_SECONDS.labels("command_to_ack").observe(max(0, time.time_ns() - cmd.ts_ns) / 1e9)
-            await self.publish_reports(cmd, reports_for(cmd, order))
+            if isinstance(self.adapter, PaperBroker):
+                # Marked before publishing, so the market loop does not report it too; a failed publish means
+                # a redelivered command, answered from the venue's stored order.
+                self.adapter.reported([self.adapter.order(cmd.client_order_id)])
+            await self.publish_reports(cmd, self._reports(cmd, order))
+            await self._publish_paper_changes()
             self._forget_if_done(order)
             if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
                 await self.remember(cmd)
@@ -165,6 +184,7 @@ class GatewayService(Service):
             events = cancel_reports(cmd, order)
             metrics.COMMANDS.labels(self.broker_id, "CancelOrder", type(events[0]).__name__).inc()
             await self.publish_reports(None, events, strategy_id=cmd.strategy_id)
+            await self._publish_paper_changes()
             self._forget_if_done(order)
 
     async def on_modify(self, cmd: ModifyOrder) -> None:
@@ -193,6 +213,7 @@ class GatewayService(Service):
                     place, quantity=order.quantity, limit_price=order.limit_price
                 )
             await self.publish_reports(None, modify_reports(cmd, order), strategy_id=cmd.strategy_id)
+            await self._publish_paper_changes()
 
     async def publish_reports(
         self, cmd: PlaceOrder | None, events: list[ExecEvent], *, strategy_id: str | None = None
@@ -200,9 +221,11 @@ class GatewayService(Service):
         strategy = strategy_id or (cmd.strategy_id if cmd else "")
         subject = self.subjects.exec(self.broker_id, strategy)
         for event in events:
-            await self.bus.publish(subject, event, msg_id=event.event_id)
+            ack = await self.bus.publish(subject, event, msg_id=event.event_id)
             if isinstance(event, OrderFilled):
                 metrics.FILLS.labels(self.name, self.broker_id).inc()
+                if not ack.duplicate:
+                    observe_fill(self.broker_id, event)
                 if event.intent_ts_ns:
                     metrics.HOP_SECONDS.labels("intent_to_fill").observe(
                         max(0, time.time_ns() - event.intent_ts_ns) / 1e9
@@ -210,22 +233,38 @@ class GatewayService(Service):
 
     # -------------------------------------------------------------------------- paper market
 
+    def _reports(self, cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
+        """The reports of a placed order: the paper venue's carry triggers, slippage and position ids."""
+        if isinstance(self.adapter, PaperBroker):
+            return paper_reports(self.adapter.order(cmd.client_order_id))
+        return reports_for(cmd, order)
+
+    async def _publish_paper_changes(self) -> None:
+        """Report every paper order that changed and is not reported yet (attached SL/TP, triggers, fills)."""
+        if not isinstance(self.adapter, PaperBroker):
+            return
+        for o in self.adapter.unreported():
+            self.adapter.reported([o])  # taken before the await: a concurrent caller does not publish it again
+            await self._publish_until_stored(o.cmd, paper_reports(o))
+            if not o.working:
+                self._orders.pop(o.coid, None)
+
     async def _paper_market(self, broker: PaperBroker) -> None:
-        """Drive the synthetic feed: publish quotes and report fills of resting orders that the move crossed."""
+        """Drive the paper venue's feed: publish each step's quotes, let the venue expire, trigger and fill its
+        working orders on the new books, and report what changed."""
         assert isinstance(self.settings, PaperSettings)
         interval = self.settings.quote_interval_ms / 1000
         while True:
-            for quote in broker.feed.step():
+            for book in broker.feed.step():
                 try:
-                    await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
+                    await self.bus.publish_core(
+                        self.subjects.md(self.broker_id, book.symbol), book_quote(self.broker_id, book)
+                    )
                     metrics.QUOTES.labels(self.broker_id).inc()
                 except nats.errors.Error:
                     pass  # quotes are latest-value: the next one replaces a lost one
-                for order, _fill in broker.on_quote(quote):
-                    cmd = self._orders.get(order.client_order_id)
-                    if cmd is not None:
-                        await self._publish_until_stored(cmd, reports_for(cmd, order))
-                        self._forget_if_done(order)
+                await broker.on_book(book)
+            await self._publish_paper_changes()
             await asyncio.sleep(interval)
 
     async def _publish_until_stored(self, cmd: PlaceOrder, events: list[ExecEvent]) -> None:
@@ -274,3 +313,101 @@ class GatewayService(Service):
                     continue
                 await self._publish_until_stored(cmd, reports_for(cmd, order))
                 self._forget_if_done(order)
+
+    async def on_broker_positions(self, msg: Msg) -> None:
+        """``om.q.broker_positions.<broker_id>``: what the broker says it holds (the keeper reconciles with it)."""
+        from ordermesh.wire import (
+            BROKER_POSITIONS_CODEC,
+            BadMessage,
+            BrokerPositionsReply,
+            BrokerPositionView,
+            ErrorReply,
+            encode,
+        )
+
+        try:
+            BROKER_POSITIONS_CODEC.decode(msg.data)
+            held = await self.adapter.get_positions()
+            reply: BrokerPositionsReply | ErrorReply = BrokerPositionsReply(
+                broker_id=self.broker_id,
+                positions=[
+                    BrokerPositionView(
+                        symbol=p.symbol, quantity=p.quantity, avg_price=p.avg_price, position_id=p.position_id
+                    )
+                    for p in held
+                ],
+            )
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            reply = ErrorReply(reason=f"{exc.reason}: {exc.detail}")
+        except Exception as exc:  # the broker could not say: answer with the reason, never crash
+            reply = ErrorReply(reason=f"{type(exc).__name__}: {exc}")
+        await msg.respond(encode(reply))
+
+    async def _forward_quotes(self, quotes: AsyncIterator[Quote]) -> None:
+        """Publish the adapter's own quotes on ``om.md.<broker>.<symbol>`` (latest value: a lost one is replaced)."""
+        async for quote in quotes:
+            try:
+                await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
+                metrics.QUOTES.labels(self.broker_id).inc()
+            except nats.errors.Error:
+                continue
+
+    async def report_symbol_info(self, adapter: MT5Adapter) -> None:
+        """What the broker says about its symbols goes to ``om_instruments`` (sizer and router read it). An EA
+        without the SYMBOLINFO extension answers nothing: the instruments file stands."""
+        assert isinstance(self.settings, MT5Settings)
+        kv = await self.bus.kv(KV_INSTRUMENTS)
+        for symbol in self.settings.symbols:
+            try:
+                report = await adapter.symbol_info(symbol)
+            except BrokerError as exc:
+                self.log.warning("symbol info not available", symbol=symbol, error=str(exc))
+                continue
+            if report is not None:
+                await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
+
+
+def observe_fill(broker_id: str, fill: OrderFilled) -> None:
+    """TCA metrics of one new fill: its slippage (bps) and its commission."""
+    if fill.slippage_bps is not None:
+        metrics.SLIPPAGE_BPS.labels(broker_id, fill.symbol).observe(float(fill.slippage_bps))
+    if fill.commission:
+        metrics.COMMISSIONS.labels(broker_id, fill.symbol, fill.commission_asset or "").inc(float(fill.commission))
+
+
+class KvPaperStore:
+    """The paper venue's tickets and orders in KV ``om_paper`` (keys ``<broker_id>.tickets`` and
+    ``<broker_id>.order.<client order id>``)."""
+
+    def __init__(self, kv: KeyValue, broker_id: str) -> None:
+        self.kv = kv
+        self.broker_id = broker_id
+
+    async def load(self) -> tuple[bytes | None, list[bytes]]:
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return None, []
+        tickets: bytes | None = None
+        orders: list[bytes] = []
+        for key in keys:
+            parts = kv_key_parts(key)
+            if parts[0] != self.broker_id:
+                continue
+            try:
+                entry = await self.kv.get(key)
+            except KeyNotFoundError:
+                continue
+            if not entry.value:
+                continue
+            if parts[1:] == ["tickets"]:
+                tickets = entry.value
+            elif len(parts) == 3 and parts[1] == "order":
+                orders.append(entry.value)
+        return tickets, orders
+
+    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
+        await self.kv.put(kv_key(self.broker_id, "tickets"), tickets)
+        for coid, data in orders.items():
+            await self.kv.put(kv_key(self.broker_id, "order", coid), data)

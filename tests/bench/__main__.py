@@ -6,7 +6,7 @@ Starts a private nats-server, measures ordermesh (keeper, router, gateway paper 
 the driver an OrderMeshClient), stops it, measures the relay baseline on the same server, prints the comparison
 and rewrites its section of BENCHMARKS.md. Exits 1, with the processes' last log lines, if fills do not come.
 First, in process, it measures the sizing cost per call (``tests/bench/sizing.py``) and the router's decision
-cost (``tests/bench/router.py``), each in its own section.
+cost (``tests/bench/router.py``) and the keeper's replay speed (``tests/bench/keeper.py``), each in its own section.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import nats.errors
 
 from ordermesh.natsserver import NatsServer, NatsServerError, free_port
 from ordermesh.runtime import install_uvloop
+from tests.bench import keeper as keeper_bench
+from tests.bench import mt5 as mt5_bench
 from tests.bench import report
 from tests.bench import router as router_bench
 from tests.bench import sizing as sizing_bench
@@ -136,6 +138,16 @@ def main(argv: list[str] | None = None) -> int:
     print(router_bench.text_table(router_results))
     if not args.no_write:
         sizing_bench.write(args.output, router_bench.section(router_results, 20000, 5))
+    say("MT5 place_order round trip to the simulator")
+    mt5_result = mt5_bench.run()
+    print(mt5_bench.section(mt5_result))
+    if not args.no_write:
+        sizing_bench.write(args.output, mt5_bench.section(mt5_result))
+    say("keeper replay speed (in process)")
+    keeper_result = keeper_bench.run()
+    print(keeper_bench.text_table(keeper_result))
+    if not args.no_write:
+        sizing_bench.write(args.output, keeper_bench.section(keeper_result, 3))
     with tempfile.TemporaryDirectory(prefix="ordermesh-bench-") as tmp:
         work = Path(tmp)
         logs = args.log_dir or work

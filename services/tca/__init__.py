@@ -1,0 +1,1 @@
+"""ordermesh tca: transaction cost analysis over the fill history."""
