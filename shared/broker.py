@@ -166,6 +166,11 @@ class BrokerClient(abc.ABC):
     @abc.abstractmethod
     async def get_positions(self) -> list[BrokerPosition]: ...
 
+    def unresolved(self) -> dict[str, list[str]]:
+        """Orders or tickets the adapter could not match without guessing (client order id or ticket -> the
+        candidate broker tickets), for the operator (``ordermesh orders --unknown``). Default: none."""
+        return {}
+
     async def order_updates(self) -> AsyncIterator[BrokerOrder]:
         """Orders whose state the adapter learned of on its own (fills from a trade-event socket or a poll,
         cancels, expiries), each as the full current view. The gateway reports every one it is given; report

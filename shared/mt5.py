@@ -234,6 +234,9 @@ class MT5Adapter(BrokerClient):
 
     # ------------------------------------------------------------------------------ connection
 
+    def unresolved(self) -> dict[str, list[str]]:
+        return {key: [str(t) for t in tickets] for key, tickets in self.ambiguous.items()}
+
     def use_store(self, store: TicketStore) -> None:
         self.store = store
 

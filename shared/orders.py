@@ -172,6 +172,29 @@ class OrderRecord(msgspec.Struct, kw_only=True):
     intent_ts_ns: int = 0
     updated_ns: int = 0
     fill_ids: list[str] = msgspec.field(default_factory=list)
+    #: For an order the venue created for one of ours (attached stop-loss / take-profit): that order.
+    parent_client_order_id: str | None = None
+
+    @classmethod
+    def child_of(cls, parent: OrderRecord, event: ExecEvent) -> OrderRecord:
+        """The record of a venue-created order protecting ``parent`` (it closes what the parent filled)."""
+        qty = event.order_qty if isinstance(event, OrderFilled) else parent.filled_qty
+        rec = cls(
+            client_order_id=event.client_order_id,
+            intent_id=parent.intent_id,
+            strategy_id=parent.strategy_id,
+            account=parent.account,
+            symbol=parent.symbol,
+            side=parent.side.opposite,
+            quantity=qty,
+            broker_id=parent.broker_id,
+            reduce_only=True,
+            intent_ts_ns=parent.intent_ts_ns,
+            updated_ns=event.ts_ns,
+            parent_client_order_id=parent.client_order_id,
+        )
+        rec.transition(Ev.SUBMIT)
+        return rec
 
     @classmethod
     def from_command(cls, cmd: PlaceOrder) -> OrderRecord:

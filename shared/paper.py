@@ -708,8 +708,10 @@ def paper_reports(o: PaperOrder) -> list[ExecEvent]:
             )
         elif isinstance(event, OrderCanceled) and o.reason:
             event = msgspec.structs.replace(event, reason=o.reason)
+        if o.parent is not None:
+            event = msgspec.structs.replace(event, parent_client_order_id=o.parent)
         out.append(event)
-        if event is events[0] and o.triggered:
+        if event is out[0] and o.triggered:
             c = o.cmd
             out.append(
                 OrderTriggered(
@@ -722,6 +724,7 @@ def paper_reports(o: PaperOrder) -> list[ExecEvent]:
                     symbol=c.symbol,
                     intent_ts_ns=c.intent_ts_ns,
                     broker_order_id=o.broker_order_id,
+                    parent_client_order_id=o.parent,
                 )
             )
     return out

@@ -398,6 +398,8 @@ class OrderEvent(Message, frozen=True, kw_only=True):
     broker_id: str
     symbol: str
     intent_ts_ns: int = 0
+    #: Set on orders the venue created for one of ours (an attached stop-loss / take-profit): the order it protects.
+    parent_client_order_id: str | None = None
 
 
 class OrderAccepted(OrderEvent, frozen=True, kw_only=True, tag="order_accepted"):
@@ -691,6 +693,15 @@ class AccountQuery(Message, frozen=True, kw_only=True, tag="account_query"):
     account: str
 
 
+class UnresolvedQuery(Message, frozen=True, kw_only=True, tag="unresolved_query"):
+    """To a gateway: the orders its adapter could not resolve without guessing."""
+
+
+class UnresolvedReply(Message, frozen=True, kw_only=True, tag="unresolved_reply"):
+    broker_id: str
+    unresolved: dict[str, list[str]]  # client order id (or "ticket:<n>") -> candidate broker tickets
+
+
 Query = PositionsQuery | AccountQuery
 
 
@@ -730,6 +741,8 @@ AnyMessage = (
     | PositionsQuery
     | PositionsReply
     | AccountQuery
+    | UnresolvedQuery
+    | UnresolvedReply
     | ErrorReply
     | EquityPoint
     | BrokerPositionsQuery

@@ -3,6 +3,7 @@ bridge simulator (``ordermesh mt5-sim``), both real OS processes, ends as a fill
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from decimal import Decimal
@@ -58,6 +59,17 @@ async def test_eurusd_intent_fills_at_mt5_and_becomes_a_position(
                     return any(p.symbol == "EURUSD" and p.quantity == Decimal("0.2") for p in reply.positions)
 
                 await eventually(position, timeout=30, what="keeper position EURUSD 0.2")
+
+                # the operator's view of what gateways could not resolve: the MT5 gateway answers, nothing open
+                out = await asyncio.to_thread(
+                    subprocess.run,
+                    [sys.executable, "-m", "services.cli", "--nats", nats_server.url, "--config", str(config),
+                     "orders", "--unknown"],
+                    capture_output=True, text=True, timeout=30, cwd=ROOT,
+                )  # fmt: skip
+                assert out.returncode == 0, out.stderr
+                assert out.stdout.splitlines()[-1] == "0 unresolved"
+                assert "no gateway answered" not in out.stdout.split("paper")[0]
     finally:
         sim.terminate()
         sim.wait(15)

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
 from ordermesh.natsserver import NatsServer
+from ordermesh.orders import OrderRecord
 from ordermesh.registry import ADAPTER_TYPES
 from ordermesh.sdk import OrderMeshClient
 from ordermesh.wire import (
@@ -23,7 +27,7 @@ from ordermesh.wire import (
     TradingState,
     decode_any,
 )
-from tests.harness import System, eventually
+from tests.harness import ROOT, System, eventually
 
 D = Decimal
 #: Far enough below the market never to fill during a test, inside the 5 % price collar.
@@ -89,6 +93,15 @@ async def test_cancel_one_and_cancel_all(nats_server: NatsServer, tmp_path: Path
             ids = [await om.buy("EURUSD", D("0.10"), limit_price=RESTING_BUY) for _ in range(3)]
             for i in ids:
                 await eventually(lambda i=i: _status_is(om, i, OrderStatus.ACCEPTED), what="order accepted")
+            listing = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "services.cli", "--nats", nats_server.url, "orders"],
+                capture_output=True, text=True, timeout=30, cwd=ROOT,
+            )  # fmt: skip
+            assert listing.returncode == 0, listing.stderr
+            lines = listing.stdout.splitlines()
+            assert lines[-1] == "3 open orders"
+            assert all("s-cancel" in line and "limit 1.06000" in line and "ACCEPTED" in line for line in lines[:-1])
             reply = await om.cancel(ids[0])  # the SDK's way; `ordermesh cancel` sends the same request
             assert reply.ok, reply.detail
             first = await om.wait(ids[0])
@@ -174,3 +187,57 @@ async def test_registry_reload_without_restart(nats_server: NatsServer, tmp_path
             ]
             routed = await om.buy("EURUSD", D("0.10"), broker_id="paper2")
             await eventually(lambda: _status_is(om, routed, OrderStatus.SUBMITTED), what="order routed to paper2")
+
+
+async def test_venue_created_stop_loss_and_take_profit_are_recorded_and_canceled(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    async with System(nats_server.url, tmp_path) as system:
+        await system.start_all()
+        async with OrderMeshClient("s-sltp", url=nats_server.url) as om:
+            await market_live(om)
+            parent = await om.buy("EURUSD", D("0.30"), stop_loss=D("1.00000"), take_profit=D("1.20000"))
+            assert isinstance(await om.wait(parent), OrderFilled)
+            coid = (await om.order(parent)).client_order_id  # type: ignore[union-attr]
+
+            async def children() -> list[OrderRecord]:
+                out = []
+                for kind in ("sl", "tp"):
+                    entry = await _record(om, f"{coid}-{kind}")
+                    if entry is not None:
+                        out.append(entry)
+                return out
+
+            await eventually(
+                lambda: _all(
+                    children(), lambda recs: len(recs) == 2 and all(r.status is OrderStatus.ACCEPTED for r in recs)
+                ),
+                what="stop-loss and take-profit recorded as working orders",
+            )
+            for rec in await children():
+                assert (rec.side, rec.quantity, rec.reduce_only) == (Side.SELL, D("0.30"), True)
+                assert (rec.parent_client_order_id, rec.intent_id, rec.strategy_id) == (coid, parent, "s-sltp")
+            reply = await control(om, "cancel_all", CancelAll(account="paper-1", strategy_id="s-sltp"))
+            assert reply.ok and reply.detail == "2 cancel(s) sent"
+            await eventually(
+                lambda: _all(children(), lambda recs: all(r.status is OrderStatus.CANCELED for r in recs)),
+                what="both canceled",
+            )
+            assert system.metric("router", "ordermesh_handler_errors_total", consumer="router-exec") == 0
+
+
+async def _record(om: OrderMeshClient, coid: str) -> OrderRecord | None:
+    import msgspec
+    from nats.js.errors import KeyNotFoundError
+
+    from ordermesh.subjects import KV_ORDERS, kv_key
+
+    try:
+        entry = await (await om.bus.kv(KV_ORDERS)).get(kv_key(coid))
+    except KeyNotFoundError:
+        return None
+    return msgspec.msgpack.decode(entry.value, type=OrderRecord) if entry.value else None
+
+
+async def _all(found: Awaitable[list[OrderRecord]], cond: Callable[[list[OrderRecord]], bool]) -> bool:
+    return cond(await found)

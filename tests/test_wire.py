@@ -53,6 +53,8 @@ from ordermesh.wire import (
     TimeInForce,
     TradingState,
     TradingStateQuery,
+    UnresolvedQuery,
+    UnresolvedReply,
 )
 
 TS = 1_700_000_000_123_456_789
@@ -246,6 +248,8 @@ def _samples() -> list[wire.Message]:
             ts_ns=TS,
         ),
         AccountQuery(account="paper-1", ts_ns=TS),
+        UnresolvedQuery(ts_ns=TS),
+        UnresolvedReply(broker_id="mt5", unresolved={"om-1": ["100000001", "100000002"]}, ts_ns=TS),
         ErrorReply(reason="unknown account", ts_ns=TS),
         wire.EquityPoint(
             account="paper-1", balance=Decimal("100010.5"), equity=Decimal("100020.25"), applied_seq=9, ts_ns=TS

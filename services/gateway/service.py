@@ -41,6 +41,7 @@ from ordermesh.wire import (
     PlaceOrder,
     Quote,
     RejectCategory,
+    UnresolvedReply,
     encode,
 )
 
@@ -78,6 +79,7 @@ class GatewayService(Service):
             lane=lambda cmd: cmd.client_order_id,
         )
         self.spawn(self._order_updates(), "order-updates")
+        await self.bus.subscribe(self.subjects.q(f"unresolved.{self.broker_id}"), self.on_unresolved_query)
         if isinstance(self.adapter, MT5Adapter):
             self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
             await self.report_symbol_info(self.adapter)
@@ -342,6 +344,10 @@ class GatewayService(Service):
             reply = ErrorReply(reason=f"{exc.reason}: {exc.detail}")
         except Exception as exc:  # the broker could not say: answer with the reason, never crash
             reply = ErrorReply(reason=f"{type(exc).__name__}: {exc}")
+        await msg.respond(encode(reply))
+
+    async def on_unresolved_query(self, msg: Msg) -> None:
+        reply = UnresolvedReply(broker_id=self.broker_id, unresolved=self.adapter.unresolved())
         await msg.respond(encode(reply))
 
     async def _forward_quotes(self, quotes: AsyncIterator[Quote]) -> None:

@@ -38,6 +38,9 @@ def add_parsers(sub: Any) -> None:
     cn.add_argument("intent_id")
     cn.add_argument("--account", default="paper-1")
     cn.add_argument("--strategy", default="cli")
+    od = sub.add_parser("orders", help="open orders (the router's records); --unknown: what gateways could not resolve")
+    od.add_argument("--all", action="store_true", help="finished orders too")
+    od.add_argument("--unknown", action="store_true", help="tickets and orders gateways could not match, never guessed")
     br = sub.add_parser("brokers", help="list the broker registry (`brokers validate`: check it; `reload`: live)")
     br.add_argument("action", nargs="?", choices=["list", "validate", "reload"], default="list")
 
@@ -110,6 +113,59 @@ def cmd_brokers(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_orders(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from ordermesh.orders import OrderRecord
+    from ordermesh.subjects import KV_ORDERS
+    from ordermesh.wire import UnresolvedQuery, UnresolvedReply
+
+    _quiet(config)
+
+    async def go() -> int:
+        bus = Bus(config.nats, "cli:orders")
+        await bus.connect()
+        try:
+            if args.unknown:
+                found = 0
+                for broker_id in BrokerRegistry(config.brokers).usable():
+                    try:
+                        data = await bus.request(
+                            bus.subjects.q(f"unresolved.{broker_id}"), UnresolvedQuery(), timeout=5
+                        )
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        print(f"{broker_id:<12} no gateway answered")
+                        continue
+                    reply = decode_any(data)
+                    assert isinstance(reply, UnresolvedReply)
+                    for key, tickets in sorted(reply.unresolved.items()):
+                        print(f"{broker_id:<12} {key:<34} candidates: {', '.join(tickets) or 'none'}")
+                        found += 1
+                print(f"{found} unresolved")
+                return 1 if found else 0
+            watcher = await (await bus.kv(KV_ORDERS)).watchall(ignore_deletes=True)
+            rows = []
+            while (entry := await watcher.updates(timeout=10)) is not None:
+                rec = msgspec.msgpack.decode(entry.value, type=OrderRecord)
+                if args.all or rec.is_open:
+                    rows.append(rec)
+            await watcher.stop()
+        finally:
+            await bus.close()
+        rows.sort(key=lambda r: r.updated_ns)
+        for r in rows:
+            price = f" @ {r.avg_px.normalize()}" if r.avg_px is not None else ""
+            limit = f" limit {r.limit_price}" if r.limit_price is not None else ""
+            print(
+                f"{r.client_order_id}  {r.account:<10} {r.strategy_id:<14} {r.broker_id:<8} {r.side.value:<4} "
+                f"{r.quantity!s:>8} {r.symbol:<10}{limit:<16} {r.status.value:<16} filled {r.filled_qty}{price}"
+            )
+        print(f"{len(rows)} {'orders' if args.all else 'open orders'}")
+        return 0
+
+    return asyncio.run(go())
+
+
 COMMANDS = {
     "halt": cmd_trading,
     "reduce": cmd_trading,
@@ -117,4 +173,5 @@ COMMANDS = {
     "cancel-all": cmd_cancel_all,
     "cancel": cmd_cancel,
     "brokers": cmd_brokers,
+    "orders": cmd_orders,
 }

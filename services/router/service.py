@@ -46,6 +46,7 @@ from ordermesh.wire import (
     ControlReply,
     ExecEvent,
     OrderDenied,
+    OrderFilled,
     OrderRequest,
     OrderStatus,
     Quote,
@@ -334,6 +335,18 @@ class RouterService(Service):
         with bind_ids(intent_id=event.intent_id, client_order_id=event.client_order_id):
             async with self.store.locked(event.client_order_id):
                 rec = await self.store.get(event.client_order_id)
+                if rec is None and event.parent_client_order_id is not None:
+                    parent = await self.store.get(event.parent_client_order_id)
+                    if parent is not None:
+                        rec = OrderRecord.child_of(parent, event)
+                        self.log.info("venue-created order recorded", parent=parent.client_order_id)
+                if (
+                    rec is not None
+                    and rec.parent_client_order_id is not None
+                    and isinstance(event, OrderFilled)
+                    and event.order_qty > rec.quantity
+                ):
+                    rec.quantity = event.order_qty  # the venue grew it with its parent's later fills
                 if rec is None:
                     # The order's record may not be written yet (a redelivered order request after a restart):
                     # try again shortly; the runtime gives up, counted, after max_attempts.
