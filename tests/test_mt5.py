@@ -339,3 +339,42 @@ def test_ea_serialization_and_parsing() -> None:
     assert int32(2**31) == -(2**31) and int32(5) == 5
     assert retcode_error(10009) is None
     assert isinstance(retcode_error(10031), BrokerConnectionError)
+
+
+async def test_restart_reconciliation_emits_a_missed_fill_exactly_once(ports: Ports) -> None:
+    account = Account(seed=3)
+    freeze(account)
+    account.set_price("EURUSD", D("1.08495"), D("1.08505"))
+    sim = sim_for(account, ports)
+    await sim.start()
+    store = MemoryTicketStore()  # what the gateway keeps in KV om_mt5 across its restarts
+    try:
+        first = adapter_for(ports, store=store)
+        await first.connect()
+        cmd = place("missed", qty="0.30", order_type=OrderType.LIMIT, limit="1.08000")
+        assert (await first.place_order(cmd)).state is BrokerOrderState.NEW
+        await first.close()  # the gateway goes away...
+        account.set_price("EURUSD", D("1.07990"), D("1.08000"))  # ...and the limit fills at MT5 meanwhile
+        assert len(account.deals) == 1
+        deal = str(account.deals[0].ticket)
+
+        second = adapter_for(ports, store=store)  # the gateway comes back
+        await second.connect()  # reconciles with MT5 before it returns
+        updates = second.order_updates()
+        missed = await asyncio.wait_for(anext(updates), 5)
+        assert (missed.client_order_id, missed.state) == (cmd.client_order_id, BrokerOrderState.FILLED)
+        assert [(f.fill_id, f.quantity, f.price) for f in missed.fills] == [(deal, D("0.3"), D("1.08"))]
+        await second.reconcile()  # a reconnect of the same process: nothing new to say
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(updates), 0.5)
+        await second.close()
+
+        third = adapter_for(ports, store=store)  # and once more: the fill was already reported
+        await third.connect()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(third.order_updates()), 0.5)
+        assert (await third.get_order_status(cmd.client_order_id)).state is BrokerOrderState.FILLED
+        await third.close()
+        assert len(account.deals) == 1  # and nothing was ever placed twice
+    finally:
+        await sim.stop()
