@@ -73,6 +73,7 @@ class BrokerFill(msgspec.Struct, frozen=True, kw_only=True):
     commission_asset: str | None = None
     liquidity: Liquidity = Liquidity.TAKER
     ts_ns: int = 0
+    position_id: str | None = None  # the broker position the deal opened or reduced (hedging accounts)
 
 
 class BrokerOrder(msgspec.Struct, frozen=True, kw_only=True):

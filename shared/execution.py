@@ -74,6 +74,7 @@ def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
                 commission_asset=fill.commission_asset,
                 liquidity=fill.liquidity,
                 reference_price=cmd.reference_price,
+                position_id=fill.position_id,
                 **common,
             )
         )

@@ -66,6 +66,8 @@ NAMES = {
 }  # fmt: skip
 _json = msgspec.json.Decoder(float_hook=Decimal)  # the EA's 5-decimal doubles, exactly as written
 ZERO = Decimal(0)
+MARKET = ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL")
+DEALING = (*MARKET, "POSITION_CLOSE_ID", "POSITION_PARTIAL")  # requests that deal at once (no pending order)
 
 
 def clean(value: Decimal) -> Decimal:
@@ -485,6 +487,8 @@ class MT5Adapter(BrokerClient):
                 self.log.info("unknown outcome resolved: never placed; placing now", client_order_id=coid)
             else:
                 return await self.get_order_status(coid)
+        if order.position_id is not None:
+            return await self._close_position(order)
         kind = self.action_type(order)
         price = order.limit_price if order.order_type is OrderType.LIMIT else order.stop_price
         rec = TicketRecord(client_order_id=coid, symbol=order.symbol, side=order.side, action_type=kind,
@@ -512,9 +516,58 @@ class MT5Adapter(BrokerClient):
             # The stock EA does not return the deal ticket (its line is commented out): a market order's single
             # deal is then named after its order ticket. See deploy/mt5/README.md for the one-line EA patch.
             fill_id = str(deal) if deal is not None else f"o{rec.order}"
+            # MT5 names a position after the order that opened it: on a hedging account every market order
+            # without a position opens its own. (On a netting account a fill that adds to a position keeps the
+            # older id; the netting books do not use the id.)
+            if kind in ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL") and rec.order:
+                rec.position_id = rec.order
             if volume > 0:
-                rec.fills.append(BrokerFill(fill_id=fill_id, quantity=volume, price=px, ts_ns=time.time_ns()))
+                rec.fills.append(BrokerFill(fill_id=fill_id, quantity=volume, price=px, ts_ns=time.time_ns(),
+                                            position_id=self._pid(rec)))  # fmt: skip
             rec.state = "FILLED" if retcode == DONE or volume >= rec.volume else "PARTIALLY_FILLED"
+        await self.store.put(rec)
+        return rec.view()
+
+    @staticmethod
+    def _pid(rec: TicketRecord) -> str | None:
+        return None if rec.position_id is None else str(rec.position_id)
+
+    async def _close_position(self, order: PlaceOrder) -> BrokerOrder:
+        """Close (part of) one position by its ticket, as the EA does it: ``POSITION_CLOSE_ID`` for the whole
+        volume, ``POSITION_PARTIAL`` with ``volume`` for less; ``id`` is the position ticket. The EA ignores the
+        comment of a close, so the reply is the only place its order and deal tickets are learned."""
+        coid = order.client_order_id
+        try:
+            ticket = int(str(order.position_id))
+        except ValueError:
+            raise OrderError(f"position id {order.position_id!r} is not an MT5 position ticket") from None
+        if order.order_type is not OrderType.MARKET:
+            raise OrderError("MT5 closes a position by id only at market")
+        held = next((p for p in await self.get_positions() if p.position_id == str(ticket)), None)
+        if held is not None and (held.symbol != order.symbol or (held.quantity > 0) == (order.side is Side.BUY)):
+            wrong = f"{order.side.value} does not close it"
+            raise OrderError(f"position {ticket} is {held.quantity} {held.symbol}: {wrong}")
+        # A hedging listing of the stock EA can hide a position behind its symbol's first one: not listed, the
+        # order's own volume is sent as a partial close (MT5 closes it all when it is the whole volume).
+        whole = held is not None and order.quantity >= abs(held.quantity)
+        kind = "POSITION_CLOSE_ID" if whole else "POSITION_PARTIAL"
+        rec = TicketRecord(client_order_id=coid, symbol=order.symbol, side=order.side, action_type=kind,
+                           volume=order.quantity, sent_s=int(time.time()) - 1, position_id=ticket)  # fmt: skip
+        self.records[coid] = rec
+        await self.store.put(rec)
+        payload: dict[str, Any] = {"action": "TRADE", "actionType": kind, "symbol": order.symbol, "id": ticket,
+                                   "comment": coid}  # fmt: skip
+        if not whole:
+            payload["volume"] = float(order.quantity)
+        reply = await self._trade(payload, rec)
+        rec.order = int(reply.get("order") or 0) or rec.order
+        volume, px, deal = num(reply.get("volume")), num(reply.get("price")), reply.get("deal")
+        if volume > 0:
+            fill_id = str(deal) if deal is not None else f"o{rec.order}"
+            rec.fills.append(BrokerFill(fill_id=fill_id, quantity=volume, price=px, ts_ns=time.time_ns(),
+                                        position_id=str(ticket)))  # fmt: skip
+        # a position smaller than the order: it is closed, the rest can never fill (a ticket does not flip)
+        rec.state = "FILLED" if volume >= rec.volume else "CANCELED"
         await self.store.put(rec)
         return rec.view()
 
@@ -691,12 +744,12 @@ class MT5Adapter(BrokerClient):
         known = {f.fill_id for f in rec.fills}
         for d in deals:
             if str(d["ticket"]) not in known:
-                rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
-                                            price=num(d.get("price")), commission=-num(d.get("commission")),
-                                            commission_asset=self.currency,
-                                            ts_ns=int(d.get("time") or 0) * 10**9))  # fmt: skip
                 if d.get("position_id") is not None:
                     rec.position_id = int(d["position_id"])
+                rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
+                                            price=num(d.get("price")), commission=-num(d.get("commission")),
+                                            commission_asset=self.currency, position_id=self._pid(rec),
+                                            ts_ns=int(d.get("time") or 0) * 10**9))  # fmt: skip
         filled = sum((f.quantity for f in rec.fills), ZERO)
         rec.state = "FILLED" if filled >= rec.volume else "CANCELED"  # gone from ORDERS: the rest was canceled
         await self.store.put(rec)
@@ -712,7 +765,9 @@ class MT5Adapter(BrokerClient):
             d for d in deals
             if d.get("symbol") == rec.symbol and d.get("type") == side and num(d.get("volume")) == rec.volume
             and rec.sent_s - 1 <= int(d.get("time") or 0) <= rec.sent_s + self.match_window_s
-            and str(d["ticket"]) not in claimed and d.get("entry") in (0, 2, None)
+            and str(d["ticket"]) not in claimed
+            and (d.get("entry") in (0, 2, None) if rec.action_type in MARKET else d.get("entry") in (1, None))
+            and (rec.action_type in MARKET or d.get("position_id") in (None, rec.position_id))
             and (rec.price is None or num(d.get("price")) == rec.price or "LIMIT" not in rec.action_type)
         ]  # fmt: skip
 
@@ -729,7 +784,7 @@ class MT5Adapter(BrokerClient):
             _, claimed_orders = self._claimed()
             deals = await self._deals(rec.sent_s - 1)
             side = "Buy" if rec.side is Side.BUY else "Sell"
-            if rec.action_type in ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL"):
+            if rec.action_type in DEALING:
                 matches = [d for d in self._match_deals(rec, deals)
                            if d.get("order") is None or int(d["order"]) not in claimed_orders]  # fmt: skip
                 candidates = sorted({int(d["order"]) if d.get("order") is not None else -int(d["ticket"])
@@ -759,22 +814,23 @@ class MT5Adapter(BrokerClient):
                 return rec.view()
             rec.order = candidates[0]
             self.log.info("unknown outcome matched uniquely", client_order_id=rec.client_order_id, order=rec.order)
-        rec.state = "NEW" if rec.action_type not in ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL") else "PARTIALLY_FILLED"
+        rec.state = "NEW" if rec.action_type not in DEALING else "PARTIALLY_FILLED"
         if rec.state == "PARTIALLY_FILLED" and not rec.fills:
             rec.state = "NEW"
         await self._refresh_working_any(rec)
         return rec.view()
 
     async def _refresh_working_any(self, rec: TicketRecord) -> None:
-        if rec.action_type in ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL"):
+        if rec.action_type in DEALING:
             deals = [d for d in await self._deals(rec.sent_s - 1) if d.get("order") == rec.order]
             for d in deals:
                 if all(f.fill_id != str(d["ticket"]) for f in rec.fills):
-                    rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
-                                                price=num(d.get("price")), commission=-num(d.get("commission")),
-                                                commission_asset=self.currency))  # fmt: skip
                     if d.get("position_id") is not None:
                         rec.position_id = int(d["position_id"])
+                    rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
+                                                price=num(d.get("price")), commission=-num(d.get("commission")),
+                                                commission_asset=self.currency,
+                                                position_id=self._pid(rec)))  # fmt: skip
             filled = sum((f.quantity for f in rec.fills), ZERO)
             rec.state = "FILLED" if filled >= rec.volume else ("PARTIALLY_FILLED" if filled else "REJECTED")
             await self.store.put(rec)

@@ -139,10 +139,82 @@ def _mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
     )
 
 
+class BinanceSpotSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Binance spot through ccxt (docs/architecture.md §17). Keys come from ``${VAR}`` substitution."""
+
+    type: str = "binance_spot"
+    api_key: str = ""
+    api_secret: str = ""
+    #: A Binance-compatible server (e.g. the tests' local one); None = real Binance. Never with ``testnet``.
+    base_url: str | None = None
+    #: Binance's spot testnet through ccxt's sandbox mode; only when no ``base_url``.
+    testnet: bool = False
+    recv_window: int = 5000  # ms
+    timeout: float = 10.0  # seconds per request
+    currency: str = "USDT"  # the quote asset reported as the balance; other assets are positions
+    max_backoff_s: float = 30.0  # cap on a Retry-After wait
+    poll_interval_ms: int = 1000  # working orders polled for fills
+
+
+def _binance_spot(broker_id: str, settings: BinanceSpotSettings) -> BrokerClient:
+    from ordermesh.binance import BinanceSpotAdapter
+
+    if settings.base_url and settings.testnet:
+        raise ConfigError(f"brokers.{broker_id}: base_url and testnet are exclusive")
+    return BinanceSpotAdapter(
+        broker_id,
+        api_key=settings.api_key,
+        api_secret=settings.api_secret,
+        base_url=settings.base_url,
+        testnet=settings.testnet,
+        recv_window_ms=settings.recv_window,
+        timeout_s=settings.timeout,
+        currency=settings.currency,
+        max_backoff_s=settings.max_backoff_s,
+        poll_interval_s=settings.poll_interval_ms / 1000,
+    )
+
+
+class BinanceUsdmSettings(BinanceSpotSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Binance USD-M perpetual futures through ccxt's binanceusdm (docs/architecture.md §17)."""
+
+    type: str = "binance_usdm"
+    #: Leverage per symbol (``BTC/USDT:USDT`` or ``BTCUSDT``), set on connect; margin_type applies to these symbols.
+    leverage: dict[str, int] = msgspec.field(default_factory=dict)
+    margin_type: str | None = None  # "cross" | "isolated"; None leaves the account's setting
+    hedge_mode: bool | None = False  # False: one-way positions (positionSide BOTH); None leaves it as it is
+
+
+def _binance_usdm(broker_id: str, settings: BinanceUsdmSettings) -> BrokerClient:
+    from ordermesh.binance import BinanceFuturesAdapter
+
+    if settings.base_url and settings.testnet:
+        raise ConfigError(f"brokers.{broker_id}: base_url and testnet are exclusive")
+    if settings.margin_type not in (None, "cross", "isolated"):
+        raise ConfigError(f"brokers.{broker_id}.margin_type: 'cross' or 'isolated', not {settings.margin_type!r}")
+    return BinanceFuturesAdapter(
+        broker_id,
+        api_key=settings.api_key,
+        api_secret=settings.api_secret,
+        base_url=settings.base_url,
+        testnet=settings.testnet,
+        recv_window_ms=settings.recv_window,
+        timeout_s=settings.timeout,
+        currency=settings.currency,
+        max_backoff_s=settings.max_backoff_s,
+        poll_interval_s=settings.poll_interval_ms / 1000,
+        leverage=settings.leverage,
+        margin_type=settings.margin_type,
+        hedge_mode=settings.hedge_mode,
+    )
+
+
 #: Adapter types by name. Gateways for other venues register here.
 ADAPTER_TYPES: Final[dict[str, AdapterType]] = {
     "paper": AdapterType(PaperSettings, _paper, "simulated venue on a seeded synthetic feed"),
     "mt5": AdapterType(MT5Settings, _mt5, "MetaTrader 5 via the MQL5-JSON-API expert advisor (ZeroMQ)"),
+    "binance_spot": AdapterType(BinanceSpotSettings, _binance_spot, "Binance spot through ccxt (REST)"),
+    "binance_usdm": AdapterType(BinanceUsdmSettings, _binance_usdm, "Binance USD-M futures through ccxt (REST)"),
 }
 
 

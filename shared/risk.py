@@ -97,6 +97,14 @@ class OrderToCheck:
     time_in_force: TimeInForce = TimeInForce.GTC
     expire_at_ns: int | None = None
     reduce_only: bool = False
+    #: A hedging close: the broker position (ticket) the order closes. The broker closes that ticket and never
+    #: flips it, so such an order is checked against the ticket, not against the account's net.
+    position_id: str | None = None
+
+
+def closes_ticket(order: OrderToCheck) -> bool:
+    """A reduce-only order naming its ticket: it can only shrink that position, whatever the net does."""
+    return order.reduce_only and order.position_id is not None
 
 
 class TokenBucket:
@@ -241,7 +249,11 @@ class TradingStateRule(Rule):
         state, where = view.trading.effective(order.account, order.strategy_id)
         if state is TradingState.HALTED:
             return f"trading is HALTED ({where})"
-        if state is TradingState.REDUCING and not reduces(view.exposure.net[(order.account, order.symbol)], order):
+        if (
+            state is TradingState.REDUCING
+            and not closes_ticket(order)
+            and not reduces(view.exposure.net[(order.account, order.symbol)], order)
+        ):
             return f"trading is REDUCING ({where}): only orders that reduce the {order.symbol} position pass"
         return None
 
@@ -449,8 +461,8 @@ class ReduceOnlyRule(Rule):
     name = "reduce_only"
 
     def check(self, order: OrderToCheck, view: RiskView) -> str | None:
-        if not order.reduce_only:
-            return None
+        if not order.reduce_only or closes_ticket(order):
+            return None  # a ticket close may move the net either way (long 1 + short 1: closing the long sells)
         net = view.exposure.net[(order.account, order.symbol)]
         if not reduces(net, order):
             return (

@@ -89,4 +89,5 @@ def place_command(req: OrderRequest, coid: str, broker_id: str, ttl_s: float, no
         intent_ts_ns=i.ts_ns,
         command_expires_ns=now_ns + int(ttl_s * 1e9),
         ts_ns=now_ns,
+        position_id=i.position_id,
     )

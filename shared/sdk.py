@@ -76,6 +76,7 @@ class CloseOutcome(msgspec.Struct, frozen=True, kw_only=True):
     remaining: Decimal = Decimal(0)  # signed, after
     reason: str = ""
     intent_id: str | None = None
+    position_id: str | None = None  # hedging accounts: the ticket closed (one outcome per ticket)
 
 
 class CloseAllReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -94,6 +95,26 @@ def is_final(report: Report) -> bool:
     if isinstance(report, OrderFilled):
         return report.leaves_qty == 0
     return isinstance(report, IntentRejected | OrderDenied | OrderRejected | OrderCanceled | OrderExpired)
+
+
+def _to_close(account: str, strategy: str | None, positions: list[Position]) -> list[Position]:
+    """What close-all closes: every open ticket (a position with a ``position_id``: hedging) on its own, and the
+    net per symbol of the rest (netting)."""
+    tickets = [p for p in positions if p.position_id is not None and p.quantity != 0]
+    net: dict[str, Decimal] = {}
+    for p in positions:
+        if p.position_id is None:
+            net[p.symbol] = net.get(p.symbol, Decimal(0)) + p.quantity
+    nets = [
+        Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy)
+        for sym, q in sorted(net.items())
+        if q != 0
+    ]
+    return nets + sorted(tickets, key=lambda p: (p.symbol, str(p.position_id)))
+
+
+def _key(p: Position) -> str:
+    return p.position_id if p.position_id is not None else p.symbol
 
 
 class OrderMeshClient:
@@ -197,7 +218,10 @@ class OrderMeshClient:
         broker_id: str | None = None,
         account: str | None = None,
         intent_id: str | None = None,
+        position_id: str | None = None,
     ) -> Intent:
+        """An intent of this strategy. ``position_id`` names the broker position (ticket) the order closes, in a
+        hedging account; use it with ``reduce_only=True``."""
         if (qty is None) == (sizing is None):
             raise ValueError("give either qty (a fixed size) or sizing (Fixed, Kelly or RiskPct)")
         if order_type is None:
@@ -218,6 +242,7 @@ class OrderMeshClient:
             take_profit=take_profit,
             reference_price=reference_price,
             broker_id=broker_id,
+            position_id=position_id,
         )
 
     async def buy(self, symbol: str, qty: Decimal | None = None, **kw: Any) -> str:
@@ -293,8 +318,10 @@ class OrderMeshClient:
         keeper shows them flat (or ``timeout``), and report per position: closed, partial (with the rest) or
         failed (with the reason).
 
-        Without ``strategy`` the account's net positions are closed by intents of this client's strategy;
-        with it, that strategy's own positions by intents in its name."""
+        Netting accounts: one intent per symbol for its net. Hedging accounts (the keeper lists one position per
+        ticket, with its ``position_id``): one intent per ticket, naming it, for the ticket's quantity on the
+        opposite side, and one outcome per ticket. Without ``strategy`` the account's positions are closed by
+        intents of this client's strategy; with it, that strategy's own positions by intents in its name."""
         account = account or self.account
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -302,14 +329,7 @@ class OrderMeshClient:
             cancel = (await self._control("cancel_all", CancelAll(account=account, strategy_id=strategy))).detail
         except Exception as exc:  # no router: still close what is open
             cancel = f"open orders not canceled: {type(exc).__name__} {exc}".strip()
-        net: dict[str, Decimal] = {}
-        for p in await self.positions(account=account, strategy_id=strategy):
-            net[p.symbol] = net.get(p.symbol, Decimal(0)) + p.quantity  # hedging tickets: their net
-        held = [
-            Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy)
-            for sym, q in sorted(net.items())
-            if q != 0
-        ]
+        held = _to_close(account, strategy, await self.positions(account=account, strategy_id=strategy))
         if not held:
             return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=[])
         by = strategy or self.strategy_id
@@ -344,6 +364,7 @@ class OrderMeshClient:
                     side=Side.SELL if p.quantity > 0 else Side.BUY,
                     sizing=Fixed(qty=abs(p.quantity)),
                     reduce_only=True,
+                    position_id=p.position_id,
                     tags={"close_all": "1"},
                 )
                 try:
@@ -356,14 +377,14 @@ class OrderMeshClient:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
             # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
-            remaining = await self._remaining(account, strategy, {p.symbol for p, _, _ in sent}, deadline)
+            remaining = await self._remaining(account, strategy, {_key(p) for p, _, _ in sent}, deadline)
         finally:
             for sub in subs:
                 with contextlib.suppress(Exception):
                     await sub.unsubscribe()
         result = []
         for p, intent, error in sent:
-            rest = p.quantity if remaining is None else remaining.get(p.symbol, Decimal(0))
+            rest = p.quantity if remaining is None else remaining.get(_key(p), Decimal(0))
             report = outcomes.get(intent.intent_id) if intent is not None else None
             if remaining is None:
                 status, reason = "failed", error or "the position-keeper did not answer"
@@ -390,23 +411,26 @@ class OrderMeshClient:
                     remaining=rest,
                     reason=reason,
                     intent_id=intent.intent_id if intent is not None else None,
+                    position_id=p.position_id,
                 )
             )
         return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=result)
 
     async def _remaining(
-        self, account: str, strategy: str | None, symbols: set[str], deadline: float
+        self, account: str, strategy: str | None, keys: set[str], deadline: float
     ) -> dict[str, Decimal] | None:
-        """Open net quantity per symbol once all are flat or at the deadline; None if the keeper never answered."""
+        """Open quantity per key (a ticket's position id, or a symbol's net) once all are flat or at the
+        deadline; None if the keeper never answered."""
         loop = asyncio.get_running_loop()
         last: dict[str, Decimal] | None = None
         while True:
             try:
                 now: dict[str, Decimal] = {}
                 for p in await self.positions(account=account, strategy_id=strategy):
-                    if p.symbol in symbols:
-                        now[p.symbol] = now.get(p.symbol, Decimal(0)) + p.quantity
-                last = {sym: q for sym, q in now.items() if q != 0}
+                    for key in (p.symbol, p.position_id):
+                        if key is not None and key in keys:
+                            now[key] = now.get(key, Decimal(0)) + p.quantity
+                last = {key: q for key, q in now.items() if q != 0}
             except (OrderMeshError, TimeoutError, nats.errors.Error):
                 pass
             if (last is not None and not last) or loop.time() >= deadline:

@@ -315,6 +315,8 @@ class Intent(Message, frozen=True, kw_only=True, tag="intent"):
     reference_price: Decimal | None = None  # the quote the strategy decided on (slippage baseline)
     broker_id: str | None = None  # explicit route; otherwise the router's rules decide
     tags: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Close this broker position (hedging accounts): the ticket of the position the order reduces.
+    position_id: str | None = None
 
 
 class OrderRequest(Message, frozen=True, kw_only=True, tag="order_request"):
@@ -350,6 +352,8 @@ class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
     intent_ts_ns: int = 0
     #: A gateway that sees the command after this time refuses it: no stale orders after an outage.
     command_expires_ns: int | None = None
+    #: Close this broker position (hedging accounts); venues without tickets (paper) ignore it.
+    position_id: str | None = None
 
 
 class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):

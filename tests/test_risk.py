@@ -256,6 +256,41 @@ def test_reduce_only_never_increases_or_flips() -> None:
     )
 
 
+def test_reduce_only_with_a_position_id_is_checked_against_its_ticket_not_the_net() -> None:
+    v = make()
+    # a hedging account: long 1 and short 1 on two tickets, net 0
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("1"))
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("-1"))
+    # closing the long ticket sells 1: the net goes to -1, yet the broker only closes that ticket
+    assert check(v, order("1", Side.SELL, reduce_only=True, position_id="100000001")) is None
+    assert check(v, order("1", Side.BUY, reduce_only=True, position_id="100000002")) is None
+    # without the ticket the old rule stands: against a net of 0 nothing reduces
+    denied(
+        v,
+        order("1", Side.SELL, reduce_only=True),
+        "reduce_only",
+        "RISK: reduce-only SELL 1 would increase or flip the EURUSD position 0",
+    )
+
+
+def test_reducing_state_lets_ticket_closes_through_only() -> None:
+    v = make()
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("1"))
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("-1"))
+    v.trading.set(TradingState.REDUCING, "acc", None)
+    reason = "TRADING_STATE: trading is REDUCING (account acc): only orders that reduce the EURUSD position pass"
+    assert check(v, order("1", Side.SELL, reduce_only=True, position_id="100000001")) is None
+    denied(v, order("1", Side.SELL, reduce_only=True), "trading_state", reason)
+    denied(v, order("1", Side.SELL, position_id="100000001"), "trading_state", reason)  # not reduce-only
+    v.trading.set(TradingState.HALTED, "acc", None)
+    denied(
+        v,
+        order("1", Side.SELL, reduce_only=True, position_id="100000001"),
+        "trading_state",
+        "TRADING_STATE: trading is HALTED (account acc)",
+    )
+
+
 @pytest.mark.parametrize(
     ("where", "kw"),
     [("global", {}), ("account acc", {"account": "acc"}), ("strategy s1", {"account": "acc", "strategy": "s1"})],

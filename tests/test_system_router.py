@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
+from ordermesh.ids import client_order_id
 from ordermesh.natsserver import NatsServer
 from ordermesh.orders import OrderRecord
 from ordermesh.registry import ADAPTER_TYPES
@@ -198,7 +199,7 @@ async def test_venue_created_stop_loss_and_take_profit_are_recorded_and_canceled
             await market_live(om)
             parent = await om.buy("EURUSD", D("0.30"), stop_loss=D("1.00000"), take_profit=D("1.20000"))
             assert isinstance(await om.wait(parent), OrderFilled)
-            coid = (await om.order(parent)).client_order_id  # type: ignore[union-attr]
+            coid = client_order_id("paper-1", parent)  # deterministic: no need to wait for the router's record
 
             async def children() -> list[OrderRecord]:
                 out = []

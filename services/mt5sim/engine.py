@@ -471,7 +471,9 @@ class Account:
             "stoplimit": ZERO, "sl": dec(req.get("stoploss")), "tp": dec(req.get("takeprofit")), "deviation": 0,
             "type": kind if kind.startswith("ORDER_TYPE") else "ORDER_TYPE_BUY", "type_filling": "ORDER_FILLING_FOK",
             "type_time": "ORDER_TIME_GTC", "expiration": int(req.get("expiration") or 0),
-            "comment": req.get("comment") or None, "position": int32(int(req.get("id") or 0)), "position_by": 0,
+            # the EA passes no comment to CTrade's position calls: a close is never named by our comment
+            "comment": None if kind.startswith("POSITION_") else req.get("comment") or None,
+            "position": int32(int(req.get("id") or 0)), "position_by": 0,
         }  # fmt: skip
         result = {
             "retcode": retcode, "result": RETCODES.get(retcode, f"TRADE_RETCODE_UNKNOWN={retcode}"),

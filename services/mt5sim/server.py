@@ -125,6 +125,7 @@ class BridgeSimulator:
                 await self._push(self.events, event)
             if self.drop_replies and req.get("action") == "TRADE":
                 self.drop_replies -= 1
+                print(f"mt5-sim: TRADE executed, reply withheld (test hook): {req.get('comment')}", flush=True)
                 continue
             for msg in out.data:
                 await self._push(self.data, msg)
@@ -175,6 +176,13 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--ticket-base", type=int, default=100_000_001)
     p.add_argument("--tick-interval-ms", type=int, default=100)
+    p.add_argument(
+        "--drop-trade-replies",
+        type=int,
+        default=0,
+        metavar="N",
+        help="test hook: execute the next N TRADE requests but never answer them (an EA dying mid-order)",
+    )
 
 
 def run(args: Any) -> int:
@@ -190,6 +198,7 @@ def run(args: Any) -> int:
     async def serve() -> None:
         sim = BridgeSimulator(account, ports, host=args.host, single_socket=args.single_socket,
                               tick_interval_ms=args.tick_interval_ms)  # fmt: skip
+        sim.drop_replies = args.drop_trade_replies
         await sim.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -323,6 +323,7 @@ class RouterService(Service):
             time_in_force=intent.time_in_force,
             expire_at_ns=intent.expire_at_ns,
             reduce_only=intent.reduce_only,
+            position_id=intent.position_id,
         )
         denial = self.risk.check(order)
         if denial is not None:
