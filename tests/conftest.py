@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import decimal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -10,6 +11,22 @@ import pytest
 from ordermesh.bus import Bus
 from ordermesh.config import NatsSettings
 from ordermesh.natsserver import NatsServer
+
+
+def _decimal_state(ctx: decimal.Context) -> tuple[object, ...]:
+    return (ctx.prec, ctx.rounding, ctx.Emin, ctx.Emax, sorted((t.__name__, v) for t, v in ctx.traps.items()))
+
+
+@pytest.fixture(autouse=True)
+def decimal_context_guard() -> Iterator[None]:
+    """Money math runs in the default Decimal context (28 digits, half-even). A library that changes it in place
+    (ccxt's precision helpers do) would change every later calculation in the process: a test that leaves it
+    changed fails, and the context is restored for the tests after it."""
+    before = decimal.getcontext().copy()
+    yield
+    changed = _decimal_state(decimal.getcontext()) != _decimal_state(before)
+    decimal.setcontext(before)
+    assert not changed, "this test left the Decimal context changed (wrap such library calls in decimal.localcontext())"
 
 
 @pytest.fixture
