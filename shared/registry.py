@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -155,14 +155,14 @@ class BinanceSpotSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fie
     max_backoff_s: float = 30.0  # cap on a Retry-After wait
     poll_interval_ms: int = 1000  # working orders polled for fills
 
+    def __post_init__(self) -> None:
+        # Checked here, not when the adapter is made, so `ordermesh brokers validate` reports it.
+        if self.base_url and self.testnet:
+            raise ValueError("base_url and testnet are exclusive")
 
-def _binance_spot(broker_id: str, settings: BinanceSpotSettings) -> BrokerClient:
-    from ordermesh.binance import BinanceSpotAdapter
 
-    if settings.base_url and settings.testnet:
-        raise ConfigError(f"brokers.{broker_id}: base_url and testnet are exclusive")
-    return BinanceSpotAdapter(
-        broker_id,
+def _binance_common(settings: BinanceSpotSettings) -> dict[str, Any]:
+    return dict(
         api_key=settings.api_key,
         api_secret=settings.api_secret,
         base_url=settings.base_url,
@@ -175,34 +175,28 @@ def _binance_spot(broker_id: str, settings: BinanceSpotSettings) -> BrokerClient
     )
 
 
+def _binance_spot(broker_id: str, settings: BinanceSpotSettings) -> BrokerClient:
+    from ordermesh.binance import BinanceSpotAdapter
+
+    return BinanceSpotAdapter(broker_id, **_binance_common(settings))
+
+
 class BinanceUsdmSettings(BinanceSpotSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """Binance USD-M perpetual futures through ccxt's binanceusdm (docs/architecture.md §17)."""
 
     type: str = "binance_usdm"
     #: Leverage per symbol (``BTC/USDT:USDT`` or ``BTCUSDT``), set on connect; margin_type applies to these symbols.
     leverage: dict[str, int] = msgspec.field(default_factory=dict)
-    margin_type: str | None = None  # "cross" | "isolated"; None leaves the account's setting
+    margin_type: Literal["cross", "isolated"] | None = None  # None leaves the account's setting
     hedge_mode: bool | None = False  # False: one-way positions (positionSide BOTH); None leaves it as it is
 
 
 def _binance_usdm(broker_id: str, settings: BinanceUsdmSettings) -> BrokerClient:
     from ordermesh.binance import BinanceFuturesAdapter
 
-    if settings.base_url and settings.testnet:
-        raise ConfigError(f"brokers.{broker_id}: base_url and testnet are exclusive")
-    if settings.margin_type not in (None, "cross", "isolated"):
-        raise ConfigError(f"brokers.{broker_id}.margin_type: 'cross' or 'isolated', not {settings.margin_type!r}")
     return BinanceFuturesAdapter(
         broker_id,
-        api_key=settings.api_key,
-        api_secret=settings.api_secret,
-        base_url=settings.base_url,
-        testnet=settings.testnet,
-        recv_window_ms=settings.recv_window,
-        timeout_s=settings.timeout,
-        currency=settings.currency,
-        max_backoff_s=settings.max_backoff_s,
-        poll_interval_s=settings.poll_interval_ms / 1000,
+        **_binance_common(settings),
         leverage=settings.leverage,
         margin_type=settings.margin_type,
         hedge_mode=settings.hedge_mode,

@@ -214,7 +214,8 @@ def test_registry_entry() -> None:
         "bad": {"type": "binance_usdm", "margin_type": "portfolio"},
     }  # fmt: skip
     reg = BrokerRegistry(raw, env={"OM_F_KEY": "k", "OM_F_SECRET": "s"})
-    assert reg.validate() == []
+    # a bad setting is found by `brokers validate`, not only when a gateway starts
+    assert reg.validate() == ["error: brokers.bad: Invalid enum value 'portfolio' - at `$.margin_type`"]
     a = reg.adapter("usdm")
     assert isinstance(a, BinanceFuturesAdapter)
     assert (a.leverage, a.margin_type, a.hedge_mode) == ({SYM: 5}, "cross", False)

@@ -99,3 +99,18 @@ def test_health_from_heartbeats() -> None:
     assert not reg.healthy("paper", now=reg.health["paper"].seen_monotonic)  # gateway up, broker down
     reg.on_heartbeat(Heartbeat(service="sizer", instance="s", started_ns=0))  # not a gateway: ignored
     assert list(reg.health) == ["paper"]
+
+
+def test_binance_setting_conflicts_are_reported_by_validate_not_at_gateway_start() -> None:
+    reg = BrokerRegistry(
+        {
+            "bs": {"type": "binance_spot", "base_url": "http://127.0.0.1:1", "testnet": True},
+            "bf": {"type": "binance_usdm", "margin_type": "crossed"},
+        },
+        env={},
+    )
+    problems = reg.validate()
+    assert len(problems) == 2
+    assert problems[0].startswith("error: brokers.bf: ") and "margin_type" in problems[0]
+    assert problems[1] == "error: brokers.bs: base_url and testnet are exclusive"
+    assert reg.usable() == []
