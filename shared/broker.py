@@ -124,6 +124,10 @@ class Balance(msgspec.Struct, frozen=True, kw_only=True):
 class BrokerClient(abc.ABC):
     """Async adapter to one broker connection."""
 
+    #: True when the adapter itself stores each order with the command that placed it (and reports its later
+    #: fills itself): the gateway then keeps no copy of working orders' commands.
+    keeps_commands: bool = False
+
     def __init__(self, broker_id: str) -> None:
         self.broker_id = broker_id
 

@@ -209,6 +209,8 @@ class _Position:
 class PaperBroker(BrokerClient):
     """The simulated venue on a :class:`ordermesh.feed.Feed`."""
 
+    keeps_commands = True  # every order, command included, is in the venue's store (KV om_paper)
+
     def __init__(
         self,
         broker_id: str,

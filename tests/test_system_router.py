@@ -103,6 +103,8 @@ async def test_cancel_one_and_cancel_all(nats_server: NatsServer, tmp_path: Path
             lines = listing.stdout.splitlines()
             assert lines[-1] == "3 open orders"
             assert all("s-cancel" in line and "limit 1.06000" in line and "ACCEPTED" in line for line in lines[:-1])
+            # the paper venue stores its orders with their commands: the gateway keeps no second copy
+            assert await _keys(om, "om_gateway") == []
             reply = await om.cancel(ids[0])  # the SDK's way; `ordermesh cancel` sends the same request
             assert reply.ok, reply.detail
             first = await om.wait(ids[0])
@@ -242,3 +244,12 @@ async def _record(om: OrderMeshClient, coid: str) -> OrderRecord | None:
 
 async def _all(found: Awaitable[list[OrderRecord]], cond: Callable[[list[OrderRecord]], bool]) -> bool:
     return cond(await found)
+
+
+async def _keys(om: OrderMeshClient, bucket: str) -> list[str]:
+    from nats.js.errors import NoKeysError
+
+    try:
+        return await (await om.bus.kv(bucket)).keys()
+    except NoKeysError:
+        return []

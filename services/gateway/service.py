@@ -162,7 +162,8 @@ class GatewayService(Service):
             await self.publish_reports(cmd, self._reports(cmd, order))
             await self._publish_paper_changes()
             self._forget_if_done(order)
-            if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
+            working = order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
+            if working and not self.adapter.keeps_commands:
                 await self.remember(cmd)
 
     def _forget_if_done(self, order: BrokerOrder) -> None:
