@@ -273,9 +273,16 @@ class PaperBroker(BrokerClient):
     async def _save(self) -> None:
         if not self._unsaved:
             return
-        orders = {coid: encode_order(self._orders[coid]) for coid in sorted(self._unsaved)}
-        await self.store.save(encode_tickets(self.tickets), orders)
-        self._unsaved.clear()
+        # Take this batch now: orders touched while it is being written belong to the next save (clearing the
+        # whole set afterwards would drop them unwritten).
+        batch = sorted(self._unsaved)
+        self._unsaved.difference_update(batch)
+        orders = {coid: encode_order(self._orders[coid]) for coid in batch}
+        try:
+            await self.store.save(encode_tickets(self.tickets), orders)
+        except BaseException:
+            self._unsaved.update(batch)
+            raise
 
     def _touch(self, o: PaperOrder) -> None:
         self._unsaved.add(o.coid)

@@ -3,6 +3,7 @@ slippage, margin, tickets across a restart, determinism for a seed."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -527,3 +528,41 @@ async def test_default_settings_make_a_working_venue() -> None:
     # 0.010 * 65002.50 = 650.025 USD; taker 5 bp = 0.3250125
     assert btc.fills[0].commission == D("0.3250125")
     assert (await broker.get_balance()).balance == D("99999.3249875")
+
+
+class _GatedStore(MemoryPaperStore):
+    """A store whose writes wait for the test; a write that includes ``fail_with`` fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.in_flight = 0
+        self.fail_with: str | None = None
+
+    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
+        self.in_flight += 1
+        await self.gate.wait()
+        if self.fail_with in orders:
+            raise ConnectionError("store unreachable")
+        await super().save(tickets, orders)
+
+
+async def test_an_order_whose_save_failed_is_written_by_the_next_save_even_when_another_save_succeeded() -> None:
+    # Two saves in flight; the first succeeds, the second (with b) fails. b must still be written later: a save
+    # that cleared every pending order after it succeeded would have dropped b from the pending set for good.
+    store = _GatedStore()
+    store.fail_with = "b"
+    venue = _venue(store=store)
+    limit = dict(limit="1.00000")
+    first = asyncio.ensure_future(venue.place_order(_order("a", Side.BUY, "0.10", OrderType.LIMIT, **limit)))
+    second = asyncio.ensure_future(venue.place_order(_order("b", Side.BUY, "0.10", OrderType.LIMIT, **limit)))
+    while store.in_flight < 2:
+        await asyncio.sleep(0)  # both saves reach the store (no time passes: the loop just runs them)
+    store.gate.set()
+    await asyncio.wait_for(first, 5)
+    with pytest.raises(ConnectionError):
+        await asyncio.wait_for(second, 5)
+    assert sorted(store.orders) == ["a"]
+    store.fail_with = None
+    await venue.place_order(_order("c", Side.BUY, "0.10", OrderType.LIMIT, **limit))
+    assert sorted(store.orders) == ["a", "b", "c"]

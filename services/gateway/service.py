@@ -415,6 +415,9 @@ class KvPaperStore:
         return tickets, orders
 
     async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
-        await self.kv.put(kv_key(self.broker_id, "tickets"), tickets)
-        for coid, data in orders.items():
-            await self.kv.put(kv_key(self.broker_id, "order", coid), data)
+        # Issued together: one connection keeps them in call order (so the stored ticket counters never go
+        # back), and the save costs one round trip instead of one per key.
+        await asyncio.gather(
+            self.kv.put(kv_key(self.broker_id, "tickets"), tickets),
+            *(self.kv.put(kv_key(self.broker_id, "order", coid), data) for coid, data in orders.items()),
+        )
