@@ -179,7 +179,8 @@ class PaperStore(Protocol):
     async def load(self) -> tuple[bytes | None, list[bytes]]: ...
 
     async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
-        """Store the tickets first, then the orders (by client order id)."""
+        """Store the tickets and the orders (by client order id); the tickets must never go back to an older
+        value (the KV store issues all puts together on one connection, tickets first)."""
 
 
 class MemoryPaperStore:
