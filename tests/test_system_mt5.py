@@ -88,7 +88,7 @@ async def test_gateway_sigkilled_between_trade_and_reply_never_places_twice(
         "router:\n  default_broker: mt5\n"
         "brokers:\n  paper:\n    type: paper\n  mt5:\n    type: mt5\n"
         f"    command_port: {cmd}\n    data_port: {data}\n    live_port: {live}\n    events_port: {events}\n"
-        "    heartbeat_interval_ms: 200\n    request_timeout_ms: 20000\n"  # long enough to be killed while waiting
+        "    heartbeat_interval_ms: 200\n"
     )
     monkeypatch.setitem(harness.SERVICES, "gateway-mt5", ["gateway", "mt5"])
     sim_log_path = tmp_path / "mt5-sim.log"
