@@ -1,40 +1,57 @@
-"""Binance spot through ccxt's async client: a ``BrokerClient`` for ``type: binance_spot`` brokers.
+"""Binance spot and USD-M futures through ccxt's async client: the ``BrokerClient`` of ``type: binance_spot`` and
+``type: binance_usdm`` brokers (docs/architecture.md §17).
 
 The ccxt client is configured so that ``load_markets`` is one ``exchangeInfo`` call (``fetchCurrencies`` and
-``fetchMargins`` off, ``fetchMarkets.types = ["spot"]``). A base-URL override (a local server, a proxy) replaces the
-host of EVERY entry of ``urls['api']`` and keeps its path; the testnet uses ccxt's sandbox mode and is never
-combined with an override (``set_sandbox_mode`` replaces the whole dict).
+``fetchMargins`` off, ``fetchMarkets.types`` the one market type). A base-URL override (a local server, a proxy)
+replaces the host of EVERY entry of ``urls['api']`` and keeps its path; the testnet uses ccxt's sandbox mode and is
+never combined with an override (``set_sandbox_mode`` replaces the whole dict). Orders go through ccxt's implicit
+REST methods (``privatePostOrder``, ``fapiPrivatePostOrder``, ...) with the parameters built by
+``ordermesh.binance_requests``, so what is sent is exactly Binance's documented request; ccxt signs, sends and maps
+errors.
 
-Money is ``Decimal`` read from Binance's raw JSON strings (``info``), never from ccxt's floats. Precision: quantities
-and prices are passed through ccxt's ``amount_to_precision`` (truncation to the LOT_SIZE step) and
-``price_to_precision`` (rounding to the PRICE_FILTER tick) as strings, so the values sent are the exchange's
-steps as ccxt reads them from exchangeInfo; what the venue accepted (``origQty``, ``price``) is what we report.
+Money is ``Decimal`` read from Binance's raw JSON strings, never from ccxt's floats. Quantities and prices pass
+through ccxt's ``amount_to_precision`` (truncation to the LOT_SIZE step) and ``price_to_precision`` (rounding to
+the tick) as strings; what the venue accepted (``origQty``, ``price``) is what we report.
 
 Idempotency and unknown outcomes: every order is kept by client order id (sent as ``newClientOrderId``). A
 request that timed out or lost its connection leaves the order ``unknown`` (BrokerConnectionError); the next
-``place_order`` / ``get_order_status`` for it first queries the order by client order id and places only when
-Binance answers "Order does not exist.". A "Duplicate order sent." rejection answers the existing order. 429 /
-418 answers are retried after ``Retry-After`` (bounded by ``max_backoff_s``), the request not having been
-processed. Fills come from ``fills[]`` of FULL order responses and from ``myTrades`` when a status query shows
-more executed than we hold; they are kept by trade id (``fill_id`` = ``tradeId``), so each arrives once.
+place / status / cancel for it first queries the order by client order id and places only when Binance answers
+"Order does not exist.". A duplicate rejection answers the existing order. Orders the gateway knew as working
+before a restart come back through :meth:`BinanceSpotAdapter.resume`, and a redelivered command is resumed before
+it is placed, so an order that already finished at Binance (whose client order id Binance would accept again) is
+found instead of placed twice.
+
+Fills come from ``fills[]`` of spot FULL answers and from the account's trades per symbol (``myTrades`` /
+``userTrades`` from a trade-id cursor), fetched when the symbol's open orders show a change; they are kept by trade
+id (``fill_id`` = trade id), so each arrives once. Every request is counted against a shared request-weight budget
+(``WeightBudget``) fed by ``X-MBX-USED-WEIGHT-1M``; 429 / 418 answers wait ``Retry-After``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import decimal
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import ccxt.async_support as ccxt
 import structlog
 
+from ordermesh import metrics
+from ordermesh.binance_requests import (
+    OrderTerms,
+    WeightBudget,
+    attached_requests,
+    order_request,
+)
 from ordermesh.broker import (
     AuthenticationError,
     Balance,
@@ -53,7 +70,8 @@ from ordermesh.broker import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.wire import Liquidity, OrderType, PlaceOrder, Side, TimeInForce
+from ordermesh.instruments import InstrumentOverride
+from ordermesh.wire import Liquidity, OrderType, PlaceOrder, Quote, Side, TimeInForce
 
 log = structlog.get_logger("binance")
 
@@ -72,6 +90,7 @@ _STATES = {
     "EXPIRED_IN_MATCH": BrokerOrderState.EXPIRED,
 }
 _OPEN = (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
+_PENDING = ("sending", "unknown")
 
 
 def dec(value: Any) -> Decimal:
@@ -84,27 +103,26 @@ def dec(value: Any) -> Decimal:
     return d.quantize(Decimal(1)) if d == d.to_integral_value() else d.normalize()
 
 
-def binance_error(exc: Exception, last_body: Any = None) -> tuple[str | None, str]:
-    """Binance's ``code`` and ``msg``: from the body ccxt puts at the end of its exception message, or (errors
-    ccxt matched by message, whose exception carries only the message) from the last JSON answer when its
-    ``msg`` is the one in the exception."""
+def binance_error(exc: Exception, body: Any = None) -> tuple[str | None, str]:
+    """Binance's ``code`` and ``msg``: from the answer's body (kept per request), else from the body ccxt puts at
+    the end of its exception message."""
+    if isinstance(body, dict) and "code" in body and "msg" in body:
+        return str(body["code"]), str(body["msg"])
     text = str(exc)
     start = text.find('{"code"')
     if start >= 0:
         try:
-            body = json.loads(text[start:])
-            return str(body.get("code")), str(body.get("msg", text))
+            found = json.loads(text[start:])
+            return str(found.get("code")), str(found.get("msg", text))
         except ValueError:
             pass
-    if isinstance(last_body, dict) and "code" in last_body and str(last_body.get("msg")) in text:
-        return str(last_body["code"]), str(last_body["msg"])
     return None, text
 
 
-def map_error(exc: Exception, last_body: Any = None) -> BrokerError:
+def map_error(exc: Exception, body: Any = None) -> BrokerError:
     """Our error for a ccxt exception. Order matters: ccxt's InsufficientFunds and OrderNotFound are
     InvalidOrder/ExchangeError subclasses, InvalidNonce and the rate-limit errors are NetworkError subclasses."""
-    code, msg = binance_error(exc, last_body)
+    code, msg = binance_error(exc, body)
     if isinstance(exc, ccxt.InsufficientFunds):
         return InsufficientFundsError(msg, code=code)
     if isinstance(exc, ccxt.OrderNotFound):
@@ -121,6 +139,116 @@ def map_error(exc: Exception, last_body: Any = None) -> BrokerError:
     return BrokerError(msg, code=code)
 
 
+# ------------------------------------------------------------------------------------------ one request
+
+
+@dataclass
+class _Answer:
+    """What came back for one request: seen by ``on_rest_response`` in the request's own task (a context
+    variable), so concurrent requests never read each other's headers or bodies (ccxt's ``last_*`` are shared)."""
+
+    status: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: str = ""
+
+    def header(self, name: str) -> str | None:
+        return next((v for k, v in self.headers.items() if k.lower() == name), None)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body) if self.body else None
+        except ValueError:
+            return None
+
+
+_ANSWER: contextvars.ContextVar[_Answer | None] = contextvars.ContextVar("binance_answer", default=None)
+
+
+class _Observed:
+    def on_rest_response(self, code: Any, reason: Any, url: Any, method: Any, headers: Any, body: Any,
+                         *args: Any) -> Any:  # fmt: skip
+        answer = _ANSWER.get()
+        if answer is not None:
+            answer.status, answer.headers, answer.body = int(code), dict(headers or {}), str(body or "")
+        return super().on_rest_response(code, reason, url, method, headers, body, *args)  # type: ignore[misc]
+
+
+class _SpotExchange(_Observed, ccxt.binance):  # type: ignore[misc]
+    pass
+
+
+class _UsdmExchange(_Observed, ccxt.binanceusdm):  # type: ignore[misc]
+    """ccxt's binanceusdm with its error table chosen for a base-URL override too: ccxt picks the table by the
+    real host (``https://fapi.binance.com/``), so against a local URL futures codes (-2019, -2022, -4116) would
+    arrive as plain ExchangeError."""
+
+    local_prefix: str | None = None
+
+    def get_exceptions_by_url(self, url: str | None, exactOrBroad: str) -> dict[str, Any]:
+        if self.local_prefix and url and url.startswith(self.local_prefix + "/fapi/"):
+            return self.safe_dict(self.safe_dict(self.exceptions, "linear", {}), exactOrBroad, {})
+        return super().get_exceptions_by_url(url, exactOrBroad)  # type: ignore[no-any-return]
+
+
+class Endpoint(NamedTuple):
+    """One REST endpoint: its name in metrics, its documented request weight, ccxt's implicit method."""
+
+    name: str
+    weight: int
+    method: str
+
+
+class _Endpoints(NamedTuple):
+    time: Endpoint
+    exchange_info: Endpoint
+    depth: Endpoint
+    account: Endpoint
+    new_order: Endpoint
+    get_order: Endpoint
+    cancel_order: Endpoint
+    open_orders: Endpoint  # one symbol
+    open_orders_all: Endpoint
+    trades: Endpoint
+    trades_of_order: Endpoint
+    book_ticker: Endpoint
+
+
+SPOT_API = _Endpoints(
+    time=Endpoint("GET /api/v3/time", 1, "publicGetTime"),
+    exchange_info=Endpoint("GET /api/v3/exchangeInfo", 20, "publicGetExchangeInfo"),
+    depth=Endpoint("GET /api/v3/depth", 5, "publicGetDepth"),
+    account=Endpoint("GET /api/v3/account", 20, "privateGetAccount"),
+    new_order=Endpoint("POST /api/v3/order", 1, "privatePostOrder"),
+    get_order=Endpoint("GET /api/v3/order", 4, "privateGetOrder"),
+    cancel_order=Endpoint("DELETE /api/v3/order", 1, "privateDeleteOrder"),
+    open_orders=Endpoint("GET /api/v3/openOrders", 6, "privateGetOpenOrders"),
+    open_orders_all=Endpoint("GET /api/v3/openOrders", 80, "privateGetOpenOrders"),
+    trades=Endpoint("GET /api/v3/myTrades", 20, "privateGetMyTrades"),
+    trades_of_order=Endpoint("GET /api/v3/myTrades", 5, "privateGetMyTrades"),
+    book_ticker=Endpoint("GET /api/v3/ticker/bookTicker", 4, "publicGetTickerBookTicker"),
+)
+OCO = Endpoint("POST /api/v3/orderList/oco", 1, "privatePostOrderListOco")
+FUTURES_API = _Endpoints(
+    time=Endpoint("GET /fapi/v1/time", 1, "fapiPublicGetTime"),
+    exchange_info=Endpoint("GET /fapi/v1/exchangeInfo", 1, "fapiPublicGetExchangeInfo"),
+    depth=Endpoint("GET /fapi/v1/depth", 5, "fapiPublicGetDepth"),
+    account=Endpoint("GET /fapi/v3/account", 5, "fapiPrivateV3GetAccount"),
+    new_order=Endpoint("POST /fapi/v1/order", 1, "fapiPrivatePostOrder"),
+    get_order=Endpoint("GET /fapi/v1/order", 1, "fapiPrivateGetOrder"),
+    cancel_order=Endpoint("DELETE /fapi/v1/order", 1, "fapiPrivateDeleteOrder"),
+    open_orders=Endpoint("GET /fapi/v1/openOrders", 1, "fapiPrivateGetOpenOrders"),
+    open_orders_all=Endpoint("GET /fapi/v1/openOrders", 40, "fapiPrivateGetOpenOrders"),
+    trades=Endpoint("GET /fapi/v1/userTrades", 5, "fapiPrivateGetUserTrades"),
+    trades_of_order=Endpoint("GET /fapi/v1/userTrades", 5, "fapiPrivateGetUserTrades"),
+    book_ticker=Endpoint("GET /fapi/v1/ticker/bookTicker", 5, "fapiPublicGetTickerBookTicker"),
+)
+AMEND = Endpoint("PUT /fapi/v1/order", 1, "fapiPrivatePutOrder")
+POSITION_RISK = Endpoint("GET /fapi/v3/positionRisk", 5, "fapiPrivateV3GetPositionRisk")
+
+
+# ------------------------------------------------------------------------------------------ orders
+
+
 @dataclass
 class _Record:
     """What we know of one order at Binance, by our client order id."""
@@ -131,19 +259,35 @@ class _Record:
     side: Side
     quantity: Decimal
     limit_price: Decimal | None
-    order_type: str  # "market" | "limit"
-    time_in_force: str | None
+    order_type: OrderType
+    time_in_force: TimeInForce
     venue_coid: str  # the newClientOrderId of the current leg (cancel-replace makes new legs)
-    reduce_only: bool = False  # futures only; Binance spot has no reduce-only and ignores it
+    stop_price: Decimal | None = None
+    reduce_only: bool = False  # futures only; Binance spot has no reduce-only
+    position_id: str | None = None  # hedge mode: LONG / SHORT
+    stop_loss: Decimal | None = None  # attached: placed once the order has filled
+    take_profit: Decimal | None = None
+    parent: str | None = None  # an attached stop-loss / take-profit: the order it protects
     state: str = "sending"  # sending | unknown | a BrokerOrderState value
     order_id: str = ""
     legs: int = 0
     prior_filled: Decimal = ZERO  # executed by earlier legs (modify = cancel-replace)
     leg_filled: Decimal = ZERO  # executedQty of the current leg
     fills: dict[str, BrokerFill] = field(default_factory=dict)
+    protected: bool = False  # its attached orders are placed
+    closed_at: float = 0.0  # monotonic time it reached a final state (pruned a while after)
+
+    @property
+    def pending(self) -> bool:
+        return self.state in _PENDING
+
+    @property
+    def working(self) -> bool:
+        return not self.pending and BrokerOrderState(self.state) in _OPEN
 
     def view(self) -> BrokerOrder:
-        state = BrokerOrderState.NEW if self.state in ("sending", "unknown") else BrokerOrderState(self.state)
+        state = BrokerOrderState.NEW if self.pending else BrokerOrderState(self.state)
+        fills = sorted(self.fills.values(), key=lambda f: (f.ts_ns, int(f.fill_id) if f.fill_id.isdigit() else 0))
         return BrokerOrder(
             client_order_id=self.client_order_id,
             broker_order_id=self.order_id,
@@ -153,8 +297,18 @@ class _Record:
             state=state,
             filled_qty=self.prior_filled + self.leg_filled,
             limit_price=self.limit_price,
-            fills=list(self.fills.values()),
+            fills=fills,
+            parent_client_order_id=self.parent,
         )
+
+
+def _order_type(binance_type: str) -> OrderType:
+    """Our order type for a Binance one (adopted orders)."""
+    if binance_type in ("STOP_LOSS", "STOP_MARKET", "TAKE_PROFIT_MARKET", "TAKE_PROFIT"):
+        return OrderType.STOP if binance_type != "TAKE_PROFIT" else OrderType.STOP_LIMIT
+    if binance_type in ("STOP_LOSS_LIMIT", "STOP", "TAKE_PROFIT_LIMIT"):
+        return OrderType.STOP_LIMIT
+    return OrderType.MARKET if binance_type == "MARKET" else OrderType.LIMIT
 
 
 class BinanceSpotAdapter(BrokerClient):
@@ -162,11 +316,14 @@ class BinanceSpotAdapter(BrokerClient):
 
     MARKET_TYPE = "spot"  # ccxt's fetchMarkets type: load_markets is one exchangeInfo call
     DEFAULT_TYPE = "spot"
-    DEPTH = "public_get_depth"
+    API = "api"  # the weight budget's pool: spot and futures are limited separately
+    DEFAULT_WEIGHT_LIMIT = 6000
+    FUTURES = False
+    EP = SPOT_API
     DUPLICATE = ("-2010", "Duplicate order sent.")
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
-        return ccxt.binance(config)
+        return _SpotExchange(config)
 
     def __init__(
         self,
@@ -182,6 +339,12 @@ class BinanceSpotAdapter(BrokerClient):
         max_backoff_s: float = 30.0,
         max_rate_limit_retries: int = 3,
         poll_interval_s: float = 1.0,
+        symbols: Iterable[str] = (),
+        heartbeat_interval_s: float = 5.0,
+        quote_interval_s: float = 1.0,
+        reconcile_lookback_s: float = 86400.0,
+        weight_headroom: float = 0.9,
+        budget: WeightBudget | None = None,
     ) -> None:
         super().__init__(broker_id)
         self.base_url = base_url.rstrip("/") if base_url else None
@@ -189,14 +352,16 @@ class BinanceSpotAdapter(BrokerClient):
         self.max_backoff_s = max_backoff_s
         self.max_rate_limit_retries = max_rate_limit_retries
         self.poll_interval_s = poll_interval_s
+        self.symbols = list(symbols)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.quote_interval_s = quote_interval_s
+        self.reconcile_lookback_s = reconcile_lookback_s
+        self.recv_window_ms = recv_window_ms
         self.log = log.bind(broker_id=broker_id)
         self.exchange = self._new_exchange(
-            {
-                "apiKey": api_key,
-                "secret": api_secret,
-                "enableRateLimit": True,
-                "timeout": int(timeout_s * 1000),
-            }
+            # ccxt's own throttler paces each client at a fixed rate and knows nothing of the other clients on the
+            # IP; the WeightBudget below, fed by Binance's own count, replaces it
+            {"apiKey": api_key, "secret": api_secret, "enableRateLimit": False, "timeout": int(timeout_s * 1000)}
         )
         # ccxt logs every request's headers (X-MBX-APIKEY) and signed URL at DEBUG: its own logger, never below INFO
         self.exchange.logger = logging.getLogger("ordermesh.binance.ccxt")
@@ -212,10 +377,21 @@ class BinanceSpotAdapter(BrokerClient):
             self.exchange.urls["api"] = self.override_urls(self.exchange.urls["api"], self.base_url)
         elif testnet:
             self.exchange.set_sandbox_mode(True)
+        host = self.base_url or ("testnet" if testnet else "binance")
+        self.budget = budget or WeightBudget.shared(host, self.API, self.DEFAULT_WEIGHT_LIMIT, weight_headroom)
         self._records: dict[str, _Record] = {}
+        self._by_order_id: dict[tuple[str, str], _Record] = {}  # (market, Binance orderId) -> record
+        self._foreign: set[tuple[str, str]] = set()  # orders in the account's trades that are not ours
+        self._cursor: dict[str, int] = {}  # market -> the next trade id to read
         self._emitted: dict[str, BrokerOrder] = {}
         self.backoffs: list[float] = []  # seconds waited on 429/418, for metrics and tests
         self.used_weight: int | None = None  # X-MBX-USED-WEIGHT-1M of the last answer
+        self.connected = False
+        self._was_connected = False
+        self._stale = True  # reconciliation due: on start, and after every reconnection
+        self._reconcile_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.clock_offset_ms: int | None = None  # Binance's clock minus ours, from the heartbeat
 
     @staticmethod
     def override_urls(api: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -244,72 +420,141 @@ class BinanceSpotAdapter(BrokerClient):
             return str(self.exchange.price_to_precision(market, str(price)))
 
     async def connect(self) -> None:
-        """Load the markets and adopt our open orders; Binance unreachable is not fatal (markets load on first
-        use, an unknown client order id is looked up among the open orders)."""
+        """Load the markets and reconcile (open orders, recent trades); start the heartbeat. Binance unreachable
+        is not fatal: markets load on first use, reconciliation runs once Binance answers."""
         try:
-            await self._call(self.exchange.load_markets)
-            await self.reconcile()
+            await self._markets()
+            await self._catch_up()
         except BrokerConnectionError as exc:
-            self.log.warning("Binance not reachable on connect; markets load on first use", error=exc.message)
+            self.log.warning("Binance not reachable on connect; reconciling once it answers", error=exc.message)
+        if self.heartbeat_interval_s > 0:
+            self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"{self.broker_id}-heartbeat"))
 
     async def _ready(self) -> None:
         """Before an order: what connect could not do."""
         await self._markets()
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
         await self.exchange.close()
 
-    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """One ccxt call with our error mapping; 429/418 retried after Retry-After (nothing was processed)."""
+    async def _api(self, ep: Endpoint, params: dict[str, Any] | None = None, *, weight: int | None = None) -> Any:
+        return await self._call(ep.name, ep.weight if weight is None else weight, getattr(self.exchange, ep.method),
+                                params or {})  # fmt: skip
+
+    async def _call(self, endpoint: str, weight: int, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """One request: the weight budget first, our error mapping, latency by endpoint; 429/418 retried after
+        Retry-After (nothing was processed). A connection failure marks the broker disconnected, an answer
+        connected."""
         attempt = 0
         while True:
+            waited = await self.budget.acquire(weight)
+            if waited:
+                metrics.BROKER_WEIGHT_WAIT_SECONDS.labels(self.broker_id).inc(waited)
+                self.log.warning("request weight budget spent; waited for the next minute", seconds=round(waited, 3))
+            answer = _Answer()
+            token = _ANSWER.set(answer)
+            started = time.perf_counter()
             try:
                 with decimal.localcontext():  # ccxt's precision helpers change the Decimal context in place
-                    result = await fn(*args, **kwargs)
+                    result = await fn(*args)
             except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
-                self._note_weight()
+                self._answered(endpoint, weight, answer, started)
+                metrics.BROKER_RATE_LIMITED.labels(self.broker_id).inc()
                 attempt += 1
                 if attempt > self.max_rate_limit_retries:
                     raise BrokerConnectionError("rate limited: retries exhausted", code="429") from exc
-                wait = self._retry_after()
+                wait = self._retry_after(answer)
                 self.backoffs.append(wait)
-                self.log.warning("rate limited; backing off", seconds=wait, attempt=attempt)
+                self.log.warning("rate limited; backing off", seconds=wait, attempt=attempt, endpoint=endpoint)
                 await asyncio.sleep(wait)
                 continue
             except ccxt.BaseError as exc:
-                self._note_weight()
-                raise map_error(exc, self._last_body()) from exc
-            self._note_weight()
+                self._answered(endpoint, weight, answer, started)
+                err = map_error(exc, answer.json())
+                if isinstance(err, BrokerConnectionError):
+                    self._set_connected(False)
+                raise err from exc
+            finally:
+                _ANSWER.reset(token)
+            self._answered(endpoint, weight, answer, started)
             return result
 
-    def _last_body(self) -> Any:
-        """The last answer's JSON (ccxt keeps its text). With requests for other orders in flight it may be
-        another answer's: it is used only when its ``msg`` is the exception's (``binance_error``). Retry-After and
-        the weight header are read the same way (ccxt keeps only the last answer's headers)."""
-        try:
-            return json.loads(self.exchange.last_http_response or "null")
-        except ValueError:
-            return None
+    def _answered(self, endpoint: str, weight: int, answer: _Answer, started: float) -> None:
+        metrics.BROKER_ENDPOINT_SECONDS.labels(self.broker_id, endpoint).observe(time.perf_counter() - started)
+        raw = answer.header("x-mbx-used-weight-1m")
+        used = int(raw) if raw is not None and raw.isdigit() else None
+        self.budget.release(weight, used)
+        if used is not None:
+            self.used_weight = used
+            metrics.BROKER_WEIGHT_USED.labels(self.broker_id).set(used)
+        if answer.status is not None:
+            self._set_connected(True)
 
-    def _retry_after(self) -> float:
-        headers = self.exchange.last_response_headers or {}
-        raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    def _retry_after(self, answer: _Answer) -> float:
+        raw = answer.header("retry-after")
         try:
             wait = float(raw) if raw is not None else 1.0
         except ValueError:
             wait = 1.0
         return max(0.0, min(wait, self.max_backoff_s))
 
-    def _note_weight(self) -> None:
-        headers = self.exchange.last_response_headers or {}
-        raw = next((v for k, v in headers.items() if k.lower() == "x-mbx-used-weight-1m"), None)
-        if raw is not None and str(raw).isdigit():
-            self.used_weight = int(raw)
+    def _set_connected(self, up: bool) -> None:
+        if up == self.connected:
+            return
+        self.connected = up
+        metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if up else 0)
+        if up:
+            if self._was_connected:
+                metrics.BROKER_RECONNECTS.labels(self.broker_id).inc()
+                self._stale = True  # what happened while we could not see: reconciled by the next poll/heartbeat
+                self.log.info("Binance reachable again; reconciling")
+            self._was_connected = True
+        else:
+            self.log.warning("Binance not reachable")
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval_s)
+            await self.heartbeat()
+
+    async def heartbeat(self) -> bool:
+        """A cheap round trip (server time, weight 1); after a reconnection, the reconciliation."""
+        try:
+            sent = time.time()
+            answer = await self._api(self.EP.time)
+            now = time.time()
+            self.clock_offset_ms = int(answer["serverTime"]) - int((sent + now) * 500)
+            metrics.BROKER_LAST_HEARTBEAT.labels(self.broker_id).set(now)
+            if abs(self.clock_offset_ms) > self.recv_window_ms // 2:
+                self.log.warning("clock differs from Binance's by more than half the recvWindow",
+                                 offset_ms=self.clock_offset_ms)  # fmt: skip
+            await self._catch_up()
+        except BrokerError as exc:
+            self.log.debug("heartbeat failed", error=exc.message)
+            return False
+        return True
 
     async def _markets(self) -> dict[str, Any]:
         if not self.exchange.markets:
-            await self._call(self.exchange.load_markets)
+            await self._call(self.EP.exchange_info.name, self.EP.exchange_info.weight, self.exchange.load_markets)
+            self._limit_from_exchange_info()
         return self.exchange.markets
+
+    def _limit_from_exchange_info(self) -> None:
+        """The IP's REQUEST_WEIGHT per minute as exchangeInfo states it (ccxt keeps the raw answer)."""
+        try:
+            info = json.loads(self.exchange.last_http_response or "null")
+        except ValueError:
+            return
+        for limit in (info or {}).get("rateLimits", []) if isinstance(info, dict) else []:
+            if limit.get("rateLimitType") == "REQUEST_WEIGHT" and limit.get("interval") == "MINUTE":
+                self.budget.limit = int(limit["limit"]) // max(1, int(limit.get("intervalNum", 1)))
 
     async def _market(self, symbol: str) -> dict[str, Any]:
         """The ccxt market for ``BTC/USDT`` or Binance's ``BTCUSDT``."""
@@ -321,14 +566,24 @@ class BinanceSpotAdapter(BrokerClient):
             return by_id[symbol][0]
         raise SymbolNotFoundError(f"unknown symbol {symbol}", code="-1121")
 
+    def _market_id(self, market: str) -> str:
+        return str(self.exchange.market(market)["id"])
+
     # ------------------------------------------------------------------------------------ reading orders
 
+    def _index(self, rec: _Record) -> None:
+        if rec.order_id:
+            self._by_order_id[(rec.market, rec.order_id)] = rec
+
     def _apply(self, rec: _Record, info: dict[str, Any]) -> None:
-        """Fold a raw Binance order answer (POST / GET / DELETE) into the record."""
+        """Fold a raw Binance order answer (POST / GET / DELETE / openOrders) into the record."""
         if info.get("orderId") is not None:
             rec.order_id = str(info["orderId"])
+            self._index(rec)
         if info.get("status"):
             rec.state = _STATES.get(info["status"], BrokerOrderState.NEW).value
+            if not rec.working and not rec.closed_at:
+                rec.closed_at = time.monotonic()
         if info.get("executedQty") is not None:
             rec.leg_filled = dec(info["executedQty"])
         if info.get("origQty") is not None and rec.legs <= 1:
@@ -339,43 +594,44 @@ class BinanceSpotAdapter(BrokerClient):
             rec.fills.setdefault(
                 fid,
                 BrokerFill(
-                    fill_id=fid,
-                    quantity=dec(f["qty"]),
-                    price=dec(f["price"]),
-                    commission=dec(f.get("commission")),
-                    commission_asset=f.get("commissionAsset"),
-                    liquidity=Liquidity.TAKER,
-                    ts_ns=ts_ns,
+                    fill_id=fid, quantity=dec(f["qty"]), price=dec(f["price"]), commission=dec(f.get("commission")),
+                    commission_asset=f.get("commissionAsset"), liquidity=Liquidity.TAKER, ts_ns=ts_ns,
+                    position_id=self._fill_position(info),
                 ),
-            )
+            )  # fmt: skip
+
+    def _fill_position(self, info: dict[str, Any]) -> str | None:
+        side = info.get("positionSide")
+        return side if side in ("LONG", "SHORT") else None
+
+    def _add_trade(self, rec: _Record, info: dict[str, Any]) -> None:
+        """One of the account's trades (``myTrades`` / ``userTrades``), kept by trade id."""
+        fid = str(info["id"])
+        rec.fills.setdefault(
+            fid,
+            BrokerFill(
+                fill_id=fid, quantity=dec(info["qty"]), price=dec(info["price"]),
+                commission=dec(info.get("commission")), commission_asset=info.get("commissionAsset"),
+                liquidity=Liquidity.MAKER if info.get("isMaker", info.get("maker")) else Liquidity.TAKER,
+                ts_ns=int(info.get("time") or 0) * 1_000_000, position_id=self._fill_position(info),
+            ),
+        )  # fmt: skip
 
     def _known_qty(self, rec: _Record) -> Decimal:
         return sum((f.quantity for f in rec.fills.values()), ZERO)
 
     async def _complete_fills(self, rec: _Record) -> None:
-        """Fetch the order's trades when Binance reports more executed than the fills we hold."""
+        """Fetch the order's own trades when Binance reports more executed than the fills we hold (a spot
+        answer without fills, a futures answer, a closed order whose trades the account poll has not read)."""
         if rec.order_id and self._known_qty(rec) < rec.prior_filled + rec.leg_filled:
-            trades = await self._call(self.exchange.fetch_my_trades, rec.market, None, None, {"orderId": rec.order_id})
-            for t in trades:
-                info = t["info"]
-                fid = str(info["id"])
-                rec.fills.setdefault(
-                    fid,
-                    BrokerFill(
-                        fill_id=fid,
-                        quantity=dec(info["qty"]),
-                        price=dec(info["price"]),
-                        commission=dec(info.get("commission")),
-                        commission_asset=info.get("commissionAsset"),
-                        liquidity=Liquidity.MAKER if info.get("isMaker", info.get("maker")) else Liquidity.TAKER,
-                        ts_ns=int(info.get("time") or 0) * 1_000_000,
-                    ),
-                )
+            params = {"symbol": self._market_id(rec.market), "orderId": rec.order_id}
+            for t in await self._api(self.EP.trades_of_order, params):
+                self._add_trade(rec, t)
 
     async def _refresh(self, rec: _Record) -> BrokerOrder:
         """Query the order by client order id and complete its fills."""
-        order = await self._call(self.exchange.fetch_order, "", rec.market, {"origClientOrderId": rec.venue_coid})
-        self._apply(rec, order["info"])
+        params = {"symbol": self._market_id(rec.market), "origClientOrderId": rec.venue_coid}
+        self._apply(rec, await self._api(self.EP.get_order, params))
         await self._complete_fills(rec)
         return rec.view()
 
@@ -391,15 +647,10 @@ class BinanceSpotAdapter(BrokerClient):
     # ------------------------------------------------------------------------------------ BrokerClient
 
     async def validate_connection(self) -> bool:
-        try:
-            await self._call(self.exchange.fetch_time)
-        except BrokerError:
-            return False
-        return True
+        return await self.heartbeat()
 
     async def _account(self) -> dict[str, Any]:
-        raw = await self._call(self.exchange.fetch_balance)
-        return raw["info"]
+        return await self._api(self.EP.account)  # type: ignore[no-any-return]
 
     async def get_balance(self) -> Balance:
         info = await self._account()
@@ -428,10 +679,13 @@ class BinanceSpotAdapter(BrokerClient):
             )
         return out
 
+    def _depth_weight(self, limit: int) -> int:
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+
     async def get_order_book(self, symbol: str, depth: int = 10) -> OrderBook:
         market = await self._market(symbol)
         limit = next((n for n in (5, 10, 20, 50, 100, 500, 1000, 5000) if n >= depth), 5000)
-        raw = await self._call(getattr(self.exchange, self.DEPTH), {"symbol": market["id"], "limit": limit})
+        raw = await self._api(self.EP.depth, {"symbol": market["id"], "limit": limit}, weight=self._depth_weight(limit))
         return OrderBook(
             symbol=symbol,
             bids=[BookLevel(dec(p), dec(q)) for p, q in raw["bids"][:depth]],
@@ -439,64 +693,60 @@ class BinanceSpotAdapter(BrokerClient):
             ts_ns=time.time_ns(),
         )
 
+    def _new_record(self, order: PlaceOrder, market: str, *, state: str = "sending") -> _Record:
+        return _Record(
+            client_order_id=order.client_order_id, symbol=order.symbol, market=market, side=order.side,
+            quantity=order.quantity, limit_price=order.limit_price, order_type=order.order_type,
+            time_in_force=order.time_in_force, venue_coid=order.client_order_id, stop_price=order.stop_price,
+            reduce_only=order.reduce_only, position_id=order.position_id, stop_loss=order.stop_loss,
+            take_profit=order.take_profit, state=state,
+        )  # fmt: skip
+
     async def place_order(self, order: PlaceOrder) -> BrokerOrder:
         coid = order.client_order_id
         rec = self._records.get(coid)
         if rec is not None:
-            if rec.state in ("sending", "unknown"):
+            if rec.pending:
                 found = await self._resolve(rec)
                 if found is not None:
                     return found
                 self.log.info("unknown outcome resolved: never placed; placing now", client_order_id=coid)
                 return await self._send(rec)
-            return await self._refresh(rec) if BrokerOrderState(rec.state) in _OPEN else rec.view()
+            return await self._refresh(rec) if rec.working else rec.view()
+        if order.order_type is OrderType.LIMIT and order.limit_price is None:
+            raise OrderError("limit order without a limit price")
         await self._ready()
         market = await self._market(order.symbol)
-        if order.order_type is OrderType.MARKET:
-            kind, tif = "market", None
-        elif order.order_type is OrderType.LIMIT:
-            if order.limit_price is None:
-                raise OrderError("limit order without a limit price")
-            if order.time_in_force not in (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK):
-                raise OrderError(f"time in force {order.time_in_force.value} not supported by Binance spot")
-            kind, tif = "limit", order.time_in_force.value
-        else:
-            raise OrderError(f"order type {order.order_type.value} not supported by the Binance spot adapter yet")
-        rec = _Record(
-            client_order_id=coid,
-            symbol=order.symbol,
-            market=market["symbol"],
-            side=order.side,
-            quantity=order.quantity,
-            limit_price=order.limit_price,
-            order_type=kind,
-            time_in_force=tif,
-            venue_coid=coid,
-            reduce_only=order.reduce_only,
-        )
+        rec = self._new_record(order, market["symbol"])
+        self._terms(rec, rec.quantity)  # refuses what Binance cannot take before anything is sent
         self._records[coid] = rec
         return await self._send(rec)
 
-    async def _send(self, rec: _Record, quantity: Decimal | None = None) -> BrokerOrder:
-        """Send the record's current leg (``quantity`` defaults to the whole order)."""
-        qty = rec.quantity if quantity is None else quantity
-        # ccxt precision: the amount truncated to the LOT_SIZE step, the price rounded to the tick (strings)
+    def _terms(self, rec: _Record, qty: Decimal) -> dict[str, str]:
+        """The request for the record's current leg of ``qty``, at the market's precision."""
         amount = self.amount_to_precision(rec.market, qty)
         price = self.price_to_precision(rec.market, rec.limit_price) if rec.limit_price else None
+        stop = self.price_to_precision(rec.market, rec.stop_price) if rec.stop_price else None
         if Decimal(amount) != qty or (price is not None and Decimal(price) != rec.limit_price):
-            self.log.warning(
-                "order adjusted to the market's precision", client_order_id=rec.client_order_id, amount=amount,
-                price=price,
-            )  # fmt: skip
-        params: dict[str, Any] = {"newClientOrderId": rec.venue_coid, **self._extra_params(rec)}
-        if rec.time_in_force:
-            params["timeInForce"] = rec.time_in_force
+            self.log.warning("order adjusted to the market's precision", client_order_id=rec.client_order_id,
+                             amount=amount, price=price)  # fmt: skip
+        terms = OrderTerms(
+            symbol_id=self._market_id(rec.market), side=rec.side, order_type=rec.order_type, quantity=amount,
+            limit_price=price, stop_price=stop, time_in_force=rec.time_in_force, reduce_only=rec.reduce_only,
+            position_id=rec.position_id,
+        )  # fmt: skip
+        return order_request(terms, rec.venue_coid, futures=self.FUTURES, hedge_mode=self._hedge())
+
+    def _hedge(self) -> bool:
+        return False
+
+    async def _send(self, rec: _Record, quantity: Decimal | None = None) -> BrokerOrder:
+        """Send the record's current leg (``quantity`` defaults to the whole order)."""
+        request = self._terms(rec, rec.quantity if quantity is None else quantity)
         rec.state = "sending"
         rec.legs += 1
         try:
-            created = await self._call(
-                self.exchange.create_order, rec.market, rec.order_type, rec.side.value.lower(), amount, price, params
-            )
+            created = await self._api(self.EP.new_order, request)
         except BrokerConnectionError:
             rec.state = "unknown"
             self.log.warning(
@@ -514,38 +764,118 @@ class BinanceSpotAdapter(BrokerClient):
             if rec.legs == 1:
                 self._records.pop(rec.client_order_id, None)  # never at Binance: a corrected resend may follow
             raise
-        self._apply(rec, created["info"])
+        self._apply(rec, created)
         await self._complete_fills(rec)
+        await self._protect(rec)
         return rec.view()
+
+    async def resume(self, orders: Iterable[PlaceOrder]) -> None:
+        """Orders the gateway knew as working before it restarted, or a command delivered again: each is looked
+        up by client order id before anything else is done with it (a redelivered command is never placed
+        twice, even when the first order already finished and Binance would accept its id again), and its
+        current view is reported again by the next poll (report ids make that harmless)."""
+        for order in orders:
+            rec = self._records.get(order.client_order_id)
+            if rec is not None:
+                self._emitted.pop(order.client_order_id, None)
+                continue
+            try:
+                market = (await self._market(order.symbol))["symbol"]
+            except SymbolNotFoundError:
+                self.log.warning("resumed order for an unknown symbol", client_order_id=order.client_order_id)
+                continue
+            self._records[order.client_order_id] = self._new_record(order, market, state="unknown")
 
     async def reconcile(self) -> list[BrokerOrder]:
         """Adopt the account's open orders that carry our client order ids (``om-...``; a cancel-replace leg
-        ``om-....<n>`` belongs to ``om-...``) and that this adapter does not know, e.g. after a restart; their
-        fills are then polled like any working order. Fills of earlier legs of a replaced order are not
-        recovered. Returns the adopted orders."""
-        raw = await self._call(self.exchange.fetch_open_orders)
+        ``om-....<n>`` belongs to ``om-...``), then read the recent trades (``reconcile_lookback_s``) of every
+        symbol we trade and adopt the finished orders of ours among them. A restarted gateway thus answers their
+        status, polls their fills, and never places them again. Returns the adopted orders."""
+        raw = await self._api(self.EP.open_orders_all)
         adopted = []
-        for o in raw:
-            info = o["info"]
-            venue_coid = str(info.get("clientOrderId") or "")
-            coid = venue_coid.split(".", 1)[0]
-            if not coid.startswith("om-") or coid in self._records:
-                continue
-            legs = int(venue_coid.split(".", 1)[1]) + 1 if "." in venue_coid else 1
-            rec = _Record(
-                client_order_id=coid, symbol=o["symbol"], market=o["symbol"], side=Side(info["side"]),
-                quantity=dec(info["origQty"]), limit_price=dec(info["price"]) or None, order_type=o["type"],
-                time_in_force=info.get("timeInForce"), venue_coid=venue_coid, legs=legs,
-                reduce_only=bool(info.get("reduceOnly", False)),
-            )  # fmt: skip
-            self._apply(rec, info)
-            self._records[coid] = rec
-            adopted.append(rec.view())
-            self.log.info("open order adopted", client_order_id=coid, order_id=rec.order_id)
-        return adopted
+        for info in raw:
+            rec = self._adopt(info)
+            if rec is not None:
+                adopted.append(rec)
+        markets = {rec.market for rec in self._records.values()}
+        for symbol in self.symbols:
+            with contextlib.suppress(SymbolNotFoundError):
+                markets.add((await self._market(symbol))["symbol"])
+        for market in sorted(markets):
+            adopted.extend(await self._read_trades(market))
+        self._stale = False
+        return [rec.view() for rec in adopted]
 
-    def _extra_params(self, rec: _Record) -> dict[str, Any]:
-        return {}
+    def _adopt(self, info: dict[str, Any], *, reported: bool = False) -> _Record | None:
+        """A record for an order of ours found at Binance (open orders, trades) that this adapter does not hold;
+        None when it is not ours or already held. ``reported``: finished before we looked, so its reports were
+        published by whoever placed it; the gateway is told of it again only if it resumes it."""
+        venue_coid = str(info.get("clientOrderId") or "")
+        coid, _, leg = venue_coid.partition(".")
+        held = self._records.get(coid)
+        if not coid.startswith("om-") or (held is not None and not held.pending):
+            return None
+        market = self._market_name(str(info["symbol"]))
+        parent = None
+        for kind in ("-sl", "-tp"):
+            if coid.endswith(kind):
+                parent = coid[: -len(kind)]
+        binance_type = str(info.get("origType") or info.get("type") or "LIMIT")
+        rec = held or _Record(
+            client_order_id=coid, symbol=market, market=market, side=Side(info["side"]),
+            quantity=dec(info["origQty"]), limit_price=dec(info.get("price")) or None,
+            order_type=_order_type(binance_type), stop_price=dec(info.get("stopPrice")) or None,
+            time_in_force=TimeInForce(info.get("timeInForce") or "GTC") if info.get("timeInForce") in ("GTC", "IOC",
+            "FOK") else TimeInForce.GTC, venue_coid=venue_coid, reduce_only=bool(info.get("reduceOnly", False)),
+            position_id=self._fill_position(info), parent=parent, protected=True,
+        )  # fmt: skip
+        rec.venue_coid = venue_coid
+        rec.legs = int(leg) + 1 if leg.isdigit() else 1
+        self._apply(rec, info)
+        self._records[coid] = rec
+        if reported and held is None and not rec.working:
+            self._emitted[coid] = rec.view()
+        self.log.info("order adopted", client_order_id=coid, order_id=rec.order_id, state=rec.state)
+        return rec
+
+    def _market_name(self, market_id: str) -> str:
+        found = (self.exchange.markets_by_id or {}).get(market_id)
+        return str(found[0]["symbol"]) if found else market_id
+
+    async def _read_trades(self, market: str) -> list[_Record]:
+        """The account's new trades in ``market`` (from the cursor, or the lookback on first read), each added to
+        its order; orders of ours not held yet are looked up and adopted. Returns the adopted records."""
+        adopted: list[_Record] = []
+        market_id = self._market_id(market)
+        while True:
+            params: dict[str, Any] = {"symbol": market_id, "limit": 1000}
+            if market in self._cursor:
+                params["fromId"] = self._cursor[market]
+            else:
+                params["startTime"] = int((time.time() - self.reconcile_lookback_s) * 1000)
+            trades = await self._api(self.EP.trades, params)
+            for t in trades:
+                key = (market, str(t["orderId"]))
+                rec = self._by_order_id.get(key)
+                if rec is None and key not in self._foreign:
+                    info = await self._api(self.EP.get_order, {"symbol": market_id, "orderId": t["orderId"]})
+                    rec = self._adopt(info, reported=True)
+                    if rec is None and key not in self._by_order_id:
+                        self._foreign.add(key)  # not ours: never looked up again
+                    rec = self._by_order_id.get(key)
+                    if rec is not None:
+                        adopted.append(rec)
+                if rec is not None:
+                    self._add_trade(rec, t)
+                self._cursor[market] = max(self._cursor.get(market, 0), int(t["id"]) + 1)
+            if len(trades) < 1000:
+                if market not in self._cursor:
+                    self._cursor[market] = 0  # no trade in the lookback: read from the start next time
+                break
+        for rec in adopted:
+            if not rec.working and rec.client_order_id in self._emitted:
+                self._emitted[rec.client_order_id] = rec.view()  # with the trades just added
+        return adopted
 
     def _record(self, client_order_id: str) -> _Record:
         rec = self._records.get(client_order_id)
@@ -556,34 +886,45 @@ class BinanceSpotAdapter(BrokerClient):
     async def get_order_status(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:
         rec = self._records.get(client_order_id)
         if rec is None:
-            # not placed through this adapter (or before a restart): Binance needs the symbol, so look among the
-            # open orders
+            # not placed through this adapter and not found by the reconciliation: look among the open orders
             await self.reconcile()
             rec = self._records.get(client_order_id)
             if rec is None:
                 raise OrderNotFoundError(f"unknown client order id {client_order_id}", code="-2013")
-            return await self._refresh(rec)
-        if rec.state in ("sending", "unknown"):
+            return rec.view() if not rec.working else await self._refresh(rec)
+        if rec.pending:
             found = await self._resolve(rec)
             if found is None:
                 raise OrderNotFoundError(f"{client_order_id}: never reached Binance", code="-2013")
             return found
-        if BrokerOrderState(rec.state) not in _OPEN:
+        if not rec.working:
             return rec.view()
         return await self._refresh(rec)
 
+    async def _cancel_leg(self, rec: _Record) -> dict[str, Any]:
+        params = {"symbol": self._market_id(rec.market), "origClientOrderId": rec.venue_coid}
+        return await self._api(self.EP.cancel_order, params)  # type: ignore[no-any-return]
+
     async def cancel_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:
         rec = self._record(client_order_id)
-        if rec.state in ("sending", "unknown") and await self._resolve(rec) is None:
+        if rec.pending and await self._resolve(rec) is None:
             raise OrderNotFoundError(f"{client_order_id}: never reached Binance", code="-2011")
         try:
-            raw = await self._call(self.exchange.cancel_order, "", rec.market, {"origClientOrderId": rec.venue_coid})
+            raw = await self._cancel_leg(rec)
         except OrderNotFoundError:
             await self._refresh(rec)  # filled or already closed meanwhile: the current view, then the error
             raise
-        self._apply(rec, raw["info"])
+        self._apply(rec, self._cancel_answer(raw, rec))
         await self._complete_fills(rec)
+        await self._protect(rec)
         return rec.view()
+
+    def _cancel_answer(self, raw: dict[str, Any], rec: _Record) -> dict[str, Any]:
+        """A spot cancel of an OCO leg answers the whole list: the report of this leg."""
+        for report in raw.get("orderReports") or []:
+            if str(report.get("clientOrderId")) == rec.venue_coid:
+                return dict(report)
+        return raw
 
     async def modify_order(
         self,
@@ -597,19 +938,19 @@ class BinanceSpotAdapter(BrokerClient):
         left of the new quantity at the new price. Fills of every leg stay on the order."""
         rec = self._record(client_order_id)
         if stop_price is not None:
-            raise ModificationError("stop prices are not supported by the Binance spot adapter yet")
-        if rec.order_type != "limit":
+            raise ModificationError("stop prices are not modified by the Binance spot adapter: cancel and place")
+        if rec.order_type is not OrderType.LIMIT:
             raise ModificationError("only limit orders can be modified")
-        if rec.state in ("sending", "unknown"):
+        if rec.pending:
             await self._resolve(rec)
-        if rec.state in ("sending", "unknown") or BrokerOrderState(rec.state) not in _OPEN:
+        if not rec.working:
             raise ModificationError(f"order {client_order_id} is not working ({rec.state})")
         try:
-            raw = await self._call(self.exchange.cancel_order, "", rec.market, {"origClientOrderId": rec.venue_coid})
+            raw = await self._cancel_leg(rec)
         except OrderNotFoundError as exc:
             await self._refresh(rec)
             raise ModificationError(f"order {client_order_id} is no longer working", code=exc.code) from exc
-        self._apply(rec, raw["info"])
+        self._apply(rec, raw)
         await self._complete_fills(rec)
         new_qty = rec.quantity if quantity is None else quantity
         done = rec.prior_filled + rec.leg_filled
@@ -617,6 +958,7 @@ class BinanceSpotAdapter(BrokerClient):
             raise ModificationError(f"order {client_order_id} already has {done} filled; leg canceled")
         rec.prior_filled, rec.leg_filled = done, ZERO
         rec.quantity = new_qty
+        rec.closed_at = 0.0
         if limit_price is not None:
             rec.limit_price = limit_price
         rec.venue_coid = f"{client_order_id}.{rec.legs}"
@@ -626,30 +968,144 @@ class BinanceSpotAdapter(BrokerClient):
             rec.state = BrokerOrderState.CANCELED.value
             raise ModificationError(f"replacement refused: {exc.message}", code=exc.code) from exc
 
-    # ------------------------------------------------------------------------------------ polling
+    # ------------------------------------------------------------------------------------ attached orders
 
-    async def poll_working(self) -> list[BrokerOrder]:
-        """Refresh every working order; the views that changed since last reported."""
-        changed = []
-        for coid, rec in list(self._records.items()):
-            if rec.state == "sending":
+    async def _protect(self, rec: _Record) -> None:
+        """Once an order with a stop-loss / take-profit has finished with a fill, place its protective orders for
+        what it filled (spot: an OCO list when both, since the asset can be locked once). They are orders of
+        their own (``<coid>-sl`` / ``<coid>-tp``), reported with the parent's id; a failure is logged and left
+        for the next poll to retry."""
+        if rec.protected or (rec.stop_loss is None and rec.take_profit is None) or rec.working or rec.pending:
+            return
+        filled = self._protect_qty(rec)
+        if filled <= 0:
+            rec.protected = True
+            return
+        market_id = self._market_id(rec.market)
+        requests = attached_requests(
+            symbol_id=market_id, parent_side=rec.side, quantity=self.amount_to_precision(rec.market, filled),
+            stop_loss=self.price_to_precision(rec.market, rec.stop_loss) if rec.stop_loss else None,
+            take_profit=self.price_to_precision(rec.market, rec.take_profit) if rec.take_profit else None,
+            client_order_id=rec.client_order_id, futures=self.FUTURES, hedge_mode=self._hedge(),
+            position_id=rec.position_id,
+        )  # fmt: skip
+        for kind, request in requests:
+            legs = [("sl", request["belowClientOrderId" if rec.side is Side.BUY else "aboveClientOrderId"]),
+                    ("tp", request["aboveClientOrderId" if rec.side is Side.BUY else "belowClientOrderId"])] \
+                if kind == "oco" else [(kind, request["newClientOrderId"])]  # fmt: skip
+            children = []
+            for child_kind, coid in legs:
+                if coid in self._records:
+                    continue
+                child = _Record(
+                    client_order_id=coid, symbol=rec.symbol, market=rec.market, side=rec.side.opposite,
+                    quantity=dec(request["quantity"]), order_type=OrderType.STOP if child_kind == "sl" else
+                    OrderType.LIMIT, limit_price=rec.take_profit if child_kind == "tp" else None,
+                    stop_price=rec.stop_loss if child_kind == "sl" else None, time_in_force=TimeInForce.GTC,
+                    venue_coid=coid, reduce_only=True, position_id=rec.position_id, parent=rec.client_order_id,
+                    protected=True, state="unknown", legs=1,
+                )  # fmt: skip
+                self._records[coid] = child
+                children.append(child)
+            if not children:
                 continue
             try:
-                if rec.state == "unknown":
-                    view = await self._resolve(rec)
-                    if view is None:
-                        continue
-                elif BrokerOrderState(rec.state) in _OPEN:
-                    view = await self._refresh(rec)
-                else:
-                    view = rec.view()
-            except BrokerError as exc:
-                self.log.warning("order poll failed", client_order_id=coid, error=exc.message)
+                answer = await self._api(OCO if kind == "oco" else self.EP.new_order, request)
+            except BrokerConnectionError:
+                self.log.warning("protective order outcome unknown; resolved by the next poll",
+                                 client_order_id=rec.client_order_id)  # fmt: skip
                 continue
+            except BrokerError as exc:
+                for child in children:
+                    self._records.pop(child.client_order_id, None)
+                self.log.error("protective order refused: the position is NOT protected",
+                               client_order_id=rec.client_order_id, code=exc.code, reason=exc.message)  # fmt: skip
+                metrics.PROTECTION_FAILURES.labels(self.broker_id).inc()
+                continue
+            for report in answer.get("orderReports") or [answer]:
+                child = self._records.get(str(report.get("clientOrderId")))
+                if child is not None:
+                    self._apply(child, report)
+        rec.protected = True
+
+    def _protect_qty(self, rec: _Record) -> Decimal:
+        """What the protective orders cover: what was bought, less a commission taken in the bought asset (spot
+        holds only that); on futures the filled quantity."""
+        filled = rec.prior_filled + rec.leg_filled
+        if self.FUTURES or rec.side is not Side.BUY:
+            return filled
+        base = self.exchange.market(rec.market)["base"]
+        return filled - sum((f.commission for f in rec.fills.values() if f.commission_asset == base), ZERO)
+
+    # ------------------------------------------------------------------------------------ polling
+
+    async def _catch_up(self) -> None:
+        if self._stale:
+            async with self._reconcile_lock:
+                if self._stale:
+                    await self.reconcile()
+
+    async def poll_working(self) -> list[BrokerOrder]:
+        """One poll: per symbol with working orders, its open orders (cheap), then the account's trades when
+        something changed; orders gone from the open list are queried once for their final state. Returns the
+        views that changed since last reported."""
+        try:
+            await self._catch_up()
+        except BrokerError as exc:
+            self.log.warning("reconciliation failed; retried by the next poll", error=exc.message)
+        by_market: dict[str, list[_Record]] = {}
+        for rec in list(self._records.values()):
+            if rec.pending or rec.working or (not rec.protected and rec.parent is None):
+                by_market.setdefault(rec.market, []).append(rec)
+        for market, recs in by_market.items():
+            try:
+                await self._poll_market(market, recs)
+            except BrokerError as exc:
+                self.log.warning("order poll failed", symbol=market, error=exc.message)
+        changed = []
+        for coid, rec in list(self._records.items()):
+            if rec.pending:
+                continue
+            view = rec.view()
             if self._emitted.get(coid) != view:
                 self._emitted[coid] = view
                 changed.append(view)
+        self._prune()
         return changed
+
+    async def _poll_market(self, market: str, recs: list[_Record]) -> None:
+        for rec in recs:
+            if rec.pending:
+                await self._resolve(rec)
+        working = [rec for rec in recs if rec.working]
+        if working:
+            snapshot = await self._api(self.EP.open_orders, {"symbol": self._market_id(market)})
+            open_by_coid = {str(o.get("clientOrderId")): o for o in snapshot}
+            gone, changed = [], market not in self._cursor
+            for rec in working:
+                info = open_by_coid.get(rec.venue_coid)
+                if info is None:
+                    gone.append(rec)
+                elif dec(info.get("executedQty")) != rec.leg_filled or info.get("status") != rec.state:
+                    changed = True
+                    self._apply(rec, info)
+            if changed or gone:
+                await self._read_trades(market)
+            for rec in gone:
+                await self._refresh(rec)  # its final state (filled, canceled, expired) and any trade still missing
+        for rec in recs:
+            if not rec.working and not rec.pending:
+                await self._protect(rec)
+
+    def _prune(self) -> None:
+        """Finished orders reported long ago leave memory (their ids stay known to Binance: a command delivered
+        again is resumed, i.e. looked up, before it is placed)."""
+        horizon = time.monotonic() - self.reconcile_lookback_s
+        for coid, rec in list(self._records.items()):
+            if rec.closed_at and rec.closed_at < horizon and self._emitted.get(coid) == rec.view():
+                del self._records[coid]
+                self._emitted.pop(coid, None)
+                self._by_order_id.pop((rec.market, rec.order_id), None)
 
     async def order_updates(self) -> AsyncIterator[BrokerOrder]:
         while True:
@@ -657,32 +1113,97 @@ class BinanceSpotAdapter(BrokerClient):
                 yield view
             await asyncio.sleep(self.poll_interval_s)
 
+    # ------------------------------------------------------------------------------------ market data
+
+    async def instruments(self) -> dict[str, InstrumentOverride]:
+        """What exchangeInfo says of the configured symbols, for KV ``om_instruments``: tick, lot step and
+        bounds, currencies, contract size, minimum notional. The pip size is the strategies' convention (the
+        instruments file), not a venue fact, so it is not reported."""
+        await self._markets()
+        out = {}
+        for symbol in self.symbols:
+            try:
+                market = await self._market(symbol)
+            except SymbolNotFoundError:
+                self.log.warning("configured symbol not listed by Binance", symbol=symbol)
+                continue
+            out[symbol] = self._instrument(market)
+        return out
+
+    def _instrument(self, market: dict[str, Any]) -> InstrumentOverride:
+        filters = {f["filterType"]: f for f in market["info"].get("filters", [])}
+        lot, price = filters.get("LOT_SIZE", {}), filters.get("PRICE_FILTER", {})
+        notional = filters.get("NOTIONAL") or filters.get("MIN_NOTIONAL") or {}
+        step = dec(lot.get("stepSize")) or None
+        return InstrumentOverride(
+            kind="crypto_linear", base_currency=market["base"], quote_currency=market["quote"],
+            contract_size=dec(market["info"].get("contractSize") or "1"), lot_step=step,
+            min_lot=dec(lot.get("minQty")) or None, max_lot=self._floor_to(dec(lot.get("maxQty")), step) or None,
+            tick_size=dec(price.get("tickSize")) or None,
+            min_notional=dec(notional.get("minNotional") or notional.get("notional")) or None,
+            leverage=self._leverage(market),
+        )  # fmt: skip
+
+    @staticmethod
+    def _floor_to(value: Decimal, step: Decimal | None) -> Decimal:
+        return value - value % step if step else value
+
+    def _leverage(self, market: dict[str, Any]) -> Decimal | None:
+        return Decimal(1)  # spot: the whole notional is paid
+
+    async def quotes(self) -> AsyncIterator[Quote]:
+        """Best bid and ask of the configured symbols every ``quote_interval_s`` (``bookTicker``: one request for
+        all of them)."""
+        if not self.symbols or self.quote_interval_s <= 0:
+            return
+        while True:
+            try:
+                for quote in await self.book_tickers():
+                    yield quote
+            except BrokerError as exc:
+                self.log.debug("quote poll failed", error=exc.message)
+            await asyncio.sleep(self.quote_interval_s)
+
+    async def book_tickers(self) -> list[Quote]:
+        wanted = {}
+        for symbol in self.symbols:
+            with contextlib.suppress(SymbolNotFoundError):
+                wanted[(await self._market(symbol))["id"]] = symbol
+        if not wanted:
+            return []
+        rows = await self._api(self.EP.book_ticker, self._ticker_params(sorted(wanted)))
+        out = []
+        for row in rows if isinstance(rows, list) else [rows]:
+            symbol = wanted.get(row.get("symbol"))
+            if symbol is None:
+                continue
+            out.append(Quote(
+                broker_id=self.broker_id, symbol=symbol, bid=dec(row["bidPrice"]), ask=dec(row["askPrice"]),
+                bid_size=dec(row["bidQty"]), ask_size=dec(row["askQty"]),
+            ))  # fmt: skip
+        return out
+
+    def _ticker_params(self, ids: list[str]) -> dict[str, Any]:
+        # spot takes a JSON array of symbols (weight 4 for several, 2 for one)
+        return {"symbol": ids[0]} if len(ids) == 1 else {"symbols": json.dumps(ids, separators=(",", ":"))}
+
 
 # ------------------------------------------------------------------------------------------ USD-M futures
 
 
-class _UsdmExchange(ccxt.binanceusdm):  # type: ignore[misc]
-    """ccxt's binanceusdm with its error table chosen for a base-URL override too: ccxt picks the table by the
-    real host (``https://fapi.binance.com/``), so against a local URL futures codes (-2019, -2022, -4116) would
-    arrive as plain ExchangeError."""
-
-    local_prefix: str | None = None
-
-    def get_exceptions_by_url(self, url: str | None, exactOrBroad: str) -> dict[str, Any]:
-        if self.local_prefix and url and url.startswith(self.local_prefix + "/fapi/"):
-            return self.safe_dict(self.safe_dict(self.exceptions, "linear", {}), exactOrBroad, {})
-        return super().get_exceptions_by_url(url, exactOrBroad)  # type: ignore[no-any-return]
-
-
 class BinanceFuturesAdapter(BinanceSpotAdapter):
-    """Binance USD-M perpetual futures through ccxt's ``binanceusdm``: reduce-only orders, positions from
-    ``positionRisk``, the wallet from ``account``, leverage / margin type / position mode from config (applied on
-    connect), modify as an amend (``PUT /fapi/v1/order``). Fills come from ``userTrades`` (futures order answers
-    carry no ``fills[]``), commissions in the margin asset."""
+    """Binance USD-M perpetual futures through ccxt's ``binanceusdm``: reduce-only orders (one-way mode) or
+    ``positionSide`` LONG / SHORT (hedge mode), positions from ``positionRisk``, the wallet from ``account``,
+    leverage / margin type / position mode from config (applied on connect), modify as an amend
+    (``PUT /fapi/v1/order``). Fills come from ``userTrades`` (futures answers carry no fills), commissions in the
+    margin asset."""
 
     MARKET_TYPE = "linear"
     DEFAULT_TYPE = "swap"
-    DEPTH = "fapiPublicGetDepth"
+    API = "fapi"
+    DEFAULT_WEIGHT_LIMIT = 2400
+    FUTURES = True
+    EP = FUTURES_API
     DUPLICATE = ("-4116", "ClientOrderId is duplicated.")
 
     def __init__(
@@ -697,7 +1218,8 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         super().__init__(broker_id, **kwargs)
         self.leverage = dict(leverage or {})
         self.margin_type = margin_type  # "cross" | "isolated" | None (leave as the account has it)
-        self.hedge_mode = hedge_mode  # False = one-way (positionSide BOTH); None = leave as it is
+        self.hedge_mode = hedge_mode  # False = one-way (positionSide BOTH); True = LONG/SHORT; None = as it is
+        self.dual_side: bool | None = hedge_mode  # the account's mode, as last set or read
         self.settings_applied = False
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
@@ -705,8 +1227,8 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         ex.local_prefix = self.base_url
         return ex
 
-    def _extra_params(self, rec: _Record) -> dict[str, Any]:
-        return {"reduceOnly": True} if rec.reduce_only else {}
+    def _hedge(self) -> bool:
+        return bool(self.dual_side)
 
     async def connect(self) -> None:
         await super().connect()
@@ -722,9 +1244,10 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         if not self.settings_applied:
             await self.apply_settings()
 
-    async def _unchanged_ok(self, fn: Callable[..., Awaitable[Any]], *args: Any, codes: tuple[str, ...]) -> None:
+    async def _unchanged_ok(self, name: str, fn: Callable[..., Awaitable[Any]], *args: Any,
+                            codes: tuple[str, ...]) -> None:  # fmt: skip
         try:
-            await self._call(fn, *args)
+            await self._call(name, 1, fn, *args)
         except BrokerError as exc:
             if exc.code not in codes:  # -4046 / -4059: "No need to change ..." is not an error
                 raise
@@ -732,18 +1255,33 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
     async def apply_settings(self) -> None:
         """Position mode, then margin type and leverage per configured symbol."""
         if self.hedge_mode is not None:
-            await self._unchanged_ok(self.exchange.set_position_mode, self.hedge_mode, codes=("-4059",))
+            await self._unchanged_ok("POST /fapi/v1/positionSide/dual", self.exchange.set_position_mode,
+                                     self.hedge_mode, codes=("-4059",))  # fmt: skip
+            self.dual_side = self.hedge_mode
+        else:
+            answer = await self._call("GET /fapi/v1/positionSide/dual", 30,
+                                      self.exchange.fapiPrivateGetPositionSideDual, {})  # fmt: skip
+            self.dual_side = bool(answer.get("dualSidePosition"))
         for symbol in sorted(self.leverage):  # margin type and leverage are per symbol: the configured ones
             market = await self._market(symbol)
             if self.margin_type:
-                await self._unchanged_ok(
-                    self.exchange.set_margin_mode, self.margin_type, market["symbol"], codes=("-4046",)
-                )
-            await self._call(self.exchange.set_leverage, self.leverage[symbol], market["symbol"])
+                await self._unchanged_ok("POST /fapi/v1/marginType", self.exchange.set_margin_mode,
+                                         self.margin_type, market["symbol"], codes=("-4046",))  # fmt: skip
+            await self._call("POST /fapi/v1/leverage", 1, self.exchange.set_leverage, self.leverage[symbol],
+                             market["symbol"])  # fmt: skip
         self.settings_applied = True
 
+    def _leverage(self, market: dict[str, Any]) -> Decimal | None:
+        for symbol, lev in self.leverage.items():
+            if symbol in (market["symbol"], market["id"]):
+                return Decimal(lev)
+        return None  # the instruments file's
+
+    def _ticker_params(self, ids: list[str]) -> dict[str, Any]:
+        return {"symbol": ids[0]} if len(ids) == 1 else {}  # futures: one symbol, or all (weight 5)
+
     async def get_balance(self) -> Balance:
-        info = await self._call(self.exchange.fapiPrivateV3GetAccount)
+        info = await self._account()
         return Balance(
             currency=self.currency,
             balance=dec(info["totalWalletBalance"]),
@@ -753,19 +1291,19 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         )
 
     async def get_positions(self) -> list[BrokerPosition]:
-        rows = await self._call(self.exchange.fapiPrivateV3GetPositionRisk)
+        rows = await self._api(POSITION_RISK)
         await self._markets()
-        by_id = self.exchange.markets_by_id or {}
         out = []
         for row in rows:
             amount = dec(row["positionAmt"])
             if amount == 0:
                 continue
-            found = by_id.get(row["symbol"])
             side = row.get("positionSide", "BOTH")
+            if side == "SHORT" and amount > 0:
+                amount = -amount  # hedge mode: Binance reports the SHORT amount negative; never trust the sign alone
             out.append(
                 BrokerPosition(
-                    symbol=found[0]["symbol"] if found else row["symbol"],
+                    symbol=self._market_name(row["symbol"]),
                     quantity=amount,
                     avg_price=dec(row["entryPrice"]),
                     position_id=None if side == "BOTH" else side,
@@ -783,24 +1321,24 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
     ) -> BrokerOrder:
         """An amend of the working limit order (quantity and price; the order keeps its id)."""
         rec = self._record(client_order_id)
-        if stop_price is not None or rec.order_type != "limit":
+        if stop_price is not None or rec.order_type is not OrderType.LIMIT:
             raise ModificationError("only the quantity and price of limit orders can be amended")
-        if rec.state in ("sending", "unknown"):
+        if rec.pending:
             await self._resolve(rec)
-        if rec.state in ("sending", "unknown") or BrokerOrderState(rec.state) not in _OPEN:
+        if not rec.working:
             raise ModificationError(f"order {client_order_id} is not working ({rec.state})")
         qty = rec.quantity if quantity is None else quantity
         price = rec.limit_price if limit_price is None else limit_price
         assert price is not None
         request = {
-            "symbol": self.exchange.market(rec.market)["id"],
+            "symbol": self._market_id(rec.market),
             "origClientOrderId": rec.venue_coid,
             "side": rec.side.value,
             "quantity": self.amount_to_precision(rec.market, qty),
             "price": self.price_to_precision(rec.market, price),
         }
         try:
-            info = await self._call(self.exchange.fapiPrivatePutOrder, request)
+            info = await self._api(AMEND, request)
         except (OrderNotFoundError, OrderError) as exc:
             raise ModificationError(exc.message, code=exc.code) from exc
         rec.quantity, rec.limit_price = dec(info["origQty"]), dec(info["price"])

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 import enum
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from decimal import Decimal
 
 import msgspec
@@ -88,6 +88,8 @@ class BrokerOrder(msgspec.Struct, frozen=True, kw_only=True):
     filled_qty: Decimal = Decimal(0)
     limit_price: Decimal | None = None
     fills: list[BrokerFill] = msgspec.field(default_factory=list)
+    #: An order the adapter placed to protect one of ours (attached stop-loss / take-profit): that order's id.
+    parent_client_order_id: str | None = None
 
     @property
     def leaves_qty(self) -> Decimal:
@@ -170,6 +172,11 @@ class BrokerClient(abc.ABC):
 
     @abc.abstractmethod
     async def get_positions(self) -> list[BrokerPosition]: ...
+
+    async def resume(self, orders: Iterable[PlaceOrder]) -> None:  # noqa: B027 - optional hook
+        """Orders the gateway believes were placed: working when it last looked (after a restart), or a command
+        delivered again. Adapters whose idempotency does not rest on their own store look each up before placing
+        it again and report what became of it through :meth:`order_updates`. Default: nothing to do."""
 
     def unresolved(self) -> dict[str, list[str]]:
         """Orders or tickets the adapter could not match without guessing (client order id or ticket -> the

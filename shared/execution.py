@@ -7,6 +7,9 @@ after a redelivery or a reconnect publishes nothing new: JetStream drops the rep
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Literal
+
+import msgspec
 
 from ordermesh.broker import BrokerError, BrokerOrder, BrokerOrderState
 from ordermesh.ids import fill_event_id, order_event_id
@@ -22,9 +25,44 @@ from ordermesh.wire import (
     OrderModified,
     OrderModifyRejected,
     OrderRejected,
+    OrderType,
     PlaceOrder,
     RejectCategory,
+    TimeInForce,
 )
+
+
+def attached_command(parent: PlaceOrder, kind: Literal["sl", "tp"], quantity: Decimal) -> PlaceOrder:
+    """The command a venue-side stop-loss (``sl``) or take-profit (``tp``) of ``parent`` stands for: client order
+    id ``<parent>-sl`` / ``<parent>-tp``, the opposite side, reduce-only, for ``quantity``. Its reports carry the
+    parent's id (``parent_client_order_id``), so the router records it as the parent's child."""
+    coid = f"{parent.client_order_id}-{kind}"
+    price = parent.stop_loss if kind == "sl" else parent.take_profit
+    return PlaceOrder(
+        command_id=f"attached:{coid}",
+        client_order_id=coid,
+        intent_id=f"{parent.intent_id}-{kind}",
+        strategy_id=parent.strategy_id,
+        account=parent.account,
+        broker_id=parent.broker_id,
+        symbol=parent.symbol,
+        side=parent.side.opposite,
+        order_type=OrderType.STOP if kind == "sl" else OrderType.LIMIT,
+        quantity=quantity,
+        stop_price=price if kind == "sl" else None,
+        limit_price=price if kind == "tp" else None,
+        time_in_force=TimeInForce.GTC,
+        reduce_only=True,
+        intent_ts_ns=parent.intent_ts_ns,
+        position_id=parent.position_id,
+    )
+
+
+def child_reports(events: list[ExecEvent], parent_client_order_id: str | None) -> list[ExecEvent]:
+    """Reports of an attached order, marked with the order it protects."""
+    if parent_client_order_id is None:
+        return events
+    return [msgspec.structs.replace(e, parent_client_order_id=parent_client_order_id) for e in events]
 
 
 def _common(cmd: PlaceOrder) -> dict[str, object]:

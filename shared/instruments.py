@@ -56,6 +56,7 @@ class InstrumentSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_f
     leverage: Decimal = Decimal("30")
     margin_rate: Decimal = Decimal("1")
     tick_size: Decimal | None = None  # smallest price increment, when known (not used for sizing)
+    min_notional: Decimal | None = None  # smallest order value the venue accepts (quote currency), when known
 
     def __post_init__(self) -> None:
         for name in ("pip_size", "contract_size", "lot_step", "leverage", "margin_rate"):
@@ -95,6 +96,7 @@ class InstrumentOverride(msgspec.Struct, frozen=True, kw_only=True):
     leverage: Decimal | None = None
     margin_rate: Decimal | None = None
     tick_size: Decimal | None = None
+    min_notional: Decimal | None = None
 
     def apply(self, spec: InstrumentSpec | None) -> InstrumentSpec:
         """The spec with this report's fields over it. Raises ValueError if the result is incomplete or bad."""

@@ -123,6 +123,30 @@ COMMISSIONS = Counter(
     ["broker_id", "symbol", "asset"],
 )
 BROKER_RECONNECTS = Counter("ordermesh_broker_reconnects_total", "Broker connections re-established", ["broker_id"])
+BROKER_ENDPOINT_SECONDS = Histogram(
+    "ordermesh_broker_endpoint_seconds",
+    "Latency of one REST request to the broker, by endpoint (e.g. 'POST /api/v3/order')",
+    ["broker_id", "endpoint"],
+    buckets=LATENCY_BUCKETS,
+)
+BROKER_WEIGHT_USED = Gauge(
+    "ordermesh_broker_weight_used",
+    "Request weight used in the current minute, as the broker last reported it (X-MBX-USED-WEIGHT-1M)",
+    ["broker_id"],
+)
+BROKER_WEIGHT_WAIT_SECONDS = Counter(
+    "ordermesh_broker_weight_wait_seconds_total",
+    "Time requests waited for the next minute because the request-weight budget was spent",
+    ["broker_id"],
+)
+BROKER_RATE_LIMITED = Counter(
+    "ordermesh_broker_rate_limited_total", "Answers 429/418 (rate limited), each followed by a back-off", ["broker_id"]
+)
+PROTECTION_FAILURES = Counter(
+    "ordermesh_protection_failures_total",
+    "Attached stop-loss / take-profit orders the broker refused (the position is not protected)",
+    ["broker_id"],
+)
 MT5_REQUEST_SECONDS = Histogram(
     "ordermesh_mt5_request_seconds",
     "Round trip of one request to the MT5 expert advisor, by action",

@@ -41,7 +41,7 @@ from ordermesh.broker import (
     SymbolNotFoundError,
 )
 from ordermesh.commissions import CommissionModel, charge, model_for
-from ordermesh.execution import reports_for
+from ordermesh.execution import attached_command, reports_for
 from ordermesh.feed import Feed, book_mid
 from ordermesh.ids import order_event_id
 from ordermesh.instruments import InstrumentSpec, conversion_rate, margin_per_lot
@@ -537,23 +537,7 @@ class PaperBroker(BrokerClient):
                     child.cmd = msgspec.structs.replace(child.cmd, quantity=parent.filled)
                     self._touch(child)
                 continue
-            cmd = PlaceOrder(
-                command_id=f"attached:{coid}",
-                client_order_id=coid,
-                intent_id=f"{c.intent_id}-{kind}",
-                strategy_id=c.strategy_id,
-                account=c.account,
-                broker_id=c.broker_id,
-                symbol=c.symbol,
-                side=c.side.opposite,
-                order_type=OrderType.STOP if kind == "sl" else OrderType.LIMIT,
-                quantity=parent.filled,
-                stop_price=price if kind == "sl" else None,
-                limit_price=price if kind == "tp" else None,
-                time_in_force=TimeInForce.GTC,
-                reduce_only=True,
-                intent_ts_ns=c.intent_ts_ns,
-            )
+            cmd = attached_command(c, kind, parent.filled)
             child = PaperOrder(
                 cmd=cmd, broker_order_id=self._next("order"), accepted_ns=self.clock(), parent=c.client_order_id
             )

@@ -153,12 +153,32 @@ class BinanceSpotSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fie
     timeout: float = 10.0  # seconds per request
     currency: str = "USDT"  # the quote asset reported as the balance; other assets are positions
     max_backoff_s: float = 30.0  # cap on a Retry-After wait
-    poll_interval_ms: int = 1000  # working orders polled for fills
+    poll_interval_ms: int = 1000  # symbols with working orders polled (open orders; trades when they changed)
+    #: The markets this gateway trades (``BTC/USDT`` or ``BTCUSDT``): reported to ``om_instruments``, quoted on
+    #: ``om.md.<broker>.<symbol>``, and their recent trades read on start and after a reconnection.
+    symbols: list[str] = msgspec.field(default_factory=list)
+    heartbeat_interval_ms: int = 5000  # server time round trip; 0 = none
+    quote_interval_ms: int = 1000  # bookTicker of the symbols; 0 = no quotes
+    #: How far back the trades are read when reconciling (Binance serves at most 24 hours per query).
+    reconcile_lookback_s: int = 86400
+    #: Share of the IP's request-weight limit per minute this process may plan to use (the rest is headroom).
+    weight_headroom: float = 0.9
 
     def __post_init__(self) -> None:
         # Checked here, not when the adapter is made, so `ordermesh brokers validate` reports it.
         if self.base_url and self.testnet:
             raise ValueError("base_url and testnet are exclusive")
+        if not 0 < self.reconcile_lookback_s <= 86400:
+            raise ValueError(
+                f"reconcile_lookback_s must be in 1..86400 (Binance's 24 hours), got {self.reconcile_lookback_s}"
+            )
+        if not 0 < self.weight_headroom <= 1:
+            raise ValueError(f"weight_headroom must be in (0, 1], got {self.weight_headroom}")
+        for name in ("poll_interval_ms", "heartbeat_interval_ms", "quote_interval_ms", "recv_window"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative")
+        if self.poll_interval_ms == 0:
+            raise ValueError("poll_interval_ms must be positive")
 
 
 def _binance_common(settings: BinanceSpotSettings) -> dict[str, Any]:
@@ -172,6 +192,11 @@ def _binance_common(settings: BinanceSpotSettings) -> dict[str, Any]:
         currency=settings.currency,
         max_backoff_s=settings.max_backoff_s,
         poll_interval_s=settings.poll_interval_ms / 1000,
+        symbols=settings.symbols,
+        heartbeat_interval_s=settings.heartbeat_interval_ms / 1000,
+        quote_interval_s=settings.quote_interval_ms / 1000,
+        reconcile_lookback_s=settings.reconcile_lookback_s,
+        weight_headroom=settings.weight_headroom,
     )
 
 

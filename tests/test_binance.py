@@ -244,7 +244,7 @@ async def test_time_in_force_ioc_and_fok_expire(adapter: BinanceSpotAdapter, ser
     fok = await adapter.place_order(place(5, qty="2", order_type=LIMIT, limit="50002", tif=TimeInForce.FOK))
     assert (fok.state, fok.filled_qty, fok.fills) == (BrokerOrderState.EXPIRED, D(0), [])
     assert usdt(server) == (D("100000") - D("0.3") * D("50001"), D(0))  # nothing left locked
-    with pytest.raises(OrderError, match="DAY not supported"):
+    with pytest.raises(OrderError, match="DAY is not supported"):
         await adapter.place_order(place(6, order_type=LIMIT, limit="49000", tif=TimeInForce.DAY))
 
 

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 
@@ -11,12 +12,15 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
 from ordermesh import metrics
+from ordermesh.binance import BinanceSpotAdapter
 from ordermesh.broker import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
 from ordermesh.config import OrderMeshConfig
 from ordermesh.execution import (
+    attached_command,
     broker_rejection,
     cancel_rejected,
     cancel_reports,
+    child_reports,
     modify_rejected,
     modify_reports,
     rejection,
@@ -54,7 +58,8 @@ class GatewayService(Service):
         self.registry = BrokerRegistry(config.brokers)
         self.settings = self.registry.settings(broker_id)  # ConfigError naming the problem
         super().__init__(config, **kw)  # type: ignore[arg-type]
-        self.broker_connected = False
+        self._validated = False
+        self._stored: set[str] = set()  # client order ids whose command is in KV om_gateway
         self._orders: dict[str, PlaceOrder] = {}  # client order id -> the command that placed it
 
     def default_http_port(self) -> int:
@@ -68,8 +73,11 @@ class GatewayService(Service):
         if isinstance(self.adapter, PaperBroker):
             self.adapter.store = KvPaperStore(await self.bus.kv(KV_PAPER), self.broker_id)
         await self.adapter.connect()
-        self.broker_connected = await self.adapter.validate_connection()
+        self._validated = await self.adapter.validate_connection()
         metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
+        if not self.adapter.keeps_commands:
+            # what was working when this gateway stopped: the adapter looks each up and reports what became of it
+            await self.adapter.resume(await self.remembered())
         self.consume(
             stream=COMMANDS,
             durable=f"gw-{self.broker_id}",
@@ -83,6 +91,9 @@ class GatewayService(Service):
         if isinstance(self.adapter, MT5Adapter):
             self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
             await self.report_symbol_info(self.adapter)
+        if isinstance(self.adapter, BinanceSpotAdapter):
+            self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
+            await self.report_markets(self.adapter)
         await self.bus.subscribe(self.subjects.q(f"broker_positions.{self.broker_id}"), self.on_broker_positions)
         if isinstance(self.adapter, PaperBroker):
             assert isinstance(self.settings, PaperSettings)
@@ -95,6 +106,24 @@ class GatewayService(Service):
         for symbol, feed in settings.symbols.items():
             report = InstrumentOverride(tick_size=feed.tick_size)
             await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
+
+    async def report_markets(self, adapter: BinanceSpotAdapter) -> None:
+        """The configured symbols as exchangeInfo describes them go to ``om_instruments`` (Binance unreachable: the
+        instruments file stands, and the report is made on the next start)."""
+        try:
+            reports = await adapter.instruments()
+        except BrokerError as exc:
+            self.log.warning("market specs not available", error=exc.message)
+            return
+        kv = await self.bus.kv(KV_INSTRUMENTS)
+        for symbol, report in reports.items():
+            await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
+
+    @property
+    def broker_connected(self) -> bool:
+        """The adapter's own view when it keeps one (heartbeats), else the check made at start."""
+        connected = getattr(self.adapter, "connected", None) if hasattr(self, "adapter") else None
+        return connected if isinstance(connected, bool) else self._validated
 
     async def teardown(self) -> None:
         await self.adapter.close()
@@ -125,6 +154,9 @@ class GatewayService(Service):
                     )
                 return
             if isinstance(cmd, PlaceOrder):
+                if msg.metadata.num_delivered > 1 and not self.adapter.keeps_commands:
+                    # delivered again: the first delivery may have placed it (even finished it) before we died
+                    await self.adapter.resume([cmd])
                 await self.on_place(cmd)
             elif isinstance(cmd, CancelOrder):
                 await self.on_cancel(cmd)
@@ -161,15 +193,36 @@ class GatewayService(Service):
                 self.adapter.reported([self.adapter.order(cmd.client_order_id)])
             await self.publish_reports(cmd, self._reports(cmd, order))
             await self._publish_paper_changes()
-            self._forget_if_done(order)
             working = order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
             if working and not self.adapter.keeps_commands:
                 await self.remember(cmd)
+            await self._after_report(cmd, order)
+
+    async def _after_report(self, cmd: PlaceOrder, order: BrokerOrder) -> None:
+        """A finished order's command is forgotten (working ones are kept to report later fills); a filled one
+        with a stop-loss / take-profit leaves the commands of its protective orders, which the venue holds."""
+        if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
+            return
+        if order.filled_qty > 0 and not self.adapter.keeps_commands:
+            for kind, price in (("sl", cmd.stop_loss), ("tp", cmd.take_profit)):
+                if price is not None:
+                    await self.remember(attached_command(cmd, kind, order.filled_qty))  # type: ignore[arg-type]
+        await self.forget(order.client_order_id)
 
     def _forget_if_done(self, order: BrokerOrder) -> None:
         # Only working orders need their command kept (to report fills that come later).
         if order.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
             self._orders.pop(order.client_order_id, None)
+
+    async def forget(self, client_order_id: str) -> None:
+        """The order is finished and reported: its command leaves memory and KV ``om_gateway`` (a later restart
+        has nothing to resume for it)."""
+        self._orders.pop(client_order_id, None)
+        if client_order_id not in self._stored:
+            return  # never written (finished in its first answer): no KV write for it at all
+        self._stored.discard(client_order_id)
+        with contextlib.suppress(KeyNotFoundError, nats.errors.Error):
+            await (await self.bus.kv(KV_GATEWAY)).delete(kv_key(self.broker_id, client_order_id))
 
     async def on_cancel(self, cmd: CancelOrder) -> None:
         with bind_ids(intent_id=cmd.intent_id or None):
@@ -188,7 +241,11 @@ class GatewayService(Service):
             metrics.COMMANDS.labels(self.broker_id, "CancelOrder", type(events[0]).__name__).inc()
             await self.publish_reports(None, events, strategy_id=cmd.strategy_id)
             await self._publish_paper_changes()
-            self._forget_if_done(order)
+            if order.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
+                place = await self.command_for(cmd.client_order_id)
+                if place is not None:  # fills before the cancel are reported by the updates; then it is forgotten
+                    await self.publish_reports(place, self._reports(place, order))
+                    await self._after_report(place, order)
 
     async def on_modify(self, cmd: ModifyOrder) -> None:
         with bind_ids(intent_id=cmd.intent_id or None):
@@ -240,7 +297,7 @@ class GatewayService(Service):
         """The reports of a placed order: the paper venue's carry triggers, slippage and position ids."""
         if isinstance(self.adapter, PaperBroker):
             return paper_reports(self.adapter.order(cmd.client_order_id))
-        return reports_for(cmd, order)
+        return child_reports(reports_for(cmd, order), order.parent_client_order_id)
 
     async def _publish_paper_changes(self) -> None:
         """Report every paper order that changed and is not reported yet (attached SL/TP, triggers, fills)."""
@@ -287,8 +344,30 @@ class GatewayService(Service):
     async def remember(self, cmd: PlaceOrder) -> None:
         """Keep a working order's command (KV ``om_gateway``): its later fills are reported with its ids, even
         after a restart of this gateway."""
+        self._orders[cmd.client_order_id] = cmd
         kv = await self.bus.kv(KV_GATEWAY)
         await kv.put(kv_key(self.broker_id, cmd.client_order_id), encode(cmd))
+        self._stored.add(cmd.client_order_id)
+
+    async def remembered(self) -> list[PlaceOrder]:
+        """The commands of this broker's orders that were working when the gateway last ran."""
+        kv = await self.bus.kv(KV_GATEWAY)
+        try:
+            keys = await kv.keys()
+        except NoKeysError:
+            return []
+        out = []
+        for key in keys:
+            if kv_key_parts(key)[0] != self.broker_id:
+                continue
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await kv.get(key)
+                if entry.value:
+                    found = COMMAND_CODEC.decode(entry.value)
+                    if isinstance(found, PlaceOrder):
+                        out.append(found)
+                        self._stored.add(found.client_order_id)
+        return out
 
     async def command_for(self, client_order_id: str) -> PlaceOrder | None:
         cmd = self._orders.get(client_order_id)
@@ -301,7 +380,10 @@ class GatewayService(Service):
         if not entry.value:
             return None
         found = COMMAND_CODEC.decode(entry.value)
-        return found if isinstance(found, PlaceOrder) else None
+        if not isinstance(found, PlaceOrder):
+            return None
+        self._stored.add(client_order_id)
+        return found
 
     async def _order_updates(self) -> None:
         """Report what the adapter learns on its own (trade events, polls): fills, cancels, expiries."""
@@ -314,8 +396,8 @@ class GatewayService(Service):
                     metrics.UNKNOWN_ORDER_UPDATES.labels(self.broker_id).inc()
                     self.log.warning("update for an order this gateway does not know", state=order.state.value)
                     continue
-                await self._publish_until_stored(cmd, reports_for(cmd, order))
-                self._forget_if_done(order)
+                await self._publish_until_stored(cmd, self._reports(cmd, order))
+                await self._after_report(cmd, order)
 
     async def on_broker_positions(self, msg: Msg) -> None:
         """``om.q.broker_positions.<broker_id>``: what the broker says it holds (the keeper reconciles with it)."""
