@@ -1055,7 +1055,8 @@ class BinanceSpotAdapter(BrokerClient):
             self.log.warning("reconciliation failed; retried by the next poll", error=exc.message)
         by_market: dict[str, list[_Record]] = {}
         for rec in list(self._records.values()):
-            if rec.pending or rec.working or (not rec.protected and rec.parent is None):
+            unprotected = not rec.protected and (rec.stop_loss is not None or rec.take_profit is not None)
+            if rec.pending or rec.working or unprotected:
                 by_market.setdefault(rec.market, []).append(rec)
         for market, recs in by_market.items():
             try:
@@ -1096,6 +1097,22 @@ class BinanceSpotAdapter(BrokerClient):
         for rec in recs:
             if not rec.working and not rec.pending:
                 await self._protect(rec)
+                await self._one_cancels_other(rec)
+
+    async def _one_cancels_other(self, rec: _Record) -> None:
+        """A futures stop-loss or take-profit that filled cancels its sibling (a spot OCO list does this itself;
+        separate futures orders do not, and a reduce-only order left behind would act on a later position)."""
+        if not self.FUTURES or rec.parent is None or rec.prior_filled + rec.leg_filled <= 0:
+            return
+        for kind in ("-sl", "-tp"):
+            sibling = self._records.get(rec.parent + kind)
+            if sibling is None or sibling is rec or not sibling.working:
+                continue
+            try:
+                self._apply(sibling, await self._cancel_leg(sibling))
+                self.log.info("sibling of a filled protective order canceled", client_order_id=sibling.client_order_id)
+            except OrderNotFoundError:
+                await self._refresh(sibling)
 
     def _prune(self) -> None:
         """Finished orders reported long ago leave memory (their ids stay known to Binance: a command delivered

@@ -62,13 +62,13 @@ async def server() -> AsyncIterator[BinanceServer]:
         await s.stop()
 
 
-def make_adapter(server: BinanceServer, **kw: object) -> BinanceSpotAdapter:
+def make_adapter(server: BinanceServer, broker_id: str = "binance", **kw: object) -> BinanceSpotAdapter:
     args: dict[str, object] = {
         "api_key": server.api_key, "api_secret": server.api_secret, "base_url": server.url, "timeout_s": 1.0,
         "max_backoff_s": 5.0, "poll_interval_s": 0.01,
     }  # fmt: skip
     args.update(kw)
-    return BinanceSpotAdapter("binance", **args)  # type: ignore[arg-type]
+    return BinanceSpotAdapter(broker_id, **args)  # type: ignore[arg-type]
 
 
 @pytest.fixture
