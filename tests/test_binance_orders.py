@@ -1,0 +1,162 @@
+"""Binance stop orders, attached stop-loss / take-profit and hedge mode: real ccxt against the local server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+
+import msgspec
+import pytest
+
+from ordermesh.broker import BrokerOrderState, OrderError
+from ordermesh.wire import OrderType, PlaceOrder, Side
+from tests import test_binance as spot_t
+from tests import test_binance_futures as fut_t
+from tests.binance_server import BinanceServer
+
+D = Decimal
+NEW, FILLED, EXPIRED = BrokerOrderState.NEW, BrokerOrderState.FILLED, BrokerOrderState.EXPIRED
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BinanceServer]:
+    s = BinanceServer()
+    await s.start()
+    try:
+        yield s
+    finally:
+        await s.stop()
+
+
+def with_(cmd: PlaceOrder, **kw: object) -> PlaceOrder:
+    return msgspec.structs.replace(cmd, **kw)
+
+
+def by_coid(views: list) -> dict:  # type: ignore[type-arg]
+    return {v.client_order_id: v for v in views}
+
+
+# ----------------------------------------------------------------------------------------- spot
+
+
+async def test_spot_stop_waits_for_its_trigger_then_fills(server: BinanceServer) -> None:
+    a = spot_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        cmd = with_(spot_t.place(1, side=Side.SELL, qty="0.1"), order_type=OrderType.STOP, stop_price=D("49500"))
+        order = await a.place_order(cmd)
+        assert (order.state, order.filled_qty) == (NEW, D(0))
+        (resting,) = server.open_orders()
+        assert (resting.type, resting.stop_price) == ("STOP_LOSS", D("49500"))
+        assert server.balances["BTC"][1] == D("0.1")  # locked while it waits
+        await a.poll_working()
+        server.set_last_price("BTCUSDT", "49400")  # falls through the stop: a market sell
+        (update,) = await a.poll_working()
+        assert (update.state, update.filled_qty, [f.price for f in update.fills]) == (FILLED, D("0.1"), [D("49999")])
+    finally:
+        await a.close()
+
+
+async def test_spot_stop_limit_and_an_immediate_trigger_is_refused(server: BinanceServer) -> None:
+    a = spot_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        cmd = with_(spot_t.place(2, qty="0.1"), order_type=OrderType.STOP_LIMIT, stop_price=D("50500"),
+                    limit_price=D("50600"))  # fmt: skip
+        await a.place_order(cmd)
+        (resting,) = server.open_orders()
+        assert (resting.type, resting.stop_price, resting.price) == ("STOP_LOSS_LIMIT", D("50500"), D("50600"))
+        with pytest.raises(OrderError) as exc:  # a buy stop below the market would trigger at once
+            await a.place_order(with_(spot_t.place(3, qty="0.1"), order_type=OrderType.STOP, stop_price=D("49000")))
+        assert (exc.value.code, exc.value.message) == ("-2010", "Stop price would trigger immediately.")
+    finally:
+        await a.close()
+
+
+async def test_spot_attached_stop_loss_and_take_profit_become_one_oco_for_what_was_bought(
+    server: BinanceServer,
+) -> None:
+    a = spot_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        cmd = with_(spot_t.place(4, qty="0.01"), stop_loss=D("49000"), take_profit=D("52000"))
+        parent = await a.place_order(cmd)
+        assert (parent.state, parent.filled_qty) == (FILLED, D("0.01"))
+        legs = {o.client_order_id: o for o in server.open_orders()}
+        sl, tp = legs[cmd.client_order_id + "-sl"], legs[cmd.client_order_id + "-tp"]
+        # 0.01 bought, 0.00001 BTC commission: the OCO sells what is held
+        assert (sl.type, sl.side, sl.stop_price, sl.orig_qty) == ("STOP_LOSS", "SELL", D("49000"), D("0.00999"))
+        assert (tp.type, tp.price, tp.orig_qty) == ("LIMIT_MAKER", D("52000"), D("0.00999"))
+        views = by_coid(await a.poll_working())
+        assert {v.parent_client_order_id for k, v in views.items() if k != cmd.client_order_id} == {cmd.client_order_id}
+        server.set_last_price("BTCUSDT", "48900")  # the stop triggers; the take-profit leg expires with it
+        views = by_coid(await a.poll_working())
+        assert (views[sl.client_order_id].state, views[sl.client_order_id].filled_qty) == (FILLED, D("0.00999"))
+        assert views[tp.client_order_id].state is EXPIRED
+        assert server.open_orders() == []
+        assert await a.poll_working() == []
+    finally:
+        await a.close()
+
+
+# ----------------------------------------------------------------------------------------- futures
+
+
+async def test_futures_stop_market_triggers(server: BinanceServer) -> None:
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await a.connect()
+        cmd = with_(fut_t.place(1, qty="0.01"), order_type=OrderType.STOP, stop_price=D("50500"))
+        assert (await a.place_order(cmd)).state is NEW
+        (resting,) = [o for o in server.futures.orders.values() if o.open]
+        assert (resting.type, resting.stop_price) == ("STOP_MARKET", D("50500"))
+        await a.poll_working()
+        server.futures.set_last_price("BTCUSDT", "50600")
+        (update,) = await a.poll_working()
+        assert (update.state, update.filled_qty) == (FILLED, D("0.01"))
+        (pos,) = await a.get_positions()
+        assert pos.quantity == D("0.01")
+    finally:
+        await a.close()
+
+
+async def test_futures_attached_orders_protect_the_fill_and_one_cancels_the_other(server: BinanceServer) -> None:
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await a.connect()
+        cmd = with_(fut_t.place(2, qty="0.02"), stop_loss=D("49000"), take_profit=D("51000"))
+        assert (await a.place_order(cmd)).state is FILLED
+        children = {o.client_order_id: o for o in server.futures.orders.values() if o.open}
+        sl, tp = children[cmd.client_order_id + "-sl"], children[cmd.client_order_id + "-tp"]
+        assert (sl.type, sl.side, sl.stop_price, sl.orig_qty) == ("STOP_MARKET", "SELL", D("49000"), D("0.02"))
+        assert (tp.type, tp.stop_price) == ("TAKE_PROFIT_MARKET", D("51000"))
+        assert server.futures.reduce_only[sl.order_id] and server.futures.reduce_only[tp.order_id]
+        await a.poll_working()
+        server.futures.set_mark_price("BTCUSDT", "51100")  # mark-price trigger: the take-profit closes
+        views = by_coid(await a.poll_working())
+        assert views[tp.client_order_id].state is FILLED
+        assert views[tp.client_order_id].parent_client_order_id == cmd.client_order_id
+        assert views[sl.client_order_id].state is BrokerOrderState.CANCELED  # its sibling, canceled by us
+        assert [o for o in server.futures.orders.values() if o.open] == []
+        assert await a.get_positions() == []
+    finally:
+        await a.close()
+
+
+async def test_futures_hedge_mode_long_and_short_positions_and_closes(server: BinanceServer) -> None:
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0, hedge_mode=True)
+    try:
+        await a.connect()
+        assert server.futures.dual_side is True
+        long = await a.place_order(fut_t.place(3, qty="0.03"))
+        short = await a.place_order(fut_t.place(4, side=Side.SELL, qty="0.01"))
+        assert [f.position_id for f in long.fills] == ["LONG"] and [f.position_id for f in short.fills] == ["SHORT"]
+        positions = {p.position_id: p.quantity for p in await a.get_positions()}
+        assert positions == {"LONG": D("0.03"), "SHORT": D("-0.01")}
+        # a reduce-only sell closes the long (sent as positionSide LONG; reduceOnly is refused in hedge mode)
+        await a.place_order(fut_t.place(5, side=Side.SELL, qty="0.01", reduce_only=True))
+        # close-all names the position: a buy of the SHORT position
+        await a.place_order(with_(fut_t.place(6, qty="0.01"), position_id="SHORT"))
+        assert {p.position_id: p.quantity for p in await a.get_positions()} == {"LONG": D("0.02")}
+        with pytest.raises(OrderError) as exc:  # closing more than the long holds
+            await a.place_order(fut_t.place(7, side=Side.SELL, qty="0.05", reduce_only=True))
+        assert exc.value.code == "-2022"
+    finally:
+        await a.close()
