@@ -995,7 +995,11 @@ class BinanceSpotAdapter(BrokerClient):
                 if kind == "oco" else [(kind, request["newClientOrderId"])]  # fmt: skip
             children = []
             for child_kind, coid in legs:
-                if coid in self._records:
+                held = self._records.get(coid)
+                if held is not None and held.pending and await self._resolve(held) is None:
+                    del self._records[coid]  # an earlier attempt never reached Binance: send it again
+                    held = None
+                if held is not None:
                     continue
                 child = _Record(
                     client_order_id=coid, symbol=rec.symbol, market=rec.market, side=rec.side.opposite,
@@ -1012,9 +1016,9 @@ class BinanceSpotAdapter(BrokerClient):
             try:
                 answer = await self._api(OCO if kind == "oco" else self.EP.new_order, request)
             except BrokerConnectionError:
-                self.log.warning("protective order outcome unknown; resolved by the next poll",
+                self.log.warning("protective order outcome unknown; looked up (and sent if missing) by the next poll",
                                  client_order_id=rec.client_order_id)  # fmt: skip
-                continue
+                return  # not protected yet: the next poll comes back here
             except BrokerError as exc:
                 for child in children:
                     self._records.pop(child.client_order_id, None)

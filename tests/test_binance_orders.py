@@ -160,3 +160,27 @@ async def test_futures_hedge_mode_long_and_short_positions_and_closes(server: Bi
         assert exc.value.code == "-2022"
     finally:
         await a.close()
+
+
+@pytest.mark.parametrize("fault", ["drop", "hold"])
+async def test_spot_protection_with_an_unknown_outcome_is_looked_up_and_sent_once(
+    server: BinanceServer, fault: str
+) -> None:
+    """The OCO request times out: either it never reached Binance (sent again by the next poll) or it was placed and
+    only the answer was lost (found by its client order ids, never placed twice)."""
+    a = spot_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        (server.drop_next if fault == "drop" else server.hold_next)("orderList/oco", max_s=5)
+        cmd = with_(spot_t.place(6, qty="0.01"), stop_loss=D("49000"), take_profit=D("52000"))
+        assert (await a.place_order(cmd)).state is FILLED  # the parent is filled; its protection is pending
+        server.release()
+        await a.poll_working()
+        legs = sorted(o.client_order_id for o in server.open_orders())
+        assert legs == sorted([cmd.client_order_id + "-sl", cmd.client_order_id + "-tp"])
+        posted = server.count_requests("POST", "orderList/oco")
+        assert posted == (2 if fault == "drop" else 1)
+        views = by_coid(await a.poll_working())
+        assert all(v.state is NEW for k, v in views.items() if k in legs)
+        assert server.count_requests("POST", "orderList/oco") == posted  # protected: nothing more is sent
+    finally:
+        await a.close()
