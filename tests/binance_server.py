@@ -1,16 +1,37 @@
 """A local Binance-compatible spot REST server for tests, written from Binance's public API documentation.
 
-Endpoints (``/api/v3``): ``ping``, ``time``, ``exchangeInfo`` (PRICE_FILTER / LOT_SIZE / NOTIONAL filters and
-orderTypes), ``depth``, ``order`` (POST / GET / DELETE), ``openOrders``, ``account``, ``myTrades``. Signed endpoints
-check the ``X-MBX-APIKEY`` header, the HMAC-SHA256 ``signature`` over query string + body, and ``timestamp``
-against ``recvWindow``. Balances lock on resting orders; orders go NEW -> PARTIALLY_FILLED -> FILLED / CANCELED /
-EXPIRED; FULL responses carry ``fills[]``. Errors are ``{"code": ..., "msg": ...}`` with the documented codes and
-messages; 429 carries ``Retry-After``; every response carries ``X-MBX-USED-WEIGHT-1M``.
+Endpoints (``/api/v3``): ``ping``, ``time``, ``exchangeInfo`` (PRICE_FILTER / LOT_SIZE / NOTIONAL filters,
+orderTypes, rateLimits), ``depth``, ``ticker/bookTicker`` (``symbol=``, ``symbols=["A","B"]`` or all), ``order``
+(POST / GET / DELETE; LIMIT, MARKET, LIMIT_MAKER, STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT),
+``orderList/oco`` (POST), ``orderList`` (DELETE), ``openOrders``, ``account``, ``myTrades`` (orderId / fromId /
+startTime / endTime / limit). Signed endpoints check the ``X-MBX-APIKEY`` header, the HMAC-SHA256 ``signature``
+over query string + body, and ``timestamp`` against ``recvWindow``. Balances lock on resting and waiting stop
+orders (an OCO locks once for its two legs); orders go NEW -> PARTIALLY_FILLED -> FILLED / CANCELED / EXPIRED; FULL
+responses carry ``fills[]``. Stop orders wait (``isWorking`` false) until the symbol's last price (default: the
+mid of the book) reaches their stopPrice; an OCO leg that executes expires the other; canceling one leg cancels
+the list. Errors are ``{"code": ..., "msg": ...}`` with the documented codes and messages.
+
+USD-M futures (``/fapi``, :class:`FuturesVenue`): ``v1/ping``, ``v1/time``, ``v1/exchangeInfo``, ``v1/depth``,
+``v1/ticker/bookTicker``, ``v2|v3/account``, ``v2|v3/positionRisk``, ``v1/leverage``, ``v1/marginType``,
+``v1/positionSide/dual`` (GET / POST: one-way or hedge mode), ``v1/order`` (POST / GET / DELETE / PUT; LIMIT,
+MARKET, STOP, STOP_MARKET, TAKE_PROFIT, TAKE_PROFIT_MARKET with workingType CONTRACT_PRICE or MARK_PRICE),
+``v1/openOrders``, ``v1/userTrades``. Hedge mode keeps LONG and SHORT positions per symbol.
+
+Request weight: every route has its documented weight, counted per venue (spot and futures apart) in a window per
+UTC minute of the server clock; every answer carries ``X-MBX-USED-WEIGHT-1M`` (the venue's weight in the window
+after this request) and a request that would pass the limit (``weight_limit``: 6000 spot, 2400 futures) is
+answered 429 / -1003 with ``Retry-After`` (seconds to the next window), nothing processed.
 
 Test hooks: :meth:`BinanceServer.fill` (a maker fill of a resting order, e.g. a partial fill),
 :meth:`BinanceServer.fail_next` (the next request to a path answers an error), :meth:`BinanceServer.hold_next`
 (the next request to a path is processed, then its answer held back: a client timeout with the order placed),
-:meth:`BinanceServer.rate_limit_next` (429 with Retry-After, nothing processed).
+:meth:`BinanceServer.drop_next` (never processed, answer held), :meth:`BinanceServer.rate_limit_next` (429 with
+Retry-After, nothing processed), :meth:`BinanceServer.set_used_weight` ``(n, futures=False)`` (the current
+window's count), :meth:`BinanceServer.set_last_price` ``(symbol, price)`` (triggers waiting spot stops),
+:meth:`FuturesVenue.set_last_price` / :meth:`FuturesVenue.set_mark_price` ``(symbol, price)`` (trigger futures
+stops by workingType), :meth:`FuturesVenue.fill`. Attributes: ``weight_limit`` (both venues), ``weight`` (the
+``X-MBX-USED-WEIGHT-1M`` of the last answer), ``clock_offset_ms`` / ``frozen_ms`` (the server clock:
+:meth:`BinanceServer.now_ms`), ``last_prices``, ``order_lists``, ``futures.hedge_positions``.
 """
 
 from __future__ import annotations
@@ -18,8 +39,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,6 +53,21 @@ from aiohttp import web
 D = Decimal
 ZERO = D(0)
 PREFIX = "/api/v3"
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+STOP_KINDS = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")  # spot, waiting for a trigger
+SPOT_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", *STOP_KINDS)
+OCO_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
+FUTURES_STOPS = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
+FUTURES_TYPES = ("LIMIT", "MARKET", *FUTURES_STOPS)
+WORKING_TYPES = ("CONTRACT_PRICE", "MARK_PRICE")
+# errors.md lists "Order would trigger immediately."; the REST API answers this (ccxt's table and the field see it)
+STOP_IMMEDIATE = "Stop price would trigger immediately."
+
+SPOT_WEIGHTS = {("GET", "exchangeInfo"): 20, ("GET", "account"): 20, ("GET", "order"): 4}
+FUTURES_WEIGHTS = {"v2/account": 5, "v3/account": 5, "v2/positionRisk": 5, "v3/positionRisk": 5, "v1/userTrades": 5}
 
 
 def s8(value: Decimal) -> str:
@@ -41,6 +79,57 @@ class ApiError(Exception):
     def __init__(self, status: int, code: int, msg: str) -> None:
         super().__init__(msg)
         self.status, self.code, self.msg = status, code, msg
+
+
+def mandatory(name: str) -> ApiError:
+    return ApiError(400, -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+
+
+def not_required(name: str) -> ApiError:
+    return ApiError(400, -1106, f"Parameter '{name}' sent when not required.")
+
+
+def triggers(kind: str, side: str, stop: Decimal, price: Decimal) -> bool:
+    """Whether a stop order of ``kind`` (spot STOP_LOSS* / TAKE_PROFIT*, futures STOP* / TAKE_PROFIT*) triggers at
+    ``price``: stop-losses buy when the price rises to the stop and sell when it falls to it, take-profits the
+    other way round."""
+    if kind.startswith("STOP"):
+        return price >= stop if side == "BUY" else price <= stop
+    return price <= stop if side == "BUY" else price >= stop
+
+
+def _int_or(raw: str | None, default: int) -> int:
+    try:
+        return int(raw) if raw not in (None, "") else default  # type: ignore[arg-type]
+    except ValueError:
+        return default
+
+
+def request_weight(method: str, name: str, params: dict[str, str]) -> int:
+    """The documented request weight of one request (``name``: ``"order"`` or ``"fapi/v1/order"``)."""
+    symbol = params.get("symbol")
+    if name.startswith("fapi/"):
+        path = name[len("fapi/") :]
+        if path == "v1/depth":
+            limit = _int_or(params.get("limit"), 500)
+            return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
+        if path == "v1/openOrders":
+            return 1 if symbol else 40
+        if path == "v1/ticker/bookTicker":
+            return 2 if symbol else 5
+        if path == "v1/positionSide/dual":
+            return 30 if method == "GET" else 1
+        return FUTURES_WEIGHTS.get(path, 1)
+    if name == "depth":
+        limit = _int_or(params.get("limit"), 100)
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+    if name == "openOrders":
+        return 6 if symbol else 80
+    if name == "myTrades":
+        return 5 if params.get("orderId") else 20
+    if name == "ticker/bookTicker":
+        return 2 if symbol else 4
+    return SPOT_WEIGHTS.get((method, name), 1)
 
 
 @dataclass
@@ -55,7 +144,7 @@ class SymbolSpec:
     min_qty: Decimal = Decimal("0.00001")
     max_qty: Decimal = Decimal("9000")
     min_notional: Decimal = Decimal("5")
-    order_types: tuple[str, ...] = ("LIMIT", "MARKET")  # the types this server implements
+    order_types: tuple[str, ...] = SPOT_TYPES  # the types this server implements
 
     def info(self) -> dict[str, Any]:
         return {
@@ -89,6 +178,7 @@ class Trade:
     is_buyer: bool
     is_maker: bool
     time_ms: int
+    order_list_id: int = -1
 
     def fill(self) -> dict[str, Any]:
         return {
@@ -98,7 +188,7 @@ class Trade:
 
     def my_trade(self) -> dict[str, Any]:
         return {
-            "symbol": self.symbol, "id": self.id, "orderId": self.order_id, "orderListId": -1,
+            "symbol": self.symbol, "id": self.id, "orderId": self.order_id, "orderListId": self.order_list_id,
             "price": s8(self.price), "qty": s8(self.qty), "quoteQty": s8(self.price * self.qty),
             "commission": s8(self.commission), "commissionAsset": self.commission_asset, "time": self.time_ms,
             "isBuyer": self.is_buyer, "isMaker": self.is_maker, "isBestMatch": True,
@@ -121,6 +211,20 @@ class Order:
     quote_qty: Decimal = ZERO
     locked: Decimal = ZERO  # funds still locked for the open remainder (quote for buys, base for sells)
     trades: list[Trade] = field(default_factory=list)
+    stop_price: Decimal = ZERO
+    working: bool = True  # False: a stop order waiting for its trigger
+    working_time: int = -1
+    update_time: int = 0
+    order_list_id: int = -1
+    orig_type: str = ""  # futures: the type as placed (``type`` becomes MARKET / LIMIT when a stop triggers)
+    working_type: str = "CONTRACT_PRICE"  # futures
+    position_side: str = "BOTH"  # futures
+
+    def __post_init__(self) -> None:
+        self.orig_type = self.orig_type or self.type
+        self.update_time = self.update_time or self.time_ms
+        if self.working and self.working_time < 0:
+            self.working_time = self.time_ms
 
     @property
     def open(self) -> bool:
@@ -128,21 +232,46 @@ class Order:
 
     def view(self) -> dict[str, Any]:
         return {
-            "symbol": self.symbol, "orderId": self.order_id, "orderListId": -1,
+            "symbol": self.symbol, "orderId": self.order_id, "orderListId": self.order_list_id,
             "clientOrderId": self.client_order_id, "price": s8(self.price), "origQty": s8(self.orig_qty),
             "executedQty": s8(self.executed), "cummulativeQuoteQty": s8(self.quote_qty), "status": self.status,
-            "timeInForce": self.time_in_force or "GTC", "type": self.type, "side": self.side, "stopPrice": s8(ZERO),
-            "icebergQty": s8(ZERO), "time": self.time_ms, "updateTime": self.time_ms, "isWorking": True,
-            "workingTime": self.time_ms, "origQuoteOrderQty": s8(ZERO), "selfTradePreventionMode": "EXPIRE_MAKER",
+            "timeInForce": self.time_in_force or "GTC", "type": self.type, "side": self.side,
+            "stopPrice": s8(self.stop_price), "icebergQty": s8(ZERO), "time": self.time_ms,
+            "updateTime": self.update_time, "isWorking": self.working,
+            "workingTime": self.working_time if self.working else -1, "origQuoteOrderQty": s8(ZERO),
+            "selfTradePreventionMode": "EXPIRE_MAKER",
         }  # fmt: skip
 
-    def full(self, fills: list[Trade]) -> dict[str, Any]:
+    def full(self, fills: list[Trade] | None) -> dict[str, Any]:
+        """The order in a POST / DELETE answer: RESULT (``fills`` None) or FULL."""
         out = self.view()
-        out["transactTime"] = self.time_ms
-        for key in ("time", "updateTime", "isWorking", "stopPrice", "icebergQty", "origQuoteOrderQty"):
+        out["transactTime"] = self.update_time
+        for key in ("time", "updateTime", "isWorking", "icebergQty", "origQuoteOrderQty"):
             out.pop(key)
-        out["fills"] = [t.fill() for t in fills]
+        if self.type not in STOP_KINDS:
+            out.pop("stopPrice")  # a conditional field: stop orders only
+        if fills is not None:
+            out["fills"] = [t.fill() for t in fills]
         return out
+
+    def ack(self) -> dict[str, Any]:
+        return {"symbol": self.symbol, "orderId": self.order_id, "orderListId": self.order_list_id,
+                "clientOrderId": self.client_order_id, "transactTime": self.update_time}  # fmt: skip
+
+
+@dataclass
+class OrderList:
+    """A spot OCO: two legs (below first, then above), one lock for both until a leg executes."""
+
+    order_list_id: int
+    list_client_order_id: str
+    symbol: str
+    side: str
+    order_ids: list[int]
+    locked: Decimal  # the pair's lock (quote for buys, base for sells) until a leg executes and takes it
+    time_ms: int
+    status_type: str = "EXEC_STARTED"  # listStatusType: RESPONSE / EXEC_STARTED / ALL_DONE
+    status: str = "EXECUTING"  # listOrderStatus: EXECUTING / ALL_DONE / REJECT
 
 
 @dataclass
@@ -167,22 +296,28 @@ class BinanceServer:
         self.asks: dict[str, list[tuple[Decimal, Decimal]]] = {
             "BTCUSDT": [(D("50001.00"), D("0.3")), (D("50002.00"), D("1")), (D("50010.00"), D("5"))]
         }
+        self.last_prices: dict[str, Decimal] = {}  # set_last_price; unset: the mid of the book
         self.balances: dict[str, list[Decimal]] = defaultdict(lambda: [ZERO, ZERO])  # asset -> [free, locked]
         self.balances["USDT"] = [D("100000"), ZERO]
         self.balances["BTC"] = [D("1"), ZERO]
         self.commission_rate = D("0.001")
         self.orders: dict[int, Order] = {}
+        self.order_lists: dict[int, OrderList] = {}
         self.trades: list[Trade] = []
         self._next_order = 1000
         self._next_trade = 5000
+        self._next_list = 0
         self.faults: dict[str, list[Fault]] = defaultdict(list)
         self.holds: dict[str, list[float]] = defaultdict(list)
         self.released = asyncio.Event()
         self.held = asyncio.Event()  # set when a held answer starts waiting
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request received
-        self.weight = 0
+        self.weight_limit = 6000  # REQUEST_WEIGHT per minute (spot); futures: self.futures.weight_limit
+        self._windows: dict[str, list[int]] = {"spot": [-1, 0], "futures": [-1, 0]}  # venue -> [minute, used]
+        self._last_weight = 0
         self.futures = FuturesVenue(self)
         self.clock_offset_ms = 0  # the server's clock against ours (recvWindow checks)
+        self.frozen_ms: int | None = None  # when set, the server clock stands still at this time
         self.drops: dict[str, int] = defaultdict(int)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -210,6 +345,12 @@ class BinanceServer:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def now_ms(self) -> int:
+        """The server clock: ours plus ``clock_offset_ms``, or ``frozen_ms`` when set."""
+        if self.frozen_ms is not None:
+            return self.frozen_ms
+        return int(time.time() * 1000) + self.clock_offset_ms
+
     # ------------------------------------------------------------------------------------ test hooks
 
     def fail_next(self, path: str, code: int, msg: str, status: int = 400) -> None:
@@ -236,10 +377,49 @@ class BinanceServer:
 
     def fill(self, order_id: int, qty: Decimal, price: Decimal | None = None) -> Trade:
         """A maker fill of resting order ``order_id`` (at its limit price unless given): a partial fill when
-        ``qty`` is less than what is left."""
+        ``qty`` is less than what is left. A fill of an OCO leg expires the other leg."""
         order = self.orders[order_id]
         assert order.open and qty <= order.orig_qty - order.executed
+        if order.order_list_id != -1:
+            self._leg_executes(order)
         return self._execute(order, price if price is not None else order.price, qty, maker=True)
+
+    def set_used_weight(self, n: int, futures: bool = False) -> None:
+        """The request weight used in the current minute window of the venue (spot, or futures)."""
+        window = self._window("futures" if futures else "spot")
+        window[1] = n
+
+    def used_weight(self, futures: bool = False) -> int:
+        """The request weight used in the current minute window of the venue."""
+        return self._window("futures" if futures else "spot")[1]
+
+    @property
+    def weight(self) -> int:
+        """The ``X-MBX-USED-WEIGHT-1M`` of the last answer (either venue)."""
+        return self._last_weight
+
+    @weight.setter
+    def weight(self, n: int) -> None:
+        self.set_used_weight(n)
+        self._last_weight = n
+
+    def set_last_price(self, symbol: str, price: Decimal | str) -> list[Order]:
+        """The symbol's last traded price; the waiting stop orders it reaches trigger (market kinds take from the
+        book, limit kinds become working limit orders). Returns the triggered orders."""
+        self.last_prices[symbol] = D(str(price))
+        out = []
+        for order in sorted(self.orders.values(), key=lambda o: o.order_id):
+            if order.symbol != symbol or not order.open or order.working:
+                continue
+            if triggers(order.type, order.side, order.stop_price, self.last_prices[symbol]):
+                self._trigger(order)
+                out.append(order)
+        return out
+
+    def last_price(self, symbol: str) -> Decimal:
+        if symbol in self.last_prices:
+            return self.last_prices[symbol]
+        return _mid(self.bids.get(symbol, []), self.asks.get(symbol, []))
 
     def open_orders(self) -> list[Order]:
         return [o for o in self.orders.values() if o.open]
@@ -249,18 +429,46 @@ class BinanceServer:
 
     # ------------------------------------------------------------------------------------ plumbing
 
+    def _window(self, venue: str) -> list[int]:
+        window = self._windows[venue]
+        minute = self.now_ms() // MINUTE_MS
+        if window[0] != minute:
+            window[0], window[1] = minute, 0
+        return window
+
+    def _limit(self, venue: str) -> int:
+        return self.futures.weight_limit if venue == "futures" else self.weight_limit
+
     async def _handle(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
+        venue = "spot"
         if request.path.startswith("/fapi/"):
-            name = "fapi/" + name  # e.g. "fapi/v1/order"
+            name, venue = "fapi/" + name, "futures"  # e.g. "fapi/v1/order"
         self.requests.append((request.method, name))
-        self.weight += 1
-        headers = {"X-MBX-USED-WEIGHT-1M": str(self.weight)}
-        if self.faults.get(name):
-            fault = self.faults[name].pop(0)
-            return web.json_response(
-                {"code": fault.code, "msg": fault.msg}, status=fault.status, headers={**headers, **fault.headers}
+        body = await request.text()
+        params = dict(parse_qsl(body, keep_blank_values=True)) if body else {}
+        params.update(parse_qsl(request.query_string, keep_blank_values=True))  # the query string wins
+        window = self._window(venue)
+        fault = self.faults[name].pop(0) if self.faults.get(name) else None
+        if fault is not None and fault.status == 429:  # nothing processed, nothing counted
+            return self._answer({"code": fault.code, "msg": fault.msg}, fault.status, window[1], fault.headers)
+        weight = request_weight(request.method, name, params)
+        if fault is None and window[1] + weight > self._limit(venue):
+            limit = self._limit(venue)
+            msg = (
+                f"Too many requests; current limit is {limit} requests per minute. Please use the websocket for "
+                "live updates to avoid polling the API."
+                if venue == "futures"
+                else f"Too much request weight used; current limit is {limit} request weight per 1 MINUTE. Please "
+                "use WebSocket Streams for live updates to avoid polling the API."
             )
+            wait_ms = MINUTE_MS - self.now_ms() % MINUTE_MS
+            retry = {"Retry-After": str(-(-wait_ms // 1000))}  # whole seconds to the next window
+            return self._answer({"code": -1003, "msg": msg}, 429, window[1], retry)
+        window[1] += weight
+        used = window[1]
+        if fault is not None:
+            return self._answer({"code": fault.code, "msg": fault.msg}, fault.status, used, fault.headers)
         if self.drops.get(name):
             self.drops[name] -= 1
             max_s = self.holds[name].pop(0)
@@ -269,19 +477,15 @@ class BinanceServer:
                 await asyncio.wait_for(self.released.wait(), max_s)
             except TimeoutError:
                 pass
-            return web.json_response(
+            return self._answer(
                 {
                     "code": -1007,
                     "msg": "Timeout waiting for response from backend server. "
                     "Send status unknown; execution status unknown.",
                 },
-                status=408,
-                headers=headers,
+                408,
+                used,
             )
-        body = await request.text()
-        params = dict(parse_qsl(request.query_string, keep_blank_values=True))
-        if body:
-            params.update(parse_qsl(body, keep_blank_values=True))
         try:
             route = ROUTES.get((request.method, name))
             froute = FUTURES_ROUTES.get((request.method, name))
@@ -292,7 +496,7 @@ class BinanceServer:
                 self._check_signed(request, params, body)
             result = handler(self, params) if route else handler(self.futures, params)
         except ApiError as exc:
-            return web.json_response({"code": exc.code, "msg": exc.msg}, status=exc.status, headers=headers)
+            return self._answer({"code": exc.code, "msg": exc.msg}, exc.status, used)
         if self.holds.get(name):
             max_s = self.holds[name].pop(0)
             self.held.set()
@@ -300,7 +504,11 @@ class BinanceServer:
                 await asyncio.wait_for(self.released.wait(), max_s)
             except TimeoutError:
                 pass
-        return web.json_response(result, headers=headers)
+        return self._answer(result, 200, used)
+
+    def _answer(self, body: Any, status: int, used: int, headers: dict[str, str] | None = None) -> web.Response:
+        self._last_weight = used
+        return web.json_response(body, status=status, headers={"X-MBX-USED-WEIGHT-1M": str(used), **(headers or {})})
 
     def _check_signed(self, request: web.Request, params: dict[str, str], body: str) -> None:
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
@@ -309,7 +517,7 @@ class BinanceServer:
         marker = "&signature="
         cut = total.rfind(marker)
         if cut < 0 or "signature" not in params:
-            raise ApiError(400, -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+            raise mandatory("signature")
         payload, signature = total[:cut], total[cut + len(marker) :]
         expected = hmac.new(self.api_secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, signature):
@@ -318,12 +526,10 @@ class BinanceServer:
             ts = int(params["timestamp"])
             window = int(params.get("recvWindow", "5000"))
         except (KeyError, ValueError):
-            raise ApiError(
-                400, -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
-            ) from None
+            raise mandatory("timestamp") from None
         if window > 60000:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
-        now = int(time.time() * 1000) + self.clock_offset_ms
+        now = self.now_ms()
         if ts >= now + 1000 or now - ts > window:
             raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
@@ -347,6 +553,17 @@ class BinanceServer:
                 f"Illegal characters found in parameter '{key}'; "
                 "legal range is '^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
             ) from None
+
+    @staticmethod
+    def _int(params: dict[str, str], key: str) -> int | None:
+        raw = params.get(key)
+        if raw is None or raw == "":
+            return None
+        if not raw.isdigit():
+            raise ApiError(
+                400, -1100, f"Illegal characters found in parameter '{key}'; legal range is '^[0-9]{{1,20}}$'."
+            )
+        return int(raw)
 
     def _find(self, params: dict[str, str]) -> Order:
         spec = self._spec(params)
@@ -385,12 +602,14 @@ class BinanceServer:
                 base[0] -= qty
             quote[0] += notional - commission
         self._next_trade += 1
+        now = self.now_ms()
         trade = Trade(
             self._next_trade, order.order_id, order.symbol, price, qty, commission, asset, order.side == "BUY", maker,
-            int(time.time() * 1000),
+            now, order.order_list_id,
         )  # fmt: skip
         order.executed += qty
         order.quote_qty += notional
+        order.update_time = now
         order.trades.append(trade)
         self.trades.append(trade)
         order.status = "FILLED" if order.executed == order.orig_qty else "PARTIALLY_FILLED"
@@ -399,6 +618,22 @@ class BinanceServer:
             quote[0] += order.locked
             order.locked = ZERO
         return trade
+
+    def _release(self, order: Order) -> None:
+        """Give back what the order still locks."""
+        if order.locked:
+            spec = self.symbols[order.symbol]
+            balance = self.balances[spec.quote if order.side == "BUY" else spec.base]
+            balance[1] -= order.locked
+            balance[0] += order.locked
+            order.locked = ZERO
+
+    def _lock(self, spec: SymbolSpec, side: str, amount: Decimal) -> None:
+        balance = self.balances[spec.quote if side == "BUY" else spec.base]
+        if amount > balance[0]:
+            raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
+        balance[0] -= amount
+        balance[1] += amount
 
     def _crossing(self, spec: SymbolSpec, side: str, limit: Decimal | None, qty: Decimal) -> list[list[Decimal]]:
         """The (price, qty) the order can take from the book, best first (the book is left as it is)."""
@@ -414,13 +649,72 @@ class BinanceServer:
             left -= take
         return out
 
-    def _check_filters(self, spec: SymbolSpec, price: Decimal | None, qty: Decimal, ref: Decimal) -> None:
-        if price is not None and (price < spec.min_price or price > spec.max_price or price % spec.tick_size != 0):
+    def _check_price(self, spec: SymbolSpec, price: Decimal) -> None:
+        if price < spec.min_price or price > spec.max_price or price % spec.tick_size != 0:
             raise ApiError(400, -1013, "Filter failure: PRICE_FILTER")
+
+    def _check_filters(self, spec: SymbolSpec, price: Decimal | None, qty: Decimal, ref: Decimal) -> None:
+        if price is not None:
+            self._check_price(spec, price)
         if qty < spec.min_qty or qty > spec.max_qty or qty % spec.step_size != 0:
             raise ApiError(400, -1013, "Filter failure: LOT_SIZE")
         if (price if price is not None else ref) * qty < spec.min_notional:
             raise ApiError(400, -1013, "Filter failure: NOTIONAL")
+
+    def _check_new_id(self, symbol: str, coid: str) -> None:
+        if any(o.client_order_id == coid and o.symbol == symbol and o.open for o in self.orders.values()):
+            raise ApiError(400, -2010, "Duplicate order sent.")
+
+    def _trigger(self, order: Order) -> None:
+        """A waiting stop order reached its stop price: a market kind takes from the book (what the book cannot
+        fill expires), a limit kind becomes a working limit order (fills what crosses, rests unless IOC / FOK)."""
+        if order.order_list_id != -1:
+            self._leg_executes(order)
+        now = self.now_ms()
+        order.working, order.working_time, order.update_time = True, now, now
+        spec = self.symbols[order.symbol]
+        left = order.orig_qty - order.executed
+        if order.type in ("STOP_LOSS", "TAKE_PROFIT"):
+            self._release(order)  # a market order pays from the free balance
+            takes = self._crossing(spec, order.side, None, left)
+            cost = sum((p * q for p, q in takes), ZERO)
+            if order.side == "BUY" and cost > self.balances[spec.quote][0]:
+                takes = []
+        else:
+            takes = self._crossing(spec, order.side, order.price, left)
+            if order.time_in_force == "FOK" and sum((q for _, q in takes), ZERO) < left:
+                takes = []
+        for p, q in takes:
+            self._execute(order, p, q, maker=False)
+            self._consume(spec.symbol, order.side, p, q)
+        if order.executed < order.orig_qty and (order.type in ("STOP_LOSS", "TAKE_PROFIT") or
+                                                order.time_in_force != "GTC"):  # fmt: skip
+            self._release(order)
+            order.status = "EXPIRED"
+
+    def _leg_executes(self, order: Order) -> None:
+        """A leg of an OCO fills or triggers: it takes the list's lock, the other leg expires."""
+        lst = self.order_lists[order.order_list_id]
+        if lst.locked:
+            order.locked += lst.locked
+            lst.locked = ZERO
+        now = self.now_ms()
+        for oid in lst.order_ids:
+            other = self.orders[oid]
+            if other is not order and other.open:
+                self._release(other)
+                other.status, other.update_time = "EXPIRED", now
+        lst.status_type = lst.status = "ALL_DONE"
+
+    def _consume(self, symbol: str, side: str, price: Decimal, qty: Decimal) -> None:
+        book = self.asks[symbol] if side == "BUY" else self.bids[symbol]
+        for i, (p, size) in enumerate(book):
+            if p == price:
+                if size > qty:
+                    book[i] = (p, size - qty)
+                else:
+                    book.pop(i)
+                return
 
     # ------------------------------------------------------------------------------------ endpoints
 
@@ -428,13 +722,14 @@ class BinanceServer:
         return {}
 
     def server_time(self, params: dict[str, str]) -> Any:
-        return {"serverTime": int(time.time() * 1000)}
+        return {"serverTime": self.now_ms()}
 
     def exchange_info(self, params: dict[str, str]) -> Any:
         return {
-            "timezone": "UTC", "serverTime": int(time.time() * 1000),
+            "timezone": "UTC", "serverTime": self.now_ms(),
             "rateLimits": [
-                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+                {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
+                 "limit": self.weight_limit},
                 {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 100},
             ],
             "exchangeFilters": [], "symbols": [spec.info() for spec in self.symbols.values()],
@@ -449,11 +744,40 @@ class BinanceServer:
             "asks": [[s8(p), s8(q)] for p, q in self.asks[spec.symbol][:limit]],
         }
 
+    def _book_ticker_row(self, symbol: str) -> dict[str, Any]:
+        bids, asks = self.bids.get(symbol, []), self.asks.get(symbol, [])
+        bid, bid_qty = bids[0] if bids else (ZERO, ZERO)
+        ask, ask_qty = asks[0] if asks else (ZERO, ZERO)
+        return {"symbol": symbol, "bidPrice": s8(bid), "bidQty": s8(bid_qty), "askPrice": s8(ask),
+                "askQty": s8(ask_qty)}  # fmt: skip
+
+    def book_ticker(self, params: dict[str, str]) -> Any:
+        if "symbol" in params and "symbols" in params:
+            raise ApiError(400, -1128, "Combination of optional parameters invalid.")
+        if "symbol" in params:
+            return self._book_ticker_row(self._spec(params).symbol)
+        if "symbols" not in params:
+            return [self._book_ticker_row(symbol) for symbol in self.symbols]
+        try:
+            names = json.loads(params["symbols"])
+        except ValueError:
+            names = None
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ApiError(
+                400, -1100, "Illegal characters found in parameter 'symbols'; legal range is "
+                '\'^\\[("[A-Z0-9-_.]{1,20}"(,"[A-Z0-9-_.]{1,20}"){0,}){0,1}\\]$\'.',
+            )  # fmt: skip
+        if len(set(names)) < len(names):
+            raise ApiError(400, -1151, "Symbol is present multiple times in the list.")
+        for name in names:
+            self._spec({"symbol": name})
+        return [self._book_ticker_row(name) for name in names]
+
     def account(self, params: dict[str, str]) -> Any:
         return {
             "makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
             "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": int(time.time() * 1000),
+            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": self.now_ms(),
             "accountType": "SPOT", "permissions": ["SPOT"], "uid": 354937868,
             "balances": [
                 {"asset": asset, "free": s8(free), "locked": s8(locked)}
@@ -465,38 +789,53 @@ class BinanceServer:
         spec = self._spec(params)
         side, kind = params.get("side"), params.get("type")
         if side not in ("BUY", "SELL"):
-            raise ApiError(400, -1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")
+            raise mandatory("side")
         if kind not in spec.order_types:
             raise ApiError(400, -1116, "Invalid orderType.")
         qty = self._decimal(params, "quantity")
         if qty is None:
-            raise ApiError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+            raise mandatory("quantity")
         price = self._decimal(params, "price")
+        stop = self._decimal(params, "stopPrice")
         tif = params.get("timeInForce")
-        if kind == "LIMIT":
-            if price is None:
-                raise ApiError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+        if kind in ("LIMIT", "LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and price is None:
+            raise mandatory("price")
+        if kind in ("MARKET", "STOP_LOSS", "TAKE_PROFIT") and price is not None:
+            raise not_required("price")
+        if kind in STOP_KINDS and stop is None:
+            raise mandatory("stopPrice")
+        if kind not in STOP_KINDS and stop is not None:
+            raise not_required("stopPrice")
+        if kind in ("LIMIT", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
             if tif not in ("GTC", "IOC", "FOK"):
-                raise ApiError(
-                    400, -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
-                )
-        elif kind == "MARKET":
-            if price is not None:
-                raise ApiError(400, -1106, "Parameter 'price' sent when not required.")
-            tif = None
+                raise mandatory("timeInForce")
         else:
-            raise ApiError(400, -1116, "Invalid orderType.")
+            tif = None
         coid = params.get("newClientOrderId") or f"x-{self._next_order + 1}"
-        if any(o.client_order_id == coid and o.symbol == spec.symbol and o.open for o in self.orders.values()):
-            raise ApiError(400, -2010, "Duplicate order sent.")
+        self._check_new_id(spec.symbol, coid)
         book = self.asks[spec.symbol] if side == "BUY" else self.bids[spec.symbol]
         ref = book[0][0] if book else (price or ZERO)
-        self._check_filters(spec, price, qty, ref)
+        self._check_filters(spec, price, qty, stop if stop is not None else ref)
+        default_resp = "FULL" if kind in ("LIMIT", "MARKET") else "ACK"
+        if kind in STOP_KINDS:
+            assert stop is not None
+            self._check_price(spec, stop)
+            if triggers(kind, side, stop, self.last_price(spec.symbol)):
+                raise ApiError(400, -2010, STOP_IMMEDIATE)
+            lock = qty if side == "SELL" else qty * (price if price is not None else stop)
+            self._lock(spec, side, lock)
+            self._next_order += 1
+            order = Order(self._next_order, coid, spec.symbol, side, kind, tif, price or ZERO, qty, self.now_ms(),
+                          locked=lock, stop_price=stop, working=False)  # fmt: skip
+            self.orders[order.order_id] = order
+            return self._order_answer(order, [], params.get("newOrderRespType", default_resp))
         takes = self._crossing(spec, side, price, qty)
+        if kind == "LIMIT_MAKER" and takes:
+            raise ApiError(400, -2010, "Order would immediately match and take.")
         taken = sum((q for _, q in takes), ZERO)
         if tif == "FOK" and taken < qty:
             takes, taken = [], ZERO
-        rests = kind == "LIMIT" and tif == "GTC" and taken < qty
+        rests = kind == "LIMIT_MAKER" or (kind == "LIMIT" and tif == "GTC" and taken < qty)
         # funds: what the immediate fills cost plus what a resting remainder locks
         if side == "BUY":
             need = sum((p * q for p, q in takes), ZERO) + ((qty - taken) * price if rests and price else ZERO)
@@ -507,8 +846,7 @@ class BinanceServer:
         if need > have:
             raise ApiError(400, -2010, "Account has insufficient balance for requested action.")
         self._next_order += 1
-        now = int(time.time() * 1000)
-        order = Order(self._next_order, coid, spec.symbol, side, kind, tif, price or ZERO, qty, now)
+        order = Order(self._next_order, coid, spec.symbol, side, kind, tif, price or ZERO, qty, self.now_ms())
         self.orders[order.order_id] = order
         fills = []
         for p, q in takes:
@@ -516,32 +854,17 @@ class BinanceServer:
             self._consume(spec.symbol, side, p, q)
         if rests:
             left = qty - order.executed
-            if side == "BUY":
-                assert price is not None
-                order.locked = left * price
-                self.balances[spec.quote][0] -= order.locked
-                self.balances[spec.quote][1] += order.locked
-            else:
-                order.locked = left
-                self.balances[spec.base][0] -= left
-                self.balances[spec.base][1] += left
+            order.locked = left * price if side == "BUY" and price is not None else left
+            self._lock(spec, side, order.locked)
         elif order.executed < qty:
             order.status = "EXPIRED"  # IOC / FOK remainder, or a market order the book could not fill
-        resp = params.get("newOrderRespType", "FULL")
-        if resp == "ACK":
-            return {"symbol": spec.symbol, "orderId": order.order_id, "orderListId": -1, "clientOrderId": coid,
-                    "transactTime": now}  # fmt: skip
-        return order.full(fills if resp == "FULL" else [])
+        return self._order_answer(order, fills, params.get("newOrderRespType", default_resp))
 
-    def _consume(self, symbol: str, side: str, price: Decimal, qty: Decimal) -> None:
-        book = self.asks[symbol] if side == "BUY" else self.bids[symbol]
-        for i, (p, size) in enumerate(book):
-            if p == price:
-                if size > qty:
-                    book[i] = (p, size - qty)
-                else:
-                    book.pop(i)
-                return
+    @staticmethod
+    def _order_answer(order: Order, fills: list[Trade], resp: str) -> dict[str, Any]:
+        if resp == "ACK":
+            return order.ack()
+        return order.full(fills if resp == "FULL" else None)
 
     def get_order(self, params: dict[str, str]) -> Any:
         return self._find(params).view()
@@ -553,16 +876,14 @@ class BinanceServer:
             raise ApiError(400, -2011, "Unknown order sent.") from None
         if not order.open:
             raise ApiError(400, -2011, "Unknown order sent.")
-        spec = self.symbols[order.symbol]
-        asset = spec.quote if order.side == "BUY" else spec.base
-        self.balances[asset][1] -= order.locked
-        self.balances[asset][0] += order.locked
-        order.locked = ZERO
-        order.status = "CANCELED"
+        if order.order_list_id != -1:  # canceling one leg cancels the whole list
+            return self._cancel_list(self.order_lists[order.order_list_id])
+        self._release(order)
+        order.status, order.update_time = "CANCELED", self.now_ms()
         out = order.view()
         out["origClientOrderId"] = order.client_order_id
         out["clientOrderId"] = params.get("newClientOrderId") or f"cancel-{order.order_id}"
-        out["transactTime"] = int(time.time() * 1000)
+        out["transactTime"] = order.update_time
         return out
 
     def get_open_orders(self, params: dict[str, str]) -> Any:
@@ -573,15 +894,182 @@ class BinanceServer:
 
     def my_trades(self, params: dict[str, str]) -> Any:
         spec = self._spec(params)
-        oid = params.get("orderId")
-        from_id = int(params.get("fromId", "0"))
-        limit = int(params.get("limit", "500"))
-        out = [
-            t.my_trade()
-            for t in self.trades
-            if t.symbol == spec.symbol and (oid is None or str(t.order_id) == oid) and t.id >= from_id
-        ]
-        return out[:limit]
+        oid, from_id = self._int(params, "orderId"), self._int(params, "fromId")
+        start, end = self._int(params, "startTime"), self._int(params, "endTime")
+        sent = frozenset(k for k, v in (("orderId", oid), ("fromId", from_id), ("startTime", start),
+                                        ("endTime", end)) if v is not None)  # fmt: skip
+        allowed = ({"orderId"}, {"startTime"}, {"endTime"}, {"fromId"}, {"startTime", "endTime"}, {"orderId", "fromId"})
+        if sent and sent not in {frozenset(a) for a in allowed}:
+            raise ApiError(400, -1128, "Combination of optional parameters invalid.")
+        if start is not None and end is not None and end - start > DAY_MS:
+            raise ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
+        limit = min(self._int(params, "limit") or 500, 1000)
+        rows = sorted(
+            (
+                t
+                for t in self.trades
+                if t.symbol == spec.symbol
+                and (oid is None or t.order_id == oid)
+                and (from_id is None or t.id >= from_id)
+                and (start is None or t.time_ms >= start)
+                and (end is None or t.time_ms <= end)
+            ),
+            key=lambda t: t.id,
+        )
+        rows = rows[:limit] if from_id is not None or start is not None else rows[-limit:]  # else the most recent
+        return [t.my_trade() for t in rows]
+
+    # ------------------------------------------------------------------------------------ order lists (OCO)
+
+    def new_oco(self, params: dict[str, str]) -> Any:
+        spec = self._spec(params)
+        side = params.get("side")
+        if side not in ("BUY", "SELL"):
+            raise mandatory("side")
+        qty = self._decimal(params, "quantity")
+        if qty is None:
+            raise mandatory("quantity")
+        kinds = {}
+        for leg in ("above", "below"):
+            kind = params.get(f"{leg}Type")
+            if not kind:
+                raise mandatory(f"{leg}Type")
+            if kind not in OCO_TYPES:
+                raise ApiError(400, -1158, "Order type not supported in OCO.")
+            kinds[leg] = kind
+        above, below = kinds["above"], kinds["below"]
+        if above == below == "LIMIT_MAKER":
+            raise ApiError(400, -1168, "At least one OCO order must be contingent.")
+        if side == "SELL":
+            if below == "LIMIT_MAKER":
+                raise ApiError(400, -1166, "A limit order in a sell OCO must be above.")
+            if above.startswith("STOP_LOSS"):
+                raise ApiError(400, -1197, "A stop loss order in a sell OCO must be below.")
+            if below.startswith("TAKE_PROFIT"):
+                raise ApiError(400, -1199, "A take profit order in a sell OCO must be above.")
+        else:
+            if above == "LIMIT_MAKER":
+                raise ApiError(400, -1165, "A limit order in a buy OCO must be below.")
+            if below.startswith("STOP_LOSS"):
+                raise ApiError(400, -1196, "A stop loss order in a buy OCO must be above.")
+            if above.startswith("TAKE_PROFIT"):
+                raise ApiError(400, -1198, "A take profit order in a buy OCO must be below.")
+        legs: dict[str, tuple[str, Decimal | None, Decimal | None, str | None]] = {}
+        for leg, kind in kinds.items():
+            price = self._decimal(params, f"{leg}Price")
+            stop = self._decimal(params, f"{leg}StopPrice")
+            tif = params.get(f"{leg}TimeInForce")
+            if kind in ("LIMIT_MAKER", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT") and price is None:
+                raise mandatory(f"{leg}Price")
+            if kind in STOP_KINDS and stop is None:
+                raise mandatory(f"{leg}StopPrice")
+            if kind in ("STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"):
+                if tif not in ("GTC", "IOC", "FOK"):
+                    raise mandatory(f"{leg}TimeInForce")
+            else:
+                tif = None
+            self._check_filters(spec, price, qty, stop if stop is not None else ZERO)
+            if stop is not None:
+                self._check_price(spec, stop)
+            legs[leg] = (kind, price, stop, tif)
+
+        def ref(leg: str) -> Decimal:  # the price the relationship rule compares with the last price
+            kind, price, stop, _ = legs[leg]
+            return price if kind == "LIMIT_MAKER" else stop  # type: ignore[return-value]
+
+        last = self.last_price(spec.symbol)
+        if not (ref("above") > last > ref("below")):
+            raise ApiError(400, -2010, "The relationship of the prices for the orders is not correct.")
+        for kind, price, _, _ in legs.values():
+            if kind == "LIMIT_MAKER" and self._crossing(spec, side, price, qty):
+                raise ApiError(400, -2010, "Order would immediately match and take.")
+        coids = {leg: params.get(f"{leg}ClientOrderId") or f"x-{self._next_order + i}"
+                 for i, leg in ((1, "below"), (2, "above"))}  # fmt: skip
+        list_coid = params.get("listClientOrderId") or f"list-{self._next_list + 1}"
+        if coids["above"] == coids["below"] or any(
+            lst.list_client_order_id == list_coid and lst.symbol == spec.symbol and lst.status != "ALL_DONE"
+            for lst in self.order_lists.values()
+        ):
+            raise ApiError(400, -2010, "Duplicate order sent.")
+        for coid in coids.values():
+            self._check_new_id(spec.symbol, coid)
+        # one lock for the pair: the quantity (sell), or the quantity at the highest price either leg may pay
+        worst = max((price if price is not None else stop) or ZERO for _, price, stop, _ in legs.values())
+        lock = qty if side == "SELL" else qty * worst
+        self._lock(spec, side, lock)
+        self._next_list += 1
+        now = self.now_ms()
+        lst = OrderList(self._next_list, list_coid, spec.symbol, side, [], lock, now)
+        self.order_lists[lst.order_list_id] = lst
+        for leg in ("below", "above"):
+            kind, price, stop, tif = legs[leg]
+            self._next_order += 1
+            order = Order(
+                self._next_order, coids[leg], spec.symbol, side, kind, tif, price or ZERO, qty, now,
+                stop_price=stop or ZERO, working=kind == "LIMIT_MAKER", order_list_id=lst.order_list_id,
+            )  # fmt: skip
+            self.orders[order.order_id] = order
+            lst.order_ids.append(order.order_id)
+        resp = params.get("newOrderRespType", "FULL")
+        orders = [self.orders[oid] for oid in lst.order_ids]
+        reports = [o.ack() if resp == "ACK" else o.full([] if resp == "FULL" else None) for o in orders]
+        return self._list_view(lst, reports, now)
+
+    def _list_view(self, lst: OrderList, reports: list[dict[str, Any]], now: int) -> dict[str, Any]:
+        return {
+            "orderListId": lst.order_list_id, "contingencyType": "OCO", "listStatusType": lst.status_type,
+            "listOrderStatus": lst.status, "listClientOrderId": lst.list_client_order_id, "transactionTime": now,
+            "symbol": lst.symbol,
+            "orders": [{"symbol": lst.symbol, "orderId": oid, "clientOrderId": self.orders[oid].client_order_id}
+                       for oid in lst.order_ids],
+            "orderReports": reports,
+        }  # fmt: skip
+
+    def _cancel_list(self, lst: OrderList) -> dict[str, Any]:
+        now = self.now_ms()
+        spec = self.symbols[lst.symbol]
+        if lst.locked:
+            balance = self.balances[spec.quote if lst.side == "BUY" else spec.base]
+            balance[1] -= lst.locked
+            balance[0] += lst.locked
+            lst.locked = ZERO
+        reports = []
+        for oid in lst.order_ids:
+            order = self.orders[oid]
+            if order.open:
+                self._release(order)
+                order.status, order.update_time = "CANCELED", now
+            report = order.full(None)
+            report["origClientOrderId"] = order.client_order_id
+            report["clientOrderId"] = f"cancel-{order.order_id}"
+            report["transactTime"] = now
+            reports.append(report)
+        lst.status_type = lst.status = "ALL_DONE"
+        return self._list_view(lst, reports, now)
+
+    def cancel_order_list(self, params: dict[str, str]) -> Any:
+        spec = self._spec(params)
+        lid, lcoid = params.get("orderListId"), params.get("listClientOrderId")
+        if lid is None and lcoid is None:
+            raise ApiError(
+                400, -1102, "Param 'orderListId' or 'listClientOrderId' must be sent, but both were empty/null!"
+            )
+        for lst in sorted(self.order_lists.values(), key=lambda x: -x.order_list_id):
+            if lst.symbol != spec.symbol:
+                continue
+            if (lid is not None and str(lst.order_list_id) == lid) or (
+                lid is None and lst.list_client_order_id == lcoid
+            ):
+                if any(self.orders[oid].open for oid in lst.order_ids):
+                    return self._cancel_list(lst)
+                break
+        raise ApiError(400, -2011, "Unknown order sent.")
+
+
+def _mid(bids: list[tuple[Decimal, Decimal]], asks: list[tuple[Decimal, Decimal]]) -> Decimal:
+    if bids and asks:
+        return (bids[0][0] + asks[0][0]) / 2
+    return bids[0][0] if bids else asks[0][0] if asks else ZERO
 
 
 ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
@@ -589,10 +1077,13 @@ ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
     ("GET", "time"): (BinanceServer.server_time, False),
     ("GET", "exchangeInfo"): (BinanceServer.exchange_info, False),
     ("GET", "depth"): (BinanceServer.depth, False),
+    ("GET", "ticker/bookTicker"): (BinanceServer.book_ticker, False),
     ("GET", "account"): (BinanceServer.account, True),
     ("POST", "order"): (BinanceServer.new_order, True),
     ("GET", "order"): (BinanceServer.get_order, True),
     ("DELETE", "order"): (BinanceServer.cancel_order, True),
+    ("POST", "orderList/oco"): (BinanceServer.new_oco, True),
+    ("DELETE", "orderList"): (BinanceServer.cancel_order_list, True),
     ("GET", "openOrders"): (BinanceServer.get_open_orders, True),
     ("GET", "myTrades"): (BinanceServer.my_trades, True),
 }
@@ -603,13 +1094,14 @@ ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
 
 @dataclass
 class FuturesPosition:
-    amount: Decimal = ZERO  # signed (one-way mode, positionSide BOTH)
+    amount: Decimal = ZERO  # signed (SHORT positions in hedge mode are negative, as positionRisk shows them)
     entry: Decimal = ZERO
 
 
 class FuturesVenue:
-    """USD-M perpetuals (``/fapi``): one-way positions, leverage and margin type per symbol, USDT wallet, margin
-    checks (-2019), reduce-only (-2022), duplicate client order ids (-4116), amend (PUT order), userTrades."""
+    """USD-M perpetuals (``/fapi``): one-way (BOTH) or hedge (LONG / SHORT) positions, leverage and margin type per
+    symbol, USDT wallet, margin checks (-2019), reduce-only (-2022), duplicate client order ids (-4116), amend (PUT
+    order), stop orders triggered by the last or the mark price, userTrades."""
 
     def __init__(self, server: BinanceServer) -> None:
         self.server = server
@@ -622,15 +1114,18 @@ class FuturesVenue:
         self.bids = {"BTCUSDT": [(D("49999.00"), D("2")), (D("49990.00"), D("10"))]}
         self.asks = {"BTCUSDT": [(D("50001.00"), D("2")), (D("50010.00"), D("10"))]}
         self.mark = {"BTCUSDT": D("50000")}
+        self.last_prices: dict[str, Decimal] = {}  # set_last_price; unset: the mid of the book
         self.wallet = D("10000")
         self.leverage: dict[str, int] = defaultdict(lambda: 20)
         self.margin_type: dict[str, str] = defaultdict(lambda: "CROSSED")
         self.dual_side = False
-        self.positions: dict[str, FuturesPosition] = defaultdict(FuturesPosition)
+        self.positions: dict[str, FuturesPosition] = defaultdict(FuturesPosition)  # one-way (BOTH) per symbol
+        self.hedge_positions: dict[tuple[str, str], FuturesPosition] = defaultdict(FuturesPosition)  # LONG / SHORT
         self.orders: dict[int, Order] = {}
         self.reduce_only: dict[int, bool] = {}
         self.trades: list[dict[str, Any]] = []
         self.taker_rate, self.maker_rate = D("0.0004"), D("0.0002")
+        self.weight_limit = 2400  # REQUEST_WEIGHT per minute
 
     def _spec(self, params: dict[str, str]) -> SymbolSpec:
         spec = self.symbols.get(params.get("symbol", ""))
@@ -638,29 +1133,108 @@ class FuturesVenue:
             raise ApiError(400, -1121, "Invalid symbol.")
         return spec
 
-    def _upnl(self, symbol: str) -> Decimal:
-        pos = self.positions[symbol]
+    def _position(self, symbol: str, side: str) -> FuturesPosition:
+        return self.positions[symbol] if side == "BOTH" else self.hedge_positions[(symbol, side)]
+
+    def _all_positions(self) -> Iterator[tuple[str, FuturesPosition]]:
+        yield from self.positions.items()
+        for (symbol, _), pos in self.hedge_positions.items():
+            yield symbol, pos
+
+    def _pos_upnl(self, symbol: str, pos: FuturesPosition) -> Decimal:
         return (self.mark[symbol] - pos.entry) * pos.amount
+
+    def _upnl(self) -> Decimal:
+        return sum((self._pos_upnl(s, p) for s, p in self._all_positions()), ZERO)
+
+    def _reduces(self, order: Order) -> bool:
+        """Reduce-only (one-way) or closing its side (hedge: SELL LONG, BUY SHORT)."""
+        return self.reduce_only.get(order.order_id, False) or (order.position_side, order.side) in (
+            ("LONG", "SELL"), ("SHORT", "BUY"),
+        )  # fmt: skip
 
     def _initial_margin(self) -> Decimal:
         im = ZERO
-        for sym, pos in self.positions.items():
+        for sym, pos in self._all_positions():
             im += abs(pos.amount) * self.mark[sym] / self.leverage[sym]
         for o in self.orders.values():
-            if o.open and not self.reduce_only.get(o.order_id):
-                im += (o.orig_qty - o.executed) * o.price / self.leverage[o.symbol]
+            if o.open and not self._reduces(o):
+                im += (o.orig_qty - o.executed) * (o.price or o.stop_price) / self.leverage[o.symbol]
         return im
 
     def available(self) -> Decimal:
-        return self.wallet + sum((self._upnl(s) for s in self.positions), ZERO) - self._initial_margin()
+        return self.wallet + self._upnl() - self._initial_margin()
+
+    def last_price(self, symbol: str) -> Decimal:
+        if symbol in self.last_prices:
+            return self.last_prices[symbol]
+        return _mid(self.bids.get(symbol, []), self.asks.get(symbol, []))
+
+    def _trigger_price(self, symbol: str, working_type: str) -> Decimal:
+        return self.mark[symbol] if working_type == "MARK_PRICE" else self.last_price(symbol)
+
+    # ---------------------------------------------------------------------------------- test hooks
 
     def fill(self, order_id: int, qty: Decimal, price: Decimal | None = None) -> dict[str, Any]:
         order = self.orders[order_id]
         assert order.open and qty <= order.orig_qty - order.executed
         return self._execute(order, price if price is not None else order.price, qty, maker=True)
 
+    def set_last_price(self, symbol: str, price: Decimal | str) -> list[Order]:
+        """The contract's last price: the waiting CONTRACT_PRICE stops it reaches trigger."""
+        self.last_prices[symbol] = D(str(price))
+        return self._check_stops(symbol, "CONTRACT_PRICE")
+
+    def set_mark_price(self, symbol: str, price: Decimal | str) -> list[Order]:
+        """The mark price (also the PnL and margin reference): the waiting MARK_PRICE stops it reaches trigger."""
+        self.mark[symbol] = D(str(price))
+        return self._check_stops(symbol, "MARK_PRICE")
+
+    def _check_stops(self, symbol: str, working_type: str) -> list[Order]:
+        price = self._trigger_price(symbol, working_type)
+        out = []
+        for order in sorted(self.orders.values(), key=lambda o: o.order_id):
+            if order.symbol != symbol or not order.open or order.working or order.working_type != working_type:
+                continue
+            if triggers(order.orig_type, order.side, order.stop_price, price):
+                self._trigger(order)
+                out.append(order)
+        return out
+
+    def _trigger(self, order: Order) -> None:
+        """A stop reached its price: STOP_MARKET / TAKE_PROFIT_MARKET take from the book as a MARKET order, STOP /
+        TAKE_PROFIT become a LIMIT order at their price; a reduce-only one that no longer reduces expires."""
+        now = self.server.now_ms()
+        order.working, order.working_time, order.update_time = True, now, now
+        market = order.orig_type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+        order.type = "MARKET" if market else "LIMIT"
+        left = order.orig_qty - order.executed
+        if self._reduces(order):
+            pos = self._position(order.symbol, order.position_side)
+            if pos.amount == 0 or (pos.amount > 0) == (order.side == "BUY"):
+                order.status = "EXPIRED"
+                return
+            left = min(left, abs(pos.amount))
+        rest = self._match(order, None if market else order.price, left)
+        if order.executed < order.orig_qty and (market or rest == 0 or order.time_in_force != "GTC"):
+            order.status = "EXPIRED"
+
+    def _match(self, order: Order, limit: Decimal | None, qty: Decimal) -> Decimal:
+        """Take from the book up to ``limit`` as a taker; what is left of ``qty``."""
+        book = self.asks[order.symbol] if order.side == "BUY" else self.bids[order.symbol]
+        left = qty
+        for i, (p, size) in enumerate(list(book)):
+            if left <= 0 or (limit is not None and (p > limit if order.side == "BUY" else p < limit)):
+                break
+            take = min(size, left)
+            self._execute(order, p, take, maker=False)
+            left -= take
+            book[i] = (p, size - take)
+        book[:] = [(p, q) for p, q in book if q > 0]
+        return left
+
     def _execute(self, order: Order, price: Decimal, qty: Decimal, *, maker: bool) -> dict[str, Any]:
-        pos = self.positions[order.symbol]
+        pos = self._position(order.symbol, order.position_side)
         signed = qty if order.side == "BUY" else -qty
         realized = ZERO
         if pos.amount == 0 or (pos.amount > 0) == (signed > 0):
@@ -678,15 +1252,17 @@ class FuturesVenue:
         commission = (price * qty * (self.maker_rate if maker else self.taker_rate)).quantize(D("1e-8"))
         self.wallet += realized - commission
         self.server._next_trade += 1
+        now = self.server.now_ms()
         trade = {
             "buyer": order.side == "BUY", "commission": s8(commission), "commissionAsset": "USDT",
             "id": self.server._next_trade, "maker": maker, "orderId": order.order_id, "price": s8(price),
             "qty": s8(qty), "quoteQty": s8(price * qty), "realizedPnl": s8(realized), "side": order.side,
-            "positionSide": "BOTH", "symbol": order.symbol, "time": int(time.time() * 1000),
+            "positionSide": order.position_side, "symbol": order.symbol, "time": now,
         }  # fmt: skip
         self.trades.append(trade)
         order.executed += qty
         order.quote_qty += price * qty
+        order.update_time = now
         order.status = "FILLED" if order.executed == order.orig_qty else "PARTIALLY_FILLED"
         return trade
 
@@ -696,11 +1272,12 @@ class FuturesVenue:
             "orderId": order.order_id, "symbol": order.symbol, "status": order.status,
             "clientOrderId": order.client_order_id, "price": s8(order.price), "avgPrice": s8(avg),
             "origQty": s8(order.orig_qty), "executedQty": s8(order.executed), "cumQuote": s8(order.quote_qty),
-            "timeInForce": order.time_in_force or "GTC", "type": order.type, "origType": order.type,
+            "timeInForce": order.time_in_force or "GTC", "type": order.type, "origType": order.orig_type,
             "reduceOnly": self.reduce_only.get(order.order_id, False), "closePosition": False,
-            "side": order.side, "positionSide": "BOTH", "stopPrice": "0", "workingType": "CONTRACT_PRICE",
+            "side": order.side, "positionSide": order.position_side,
+            "stopPrice": s8(order.stop_price) if order.stop_price else "0", "workingType": order.working_type,
             "priceProtect": False, "priceMatch": "NONE", "selfTradePreventionMode": "EXPIRE_MAKER",
-            "goodTillDate": 0, "time": order.time_ms, "updateTime": int(time.time() * 1000),
+            "goodTillDate": 0, "time": order.time_ms, "updateTime": order.update_time,
         }  # fmt: skip
 
     # ---------------------------------------------------------------------------------- endpoints
@@ -709,7 +1286,7 @@ class FuturesVenue:
         return {}
 
     def server_time(self, params: dict[str, str]) -> Any:
-        return {"serverTime": int(time.time() * 1000)}
+        return {"serverTime": self.server.now_ms()}
 
     def exchange_info(self, params: dict[str, str]) -> Any:
         symbols = []
@@ -721,7 +1298,7 @@ class FuturesVenue:
                 "marginAsset": spec.quote, "pricePrecision": 2, "quantityPrecision": 3, "baseAssetPrecision": 8,
                 "quotePrecision": 8, "underlyingType": "COIN", "underlyingSubType": [], "settlePlan": 0,
                 "triggerProtect": "0.0500", "liquidationFee": "0.012500", "marketTakeBound": "0.05",
-                "orderTypes": ["LIMIT", "MARKET"], "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
+                "orderTypes": list(FUTURES_TYPES), "timeInForce": ["GTC", "IOC", "FOK", "GTX"],
                 "filters": [
                     {"filterType": "PRICE_FILTER", "minPrice": s8(spec.min_price), "maxPrice": s8(spec.max_price),
                      "tickSize": s8(spec.tick_size)},
@@ -732,22 +1309,41 @@ class FuturesVenue:
                     {"filterType": "MIN_NOTIONAL", "notional": s8(spec.min_notional)},
                 ],
             })  # fmt: skip
-        return {"timezone": "UTC", "serverTime": int(time.time() * 1000), "rateLimits": [], "exchangeFilters": [],
-                "assets": [{"asset": "USDT", "marginAvailable": True}], "symbols": symbols}  # fmt: skip
+        rate_limits = [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": self.weight_limit},
+            {"rateLimitType": "ORDERS", "interval": "MINUTE", "intervalNum": 1, "limit": 1200},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 10, "limit": 300},
+        ]
+        return {"timezone": "UTC", "serverTime": self.server.now_ms(), "rateLimits": rate_limits,
+                "exchangeFilters": [], "assets": [{"asset": "USDT", "marginAvailable": True}],
+                "symbols": symbols}  # fmt: skip
 
     def depth(self, params: dict[str, str]) -> Any:
         spec = self._spec(params)
         limit = int(params.get("limit", "500"))
-        now = int(time.time() * 1000)
+        now = self.server.now_ms()
         return {
             "lastUpdateId": 1027024, "E": now, "T": now,
             "bids": [[s8(p), s8(q)] for p, q in self.bids[spec.symbol][:limit]],
             "asks": [[s8(p), s8(q)] for p, q in self.asks[spec.symbol][:limit]],
         }  # fmt: skip
 
+    def book_ticker(self, params: dict[str, str]) -> Any:
+        def row(symbol: str) -> dict[str, Any]:
+            bids, asks = self.bids.get(symbol, []), self.asks.get(symbol, [])
+            bid, bid_qty = bids[0] if bids else (ZERO, ZERO)
+            ask, ask_qty = asks[0] if asks else (ZERO, ZERO)
+            return {"lastUpdateId": 1027024, "symbol": symbol, "bidPrice": s8(bid), "bidQty": s8(bid_qty),
+                    "askPrice": s8(ask), "askQty": s8(ask_qty), "time": self.server.now_ms()}  # fmt: skip
+
+        if params.get("symbol") is not None:
+            return row(self._spec(params).symbol)
+        return [row(symbol) for symbol in self.symbols]
+
     def account(self, params: dict[str, str]) -> Any:
-        upnl = sum((self._upnl(s) for s in self.positions), ZERO)
+        upnl = self._upnl()
         im = self._initial_margin()
+        now = self.server.now_ms()
         return {
             "totalInitialMargin": s8(im), "totalMaintMargin": s8(ZERO), "totalWalletBalance": s8(self.wallet),
             "totalUnrealizedProfit": s8(upnl), "totalMarginBalance": s8(self.wallet + upnl),
@@ -759,26 +1355,29 @@ class FuturesVenue:
                         "positionInitialMargin": s8(im), "openOrderInitialMargin": s8(ZERO),
                         "crossWalletBalance": s8(self.wallet), "crossUnPnl": s8(upnl),
                         "availableBalance": s8(self.available()), "maxWithdrawAmount": s8(self.available()),
-                        "updateTime": int(time.time() * 1000)}],
+                        "updateTime": now}],
             "positions": [],
         }  # fmt: skip
 
     def position_risk(self, params: dict[str, str]) -> Any:
         out = []
+        sides = ("LONG", "SHORT") if self.dual_side else ("BOTH",)
         for sym, spec in self.symbols.items():
             if params.get("symbol") not in (None, sym):
                 continue
-            pos = self.positions[sym]
-            out.append({
-                "symbol": spec.symbol, "positionSide": "BOTH", "positionAmt": s8(pos.amount),
-                "entryPrice": s8(pos.entry), "breakEvenPrice": s8(pos.entry), "markPrice": s8(self.mark[sym]),
-                "unRealizedProfit": s8(self._upnl(sym)), "liquidationPrice": "0", "isolatedMargin": "0",
-                "notional": s8(pos.amount * self.mark[sym]), "marginAsset": "USDT", "isolatedWallet": "0",
-                "initialMargin": s8(abs(pos.amount) * self.mark[sym] / self.leverage[sym]), "maintMargin": "0",
-                "positionInitialMargin": "0", "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0",
-                "askNotional": "0", "leverage": str(self.leverage[sym]), "marginType": self.margin_type[sym].lower(),
-                "updateTime": int(time.time() * 1000),
-            })  # fmt: skip
+            for side in sides:
+                pos = self._position(sym, side)
+                out.append({
+                    "symbol": spec.symbol, "positionSide": side, "positionAmt": s8(pos.amount),
+                    "entryPrice": s8(pos.entry), "breakEvenPrice": s8(pos.entry), "markPrice": s8(self.mark[sym]),
+                    "unRealizedProfit": s8(self._pos_upnl(sym, pos)), "liquidationPrice": "0",
+                    "isolatedMargin": "0", "notional": s8(pos.amount * self.mark[sym]), "marginAsset": "USDT",
+                    "isolatedWallet": "0",
+                    "initialMargin": s8(abs(pos.amount) * self.mark[sym] / self.leverage[sym]), "maintMargin": "0",
+                    "positionInitialMargin": "0", "openOrderInitialMargin": "0", "adl": 0, "bidNotional": "0",
+                    "askNotional": "0", "leverage": str(self.leverage[sym]),
+                    "marginType": self.margin_type[sym].lower(), "updateTime": self.server.now_ms(),
+                })  # fmt: skip
         return out
 
     def set_leverage(self, params: dict[str, str]) -> Any:
@@ -803,6 +1402,10 @@ class FuturesVenue:
         dual = params.get("dualSidePosition") == "true"
         if dual == self.dual_side:
             raise ApiError(400, -4059, "No need to change position side.")
+        if any(pos.amount != 0 for _, pos in self._all_positions()):
+            raise ApiError(400, -4068, "Position side cannot be changed if there exists position.")
+        if any(o.open for o in self.orders.values()):
+            raise ApiError(400, -4067, "Position side cannot be changed if there exists open orders.")
         self.dual_side = dual
         return {"code": 200, "msg": "success"}
 
@@ -814,46 +1417,75 @@ class FuturesVenue:
         side, kind, tif = params.get("side"), params.get("type"), params.get("timeInForce")
         qty = BinanceServer._decimal(params, "quantity")
         price = BinanceServer._decimal(params, "price")
+        stop = BinanceServer._decimal(params, "stopPrice")
         if side not in ("BUY", "SELL") or qty is None:
-            raise ApiError(400, -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+            raise mandatory("quantity")
         if kind == "LIMIT" and (price is None or tif not in ("GTC", "IOC", "FOK", "GTX")):
-            raise ApiError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
-        if kind not in ("LIMIT", "MARKET"):
+            raise mandatory("price")
+        if kind not in FUTURES_TYPES:
             raise ApiError(400, -1116, "Invalid orderType.")
+        if kind in ("STOP", "TAKE_PROFIT") and price is None:
+            raise mandatory("price")
+        if kind in FUTURES_STOPS and stop is None:
+            raise mandatory("stopPrice")
+        if kind in ("STOP", "TAKE_PROFIT"):
+            tif = tif or "GTC"
+            if tif not in ("GTC", "IOC", "FOK", "GTX"):
+                raise ApiError(400, -1115, "Invalid timeInForce.")
+        working_type = params.get("workingType") or "CONTRACT_PRICE"
+        if working_type not in WORKING_TYPES:
+            raise ApiError(400, -4031, "Invalid parameter working type")
+        position_side = params.get("positionSide") or None
+        if position_side not in (None, "BOTH", "LONG", "SHORT"):
+            raise ApiError(400, -4060, "Invalid position side.")
+        if self.dual_side:
+            if position_side not in ("LONG", "SHORT"):
+                raise ApiError(400, -4061, "Order's position side does not match user's setting.")
+            if "reduceOnly" in params:
+                raise not_required("reduceOnly")
+        elif position_side not in (None, "BOTH"):
+            raise ApiError(400, -4061, "Order's position side does not match user's setting.")
+        position_side = position_side or "BOTH"
         coid = params.get("newClientOrderId") or f"x-{self.server._next_order + 1}"
         if any(o.client_order_id == coid and o.open for o in self.orders.values()):
             raise ApiError(400, -4116, "ClientOrderId is duplicated.")
-        if price is not None and (price < spec.min_price or price % spec.tick_size != 0):
-            raise ApiError(400, -4014, "Price not increased by tick size.")
+        for p in (price, stop):
+            if p is not None and (p < spec.min_price or p % spec.tick_size != 0):
+                raise ApiError(400, -4014, "Price not increased by tick size.")
         if qty < spec.min_qty or qty % spec.step_size != 0:
             raise ApiError(400, -4003, "Quantity less than or equal to zero.")
         reduce_only = params.get("reduceOnly") == "true"
-        pos = self.positions[spec.symbol]
+        pos = self._position(spec.symbol, position_side)
         signed = qty if side == "BUY" else -qty
+        closing = (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
+        if closing and qty > abs(pos.amount):
+            raise ApiError(400, -2022, "ReduceOnly Order is rejected.")
         if reduce_only and (pos.amount == 0 or (pos.amount > 0) == (signed > 0) or qty > abs(pos.amount)):
             raise ApiError(400, -2022, "ReduceOnly Order is rejected.")
         book = self.asks[spec.symbol] if side == "BUY" else self.bids[spec.symbol]
-        ref = price if price is not None else book[0][0]
-        if not reduce_only and ref * qty < spec.min_notional:
+        ref = price if price is not None else stop if stop is not None else book[0][0]
+        if not (reduce_only or closing) and ref * qty < spec.min_notional:
             raise ApiError(400, -4164, f"Order's notional must be no smaller than {spec.min_notional:f} "
                                        "(unless you choose reduce only).")  # fmt: skip
-        opening = qty if reduce_only is False and (pos.amount == 0 or (pos.amount > 0) == (signed > 0)) else ZERO
+        if kind in FUTURES_STOPS:
+            assert stop is not None
+            if triggers(kind, side, stop, self._trigger_price(spec.symbol, working_type)):
+                raise ApiError(400, -2021, "Order would immediately trigger.")
+        if position_side == "BOTH":
+            opening = qty if not reduce_only and (pos.amount == 0 or (pos.amount > 0) == (signed > 0)) else ZERO
+        else:
+            opening = ZERO if closing else qty
         if opening and opening * ref / self.leverage[spec.symbol] > self.available():
             raise ApiError(400, -2019, "Margin is insufficient.")
         self.server._next_order += 1
         order = Order(self.server._next_order, coid, spec.symbol, side, kind, tif, price or ZERO, qty,
-                      int(time.time() * 1000))  # fmt: skip
+                      self.server.now_ms(), stop_price=stop or ZERO, working=kind not in FUTURES_STOPS,
+                      working_type=working_type, position_side=position_side)  # fmt: skip
         self.orders[order.order_id] = order
         self.reduce_only[order.order_id] = reduce_only
-        left = qty
-        for i, (p, size) in enumerate(list(book)):
-            if left <= 0 or (price is not None and (p > price if side == "BUY" else p < price)):
-                break
-            take = min(size, left)
-            self._execute(order, p, take, maker=False)
-            left -= take
-            book[i] = (p, size - take)
-        book[:] = [(p, q) for p, q in book if q > 0]
+        if kind in FUTURES_STOPS:
+            return self.view(order)  # waits for its trigger
+        left = self._match(order, price, qty)
         if left > 0 and not (kind == "LIMIT" and tif == "GTC"):
             order.status = "EXPIRED"
         return self.view(order)  # RESULT: futures answers carry no fills; they are in userTrades
@@ -875,20 +1507,22 @@ class FuturesVenue:
         order = self._find(params, (-2011, "Unknown order sent."))
         if not order.open:
             raise ApiError(400, -2011, "Unknown order sent.")
-        order.status = "CANCELED"
+        order.status, order.update_time = "CANCELED", self.server.now_ms()
         return self.view(order)
 
     def amend_order(self, params: dict[str, str]) -> Any:
         order = self._find(params, (-2013, "Order does not exist."))
         if not order.open:
             raise ApiError(400, -2013, "Order does not exist.")
+        if order.orig_type != "LIMIT":
+            raise ApiError(400, -5025, "Only limit order is supported.")
         qty = BinanceServer._decimal(params, "quantity")
         price = BinanceServer._decimal(params, "price")
         if qty is None or price is None:
-            raise ApiError(400, -1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")
+            raise mandatory("price")
         if qty <= order.executed:
             raise ApiError(400, -4003, "Quantity less than or equal to zero.")
-        order.orig_qty, order.price = qty, price
+        order.orig_qty, order.price, order.update_time = qty, price, self.server.now_ms()
         return self.view(order)
 
     def get_open_orders(self, params: dict[str, str]) -> Any:
@@ -897,8 +1531,37 @@ class FuturesVenue:
 
     def user_trades(self, params: dict[str, str]) -> Any:
         spec = self._spec(params)
-        oid = params.get("orderId")
-        return [t for t in self.trades if t["symbol"] == spec.symbol and (oid is None or str(t["orderId"]) == oid)]
+        oid, from_id = BinanceServer._int(params, "orderId"), BinanceServer._int(params, "fromId")
+        start, end = BinanceServer._int(params, "startTime"), BinanceServer._int(params, "endTime")
+        if from_id is not None and (start is not None or end is not None):
+            raise ApiError(400, -1128, "Combination of optional parameters invalid.")
+        week = 7 * DAY_MS
+        if start is not None and end is not None:
+            if start > end:
+                raise ApiError(400, -1023, "Start time is greater than end time.")
+            if end - start > week:
+                raise ApiError(400, -1127, "More than 168 hours between startTime and endTime.")
+        elif oid is None and from_id is None:  # the 7 days from startTime, before endTime, or the last 7 days
+            if start is not None:
+                end = start + week
+            else:
+                end = end if end is not None else self.server.now_ms()
+                start = end - week
+        limit = min(BinanceServer._int(params, "limit") or 500, 1000)
+        rows = sorted(
+            (
+                t
+                for t in self.trades
+                if t["symbol"] == spec.symbol
+                and (oid is None or t["orderId"] == oid)
+                and (from_id is None or t["id"] >= from_id)
+                and (start is None or t["time"] >= start)
+                and (end is None or t["time"] <= end)
+            ),
+            key=lambda t: t["id"],
+        )
+        from_start = from_id is not None or params.get("startTime") not in (None, "")
+        return rows[:limit] if from_start else rows[-limit:]  # else the most recent
 
 
 FUTURES_ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
@@ -906,6 +1569,7 @@ FUTURES_ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
     ("GET", "fapi/v1/time"): (FuturesVenue.server_time, False),
     ("GET", "fapi/v1/exchangeInfo"): (FuturesVenue.exchange_info, False),
     ("GET", "fapi/v1/depth"): (FuturesVenue.depth, False),
+    ("GET", "fapi/v1/ticker/bookTicker"): (FuturesVenue.book_ticker, False),
     ("GET", "fapi/v2/account"): (FuturesVenue.account, True),
     ("GET", "fapi/v3/account"): (FuturesVenue.account, True),
     ("GET", "fapi/v2/positionRisk"): (FuturesVenue.position_risk, True),
