@@ -321,6 +321,7 @@ class BinanceSpotAdapter(BrokerClient):
     FUTURES = False
     EP = SPOT_API
     DUPLICATE = ("-2010", "Duplicate order sent.")
+    places_protective_orders = True
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
         return _SpotExchange(config)

@@ -129,6 +129,10 @@ class BrokerClient(abc.ABC):
     #: True when the adapter itself stores each order with the command that placed it (and reports its later
     #: fills itself): the gateway then keeps no copy of working orders' commands.
     keeps_commands: bool = False
+    #: True when the adapter places an order's stop-loss / take-profit as venue orders of their own once it has
+    #: filled (``<coid>-sl`` / ``<coid>-tp``, reported with ``parent_client_order_id``); the gateway then keeps
+    #: their commands. MT5 attaches them to the position instead; the paper venue keeps its own commands.
+    places_protective_orders: bool = False
 
     def __init__(self, broker_id: str) -> None:
         self.broker_id = broker_id

@@ -203,16 +203,11 @@ class GatewayService(Service):
         with a stop-loss / take-profit leaves the commands of its protective orders, which the venue holds."""
         if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
             return
-        if order.filled_qty > 0 and not self.adapter.keeps_commands:
+        if order.filled_qty > 0 and self.adapter.places_protective_orders:
             for kind, price in (("sl", cmd.stop_loss), ("tp", cmd.take_profit)):
                 if price is not None:
                     await self.remember(attached_command(cmd, kind, order.filled_qty))  # type: ignore[arg-type]
         await self.forget(order.client_order_id)
-
-    def _forget_if_done(self, order: BrokerOrder) -> None:
-        # Only working orders need their command kept (to report fills that come later).
-        if order.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
-            self._orders.pop(order.client_order_id, None)
 
     async def forget(self, client_order_id: str) -> None:
         """The order is finished and reported: its command leaves memory and KV ``om_gateway`` (a later restart
