@@ -522,7 +522,10 @@ class BinanceSpotAdapter(BrokerClient):
     async def _heartbeat_loop(self) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_interval_s)
-            await self.heartbeat()
+            try:
+                await self.heartbeat()
+            except Exception:  # an answer we could not read: logged, and the heartbeat goes on
+                self.log.exception("heartbeat failed unexpectedly")
 
     async def heartbeat(self) -> bool:
         """A cheap round trip (server time, weight 1); after a reconnection, the reconciliation."""
@@ -1068,6 +1071,8 @@ class BinanceSpotAdapter(BrokerClient):
                 await self._poll_market(market, recs)
             except BrokerError as exc:
                 self.log.warning("order poll failed", symbol=market, error=exc.message)
+            except Exception:  # an answer we could not read must not stop the polling of every order
+                self.log.exception("order poll failed unexpectedly", symbol=market)
         changed = []
         for coid, rec in list(self._records.items()):
             if rec.pending:
@@ -1184,6 +1189,8 @@ class BinanceSpotAdapter(BrokerClient):
                     yield quote
             except BrokerError as exc:
                 self.log.debug("quote poll failed", error=exc.message)
+            except Exception:
+                self.log.exception("quote poll failed unexpectedly")
             await asyncio.sleep(self.quote_interval_s)
 
     async def book_tickers(self) -> list[Quote]:

@@ -102,9 +102,12 @@ class GatewayService(Service):
 
     async def report_instruments(self, settings: PaperSettings) -> None:
         """Tell the router (KV ``om_instruments``) which symbols this venue trades, with their tick sizes."""
+        await self.put_instruments({s: InstrumentOverride(tick_size=f.tick_size) for s, f in settings.symbols.items()})
+
+    async def put_instruments(self, reports: dict[str, InstrumentOverride]) -> None:
+        """What the broker says about its symbols, into KV ``om_instruments`` (sizer and router read it)."""
         kv = await self.bus.kv(KV_INSTRUMENTS)
-        for symbol, feed in settings.symbols.items():
-            report = InstrumentOverride(tick_size=feed.tick_size)
+        for symbol, report in reports.items():
             await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
 
     async def report_markets(self, adapter: BinanceSpotAdapter) -> None:
@@ -115,9 +118,7 @@ class GatewayService(Service):
         except BrokerError as exc:
             self.log.warning("market specs not available", error=exc.message)
             return
-        kv = await self.bus.kv(KV_INSTRUMENTS)
-        for symbol, report in reports.items():
-            await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
+        await self.put_instruments(reports)
 
     @property
     def broker_connected(self) -> bool:
@@ -441,7 +442,7 @@ class GatewayService(Service):
         """What the broker says about its symbols goes to ``om_instruments`` (sizer and router read it). An EA
         without the SYMBOLINFO extension answers nothing: the instruments file stands."""
         assert isinstance(self.settings, MT5Settings)
-        kv = await self.bus.kv(KV_INSTRUMENTS)
+        reports = {}
         for symbol in self.settings.symbols:
             try:
                 report = await adapter.symbol_info(symbol)
@@ -449,7 +450,8 @@ class GatewayService(Service):
                 self.log.warning("symbol info not available", symbol=symbol, error=str(exc))
                 continue
             if report is not None:
-                await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
+                reports[symbol] = report
+        await self.put_instruments(reports)
 
 
 def observe_fill(broker_id: str, fill: OrderFilled) -> None:
