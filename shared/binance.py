@@ -7,7 +7,9 @@ replaces the host of EVERY entry of ``urls['api']`` and keeps its path; the test
 never combined with an override (``set_sandbox_mode`` replaces the whole dict). Orders go through ccxt's implicit
 REST methods (``privatePostOrder``, ``fapiPrivatePostOrder``, ...) with the parameters built by
 ``ordermesh.binance_requests``, so what is sent is exactly Binance's documented request; ccxt signs, sends and maps
-errors.
+errors. USD-M conditional orders (stops, attached stop-loss / take-profit) are algo orders
+(``fapiPrivatePostAlgoOrder``, ``clientAlgoId``): followed in the Algo Service until they trigger, then as the order
+the trigger placed (``actualOrderId``).
 
 Money is ``Decimal`` read from Binance's raw JSON strings, never from ccxt's floats. Quantities and prices pass
 through ccxt's ``amount_to_precision`` (truncation to the LOT_SIZE step) and ``price_to_precision`` (rounding to
@@ -47,9 +49,12 @@ import structlog
 
 from ordermesh import metrics
 from ordermesh.binance_requests import (
+    ALGO_TYPES,
+    FUTURES_TYPES,
     OrderTerms,
     WeightBudget,
     attached_requests,
+    is_algo,
     order_request,
 )
 from ordermesh.broker import (
@@ -70,6 +75,7 @@ from ordermesh.broker import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
+from ordermesh.execution import attached_parent
 from ordermesh.instruments import InstrumentOverride
 from ordermesh.wire import Liquidity, OrderType, PlaceOrder, Quote, Side, TimeInForce
 
@@ -90,6 +96,18 @@ _STATES = {
     "EXPIRED_IN_MATCH": BrokerOrderState.EXPIRED,
 }
 _OPEN = (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
+# A USD-M conditional (algo) order before its trigger placed an order in the matching engine. TRIGGERED / FINISHED
+# name that order (``actualOrderId``), whose own status is then the order's state.
+_ALGO_STATES = {
+    "NEW": BrokerOrderState.NEW,
+    "TRIGGERING": BrokerOrderState.NEW,
+    "TRIGGERED": BrokerOrderState.NEW,
+    "FINISHED": BrokerOrderState.NEW,
+    "CANCELED": BrokerOrderState.CANCELED,
+    "EXPIRED": BrokerOrderState.EXPIRED,
+    "REJECTED": BrokerOrderState.REJECTED,  # refused by the matching engine when triggered (e.g. margin)
+}
+_ALGO_WAITING = ("NEW", "TRIGGERING")
 _PENDING = ("sending", "unknown")
 
 
@@ -243,6 +261,12 @@ FUTURES_API = _Endpoints(
     book_ticker=Endpoint("GET /fapi/v1/ticker/bookTicker", 5, "fapiPublicGetTickerBookTicker"),
 )
 AMEND = Endpoint("PUT /fapi/v1/order", 1, "fapiPrivatePutOrder")
+# USD-M conditional orders (docs: placing costs no IP weight, only the order-count limits)
+ALGO_NEW = Endpoint("POST /fapi/v1/algoOrder", 0, "fapiPrivatePostAlgoOrder")
+ALGO_GET = Endpoint("GET /fapi/v1/algoOrder", 1, "fapiPrivateGetAlgoOrder")
+ALGO_CANCEL = Endpoint("DELETE /fapi/v1/algoOrder", 1, "fapiPrivateDeleteAlgoOrder")
+ALGO_OPEN = Endpoint("GET /fapi/v1/openAlgoOrders", 1, "fapiPrivateGetOpenAlgoOrders")
+ALGO_OPEN_ALL = Endpoint("GET /fapi/v1/openAlgoOrders", 40, "fapiPrivateGetOpenAlgoOrders")
 POSITION_RISK = Endpoint("GET /fapi/v3/positionRisk", 5, "fapiPrivateV3GetPositionRisk")
 
 
@@ -268,8 +292,11 @@ class _Record:
     stop_loss: Decimal | None = None  # attached: placed once the order has filled
     take_profit: Decimal | None = None
     parent: str | None = None  # an attached stop-loss / take-profit: the order it protects
+    algo: bool = False  # a USD-M conditional order: placed through the Algo Order API (clientAlgoId = venue_coid)
+    algo_id: str = ""
+    algo_status: str = ""  # NEW / TRIGGERED / FINISHED / CANCELED / EXPIRED / REJECTED
     state: str = "sending"  # sending | unknown | a BrokerOrderState value
-    order_id: str = ""
+    order_id: str = ""  # Binance's orderId; of an algo order, the order its trigger placed (actualOrderId)
     legs: int = 0
     prior_filled: Decimal = ZERO  # executed by earlier legs (modify = cancel-replace)
     leg_filled: Decimal = ZERO  # executedQty of the current leg
@@ -285,12 +312,17 @@ class _Record:
     def working(self) -> bool:
         return not self.pending and BrokerOrderState(self.state) in _OPEN
 
+    @property
+    def waiting(self) -> bool:
+        """An algo order not triggered yet: in the Algo Service, not in the matching engine."""
+        return self.algo and not self.order_id and self.working
+
     def view(self) -> BrokerOrder:
         state = BrokerOrderState.NEW if self.pending else BrokerOrderState(self.state)
         fills = sorted(self.fills.values(), key=lambda f: (f.ts_ns, int(f.fill_id) if f.fill_id.isdigit() else 0))
         return BrokerOrder(
             client_order_id=self.client_order_id,
-            broker_order_id=self.order_id,
+            broker_order_id=self.order_id or self.algo_id,  # an algo order: its algoId until it triggers
             symbol=self.symbol,
             side=self.side,
             quantity=self.quantity,
@@ -604,6 +636,26 @@ class BinanceSpotAdapter(BrokerClient):
                 ),
             )  # fmt: skip
 
+    def _apply_algo(self, rec: _Record, info: dict[str, Any]) -> None:
+        """Fold a raw algo order answer (POST / GET ``algoOrder``, ``openAlgoOrders``) into the record: its status
+        until it triggers; from then on the order its trigger placed (``actualOrderId``) is the order, folded by
+        :meth:`_apply` from its own answers."""
+        if info.get("algoId") is not None:
+            rec.algo_id = str(info["algoId"])
+        actual = str(info.get("actualOrderId") or "")
+        if actual not in ("", "0") and not rec.order_id:
+            rec.order_id = actual
+            self._index(rec)
+            self.log.info("conditional order triggered", client_order_id=rec.client_order_id, order_id=actual)
+        status = str(info.get("algoStatus") or "")
+        rec.algo_status = status or rec.algo_status
+        if info.get("quantity") is not None and rec.legs <= 1:
+            rec.quantity = dec(info["quantity"])
+        if not rec.order_id and status in _ALGO_STATES:
+            rec.state = _ALGO_STATES[status].value
+            if not rec.working and not rec.closed_at:
+                rec.closed_at = time.monotonic()
+
     def _fill_position(self, info: dict[str, Any]) -> str | None:
         side = info.get("positionSide")
         return side if side in ("LONG", "SHORT") else None
@@ -633,8 +685,17 @@ class BinanceSpotAdapter(BrokerClient):
                 self._add_trade(rec, t)
 
     async def _refresh(self, rec: _Record) -> BrokerOrder:
-        """Query the order by client order id and complete its fills."""
-        params = {"symbol": self._market_id(rec.market), "origClientOrderId": rec.venue_coid}
+        """Query the order by client order id and complete its fills. An algo order is queried by its
+        ``clientAlgoId`` until it triggers, then the order it placed by ``orderId``."""
+        if rec.algo and not rec.order_id:
+            self._apply_algo(rec, await self._api(ALGO_GET, {"clientAlgoId": rec.venue_coid}))
+            if not rec.order_id:
+                return rec.view()
+        params: dict[str, str] = {"symbol": self._market_id(rec.market)}
+        if rec.algo:
+            params["orderId"] = rec.order_id
+        else:
+            params["origClientOrderId"] = rec.venue_coid
         self._apply(rec, await self._api(self.EP.get_order, params))
         await self._complete_fills(rec)
         return rec.view()
@@ -698,12 +759,14 @@ class BinanceSpotAdapter(BrokerClient):
         )
 
     def _new_record(self, order: PlaceOrder, market: str, *, state: str = "sending") -> _Record:
+        parent = attached_parent(order)  # a protective order remembered by the gateway, resumed after a restart
         return _Record(
             client_order_id=order.client_order_id, symbol=order.symbol, market=market, side=order.side,
             quantity=order.quantity, limit_price=order.limit_price, order_type=order.order_type,
             time_in_force=order.time_in_force, venue_coid=order.client_order_id, stop_price=order.stop_price,
             reduce_only=order.reduce_only, position_id=order.position_id, stop_loss=order.stop_loss,
-            take_profit=order.take_profit, state=state,
+            take_profit=order.take_profit, state=state, parent=parent, protected=parent is not None,
+            algo=self.FUTURES and (parent is not None or FUTURES_TYPES[order.order_type] in ALGO_TYPES),
         )  # fmt: skip
 
     async def place_order(self, order: PlaceOrder) -> BrokerOrder:
@@ -750,7 +813,7 @@ class BinanceSpotAdapter(BrokerClient):
         rec.state = "sending"
         rec.legs += 1
         try:
-            created = await self._api(self.EP.new_order, request)
+            created = await self._api(ALGO_NEW if rec.algo else self.EP.new_order, request)
         except BrokerConnectionError:
             rec.state = "unknown"
             self.log.warning(
@@ -768,7 +831,7 @@ class BinanceSpotAdapter(BrokerClient):
             if rec.legs == 1:
                 self._records.pop(rec.client_order_id, None)  # never at Binance: a corrected resend may follow
             raise
-        self._apply(rec, created)
+        (self._apply_algo if rec.algo else self._apply)(rec, created)
         await self._complete_fills(rec)
         await self._protect(rec)
         return rec.view()
@@ -796,6 +859,8 @@ class BinanceSpotAdapter(BrokerClient):
         symbol we trade and adopt the finished orders of ours among them. A restarted gateway thus answers their
         status, polls their fills, and never places them again. Returns the adopted orders."""
         raw = await self._api(self.EP.open_orders_all)
+        if self.FUTURES:  # conditional orders waiting for their trigger live in the Algo Service
+            raw = [*raw, *await self._api(ALGO_OPEN_ALL)]
         adopted = []
         for info in raw:
             rec = self._adopt(info)
@@ -814,7 +879,8 @@ class BinanceSpotAdapter(BrokerClient):
         """A record for an order of ours found at Binance (open orders, trades) that this adapter does not hold;
         None when it is not ours or already held. ``reported``: finished before we looked, so its reports were
         published by whoever placed it; the gateway is told of it again only if it resumes it."""
-        venue_coid = str(info.get("clientOrderId") or "")
+        algo = "algoId" in info  # from openAlgoOrders
+        venue_coid = str(info.get("clientAlgoId" if algo else "clientOrderId") or "")
         coid, _, leg = venue_coid.partition(".")
         held = self._records.get(coid)
         if not coid.startswith("om-") or (held is not None and not held.pending):
@@ -824,18 +890,19 @@ class BinanceSpotAdapter(BrokerClient):
         for kind in ("-sl", "-tp"):
             if coid.endswith(kind):
                 parent = coid[: -len(kind)]
-        binance_type = str(info.get("origType") or info.get("type") or "LIMIT")
+        binance_type = str(info.get("orderType") if algo else info.get("origType") or info.get("type") or "LIMIT")
+        tif = info.get("timeInForce")
         rec = held or _Record(
             client_order_id=coid, symbol=market, market=market, side=Side(info["side"]),
-            quantity=dec(info["origQty"]), limit_price=dec(info.get("price")) or None,
-            order_type=_order_type(binance_type), stop_price=dec(info.get("stopPrice")) or None,
-            time_in_force=TimeInForce(info.get("timeInForce") or "GTC") if info.get("timeInForce") in ("GTC", "IOC",
-            "FOK") else TimeInForce.GTC, venue_coid=venue_coid, reduce_only=bool(info.get("reduceOnly", False)),
-            position_id=self._fill_position(info), parent=parent, protected=True,
+            quantity=dec(info["quantity" if algo else "origQty"]), limit_price=dec(info.get("price")) or None,
+            order_type=_order_type(binance_type), stop_price=dec(info.get("triggerPrice" if algo else "stopPrice"))
+            or None, time_in_force=TimeInForce(tif) if tif in ("GTC", "IOC", "FOK") else TimeInForce.GTC,
+            venue_coid=venue_coid, reduce_only=bool(info.get("reduceOnly", False)),
+            position_id=self._fill_position(info), parent=parent, protected=True, algo=algo,
         )  # fmt: skip
         rec.venue_coid = venue_coid
         rec.legs = int(leg) + 1 if leg.isdigit() else 1
-        self._apply(rec, info)
+        (self._apply_algo if algo else self._apply)(rec, info)
         self._records[coid] = rec
         if reported and held is None and not rec.working:
             self._emitted[coid] = rec.view()
@@ -905,20 +972,32 @@ class BinanceSpotAdapter(BrokerClient):
             return rec.view()
         return await self._refresh(rec)
 
-    async def _cancel_leg(self, rec: _Record) -> dict[str, Any]:
-        params = {"symbol": self._market_id(rec.market), "origClientOrderId": rec.venue_coid}
-        return await self._api(self.EP.cancel_order, params)  # type: ignore[no-any-return]
+    async def _cancel_leg(self, rec: _Record) -> None:
+        """Cancel the record's live leg and fold the answer in: an algo order not triggered yet in the Algo
+        Service, the order its trigger placed by ``orderId``, any other by its client order id."""
+        if rec.algo and not rec.order_id:
+            answer = await self._api(ALGO_CANCEL, {"clientAlgoId": rec.venue_coid})
+            # the answer is {"algoId", "clientAlgoId", "code": "200", "msg": "success"}: canceled
+            self._apply_algo(rec, {"algoId": answer.get("algoId"), "algoStatus": "CANCELED"})
+            return
+        params: dict[str, str] = {"symbol": self._market_id(rec.market)}
+        if rec.algo:
+            params["orderId"] = rec.order_id
+        else:
+            params["origClientOrderId"] = rec.venue_coid
+        self._apply(rec, self._cancel_answer(await self._api(self.EP.cancel_order, params), rec))
 
     async def cancel_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:
         rec = self._record(client_order_id)
         if rec.pending and await self._resolve(rec) is None:
             raise OrderNotFoundError(f"{client_order_id}: never reached Binance", code="-2011")
         try:
-            raw = await self._cancel_leg(rec)
+            await self._cancel_leg(rec)
         except OrderNotFoundError:
             await self._refresh(rec)  # filled or already closed meanwhile: the current view, then the error
-            raise
-        self._apply(rec, self._cancel_answer(raw, rec))
+            if not (rec.algo and rec.order_id and rec.working):
+                raise
+            await self._cancel_leg(rec)  # it triggered meanwhile: cancel the order the trigger placed
         await self._complete_fills(rec)
         await self._protect(rec)
         return rec.view()
@@ -950,11 +1029,10 @@ class BinanceSpotAdapter(BrokerClient):
         if not rec.working:
             raise ModificationError(f"order {client_order_id} is not working ({rec.state})")
         try:
-            raw = await self._cancel_leg(rec)
+            await self._cancel_leg(rec)
         except OrderNotFoundError as exc:
             await self._refresh(rec)
             raise ModificationError(f"order {client_order_id} is no longer working", code=exc.code) from exc
-        self._apply(rec, raw)
         await self._complete_fills(rec)
         new_qty = rec.quantity if quantity is None else quantity
         done = rec.prior_filled + rec.leg_filled
@@ -994,9 +1072,10 @@ class BinanceSpotAdapter(BrokerClient):
             position_id=rec.position_id,
         )  # fmt: skip
         for kind, request in requests:
+            algo = is_algo(request)
             legs = [("sl", request["belowClientOrderId" if rec.side is Side.BUY else "aboveClientOrderId"]),
                     ("tp", request["aboveClientOrderId" if rec.side is Side.BUY else "belowClientOrderId"])] \
-                if kind == "oco" else [(kind, request["newClientOrderId"])]  # fmt: skip
+                if kind == "oco" else [(kind, request["clientAlgoId" if algo else "newClientOrderId"])]  # fmt: skip
             children = []
             for child_kind, coid in legs:
                 held = self._records.get(coid)
@@ -1011,14 +1090,14 @@ class BinanceSpotAdapter(BrokerClient):
                     OrderType.LIMIT, limit_price=rec.take_profit if child_kind == "tp" else None,
                     stop_price=rec.stop_loss if child_kind == "sl" else None, time_in_force=TimeInForce.GTC,
                     venue_coid=coid, reduce_only=True, position_id=rec.position_id, parent=rec.client_order_id,
-                    protected=True, state="unknown", legs=1,
+                    protected=True, state="unknown", legs=1, algo=algo,
                 )  # fmt: skip
                 self._records[coid] = child
                 children.append(child)
             if not children:
                 continue
             try:
-                answer = await self._api(OCO if kind == "oco" else self.EP.new_order, request)
+                answer = await self._api(OCO if kind == "oco" else ALGO_NEW if algo else self.EP.new_order, request)
             except BrokerConnectionError:
                 self.log.warning("protective order outcome unknown; looked up (and sent if missing) by the next poll",
                                  client_order_id=rec.client_order_id)  # fmt: skip
@@ -1031,9 +1110,9 @@ class BinanceSpotAdapter(BrokerClient):
                 metrics.PROTECTION_FAILURES.labels(self.broker_id).inc()
                 continue
             for report in answer.get("orderReports") or [answer]:
-                child = self._records.get(str(report.get("clientOrderId")))
+                child = self._records.get(str(report.get("clientAlgoId" if algo else "clientOrderId")))
                 if child is not None:
-                    self._apply(child, report)
+                    (self._apply_algo if algo else self._apply)(child, report)
         rec.protected = True
 
     def _protect_qty(self, rec: _Record) -> Decimal:
@@ -1088,13 +1167,23 @@ class BinanceSpotAdapter(BrokerClient):
         for rec in recs:
             if rec.pending:
                 await self._resolve(rec)
-        working = [rec for rec in recs if rec.working]
+        waiting = [rec for rec in recs if rec.waiting]
+        if waiting:  # algo orders not triggered yet: one request for the symbol's, the others looked up
+            snapshot = await self._api(ALGO_OPEN, {"symbol": self._market_id(market)})
+            open_algos = {str(a.get("clientAlgoId")): a for a in snapshot}
+            for rec in waiting:
+                info = open_algos.get(rec.venue_coid)
+                if info is None or info.get("algoStatus") not in _ALGO_WAITING:
+                    await self._refresh(rec)  # triggered (then followed as its order), canceled, rejected
+        working = [rec for rec in recs if rec.working and not rec.waiting]
         if working:
             snapshot = await self._api(self.EP.open_orders, {"symbol": self._market_id(market)})
             open_by_coid = {str(o.get("clientOrderId")): o for o in snapshot}
+            open_by_id = {str(o.get("orderId")): o for o in snapshot}
             gone, changed = [], market not in self._cursor
             for rec in working:
-                info = open_by_coid.get(rec.venue_coid)
+                # the order an algo order's trigger placed carries an id of Binance's: followed by orderId
+                info = open_by_id.get(rec.order_id) if rec.algo else open_by_coid.get(rec.venue_coid)
                 if info is None:
                     gone.append(rec)
                 elif dec(info.get("executedQty")) != rec.leg_filled or info.get("status") != rec.state:
@@ -1119,7 +1208,7 @@ class BinanceSpotAdapter(BrokerClient):
             if sibling is None or sibling is rec or not sibling.working:
                 continue
             try:
-                self._apply(sibling, await self._cancel_leg(sibling))
+                await self._cancel_leg(sibling)
                 self.log.info("sibling of a filled protective order canceled", client_order_id=sibling.client_order_id)
             except OrderNotFoundError:
                 await self._refresh(sibling)
@@ -1350,7 +1439,7 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
     ) -> BrokerOrder:
         """An amend of the working limit order (quantity and price; the order keeps its id)."""
         rec = self._record(client_order_id)
-        if stop_price is not None or rec.order_type is not OrderType.LIMIT:
+        if stop_price is not None or rec.order_type is not OrderType.LIMIT or rec.algo:
             raise ModificationError("only the quantity and price of limit orders can be amended")
         if rec.pending:
             await self._resolve(rec)

@@ -4,16 +4,21 @@ request-weight budget. No I/O here except the budget's waiting (an injected slee
 Order types (Binance's names, from its REST documentation):
 
 =============  ==========================================  ===============================================
-ours           spot (``POST /api/v3/order``)               USD-M futures (``POST /fapi/v1/order``)
+ours           spot (``POST /api/v3/order``)               USD-M futures
 =============  ==========================================  ===============================================
-MARKET         MARKET                                      MARKET
-LIMIT          LIMIT + timeInForce                         LIMIT + timeInForce
-STOP           STOP_LOSS + stopPrice                       STOP_MARKET + stopPrice
-STOP_LIMIT     STOP_LOSS_LIMIT + stopPrice + timeInForce   STOP + stopPrice + timeInForce
+MARKET         MARKET                                      MARKET (``POST /fapi/v1/order``)
+LIMIT          LIMIT + timeInForce                         LIMIT + timeInForce (``POST /fapi/v1/order``)
+STOP           STOP_LOSS + stopPrice                       STOP_MARKET + triggerPrice (``POST /fapi/v1/algoOrder``)
+STOP_LIMIT     STOP_LOSS_LIMIT + stopPrice + timeInForce   STOP + triggerPrice + timeInForce (algo order)
 =============  ==========================================  ===============================================
 
 Binance's STOP_LOSS triggers a BUY when the price rises to the stop and a SELL when it falls to it: the classic
 stop our ``STOP`` means. Take-profit types are used for attached take-profits only (see ``attached_requests``).
+
+USD-M conditional orders (STOP, STOP_MARKET, TAKE_PROFIT, TAKE_PROFIT_MARKET) are accepted since 2025-12-09 only
+by the Algo Order API: ``algoType=CONDITIONAL``, the trigger as ``triggerPrice`` and our id as ``clientAlgoId``
+(``/fapi/v1/order`` answers -4120). Once triggered, the order placed in the matching engine is Binance's
+``actualOrderId``. :func:`is_algo` tells the two kinds of request apart.
 """
 
 from __future__ import annotations
@@ -49,6 +54,13 @@ TRIGGERED: Final = frozenset(
     {"STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT", "STOP", "STOP_MARKET", "TAKE_PROFIT_MARKET"}
 )
 TIFS: Final = (TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK)
+#: USD-M types only the Algo Order API takes (``POST /fapi/v1/algoOrder``, ``algoType=CONDITIONAL``).
+ALGO_TYPES: Final = frozenset({"STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"})
+
+
+def is_algo(request: dict[str, str]) -> bool:
+    """Whether a request built here goes to ``/fapi/v1/algoOrder`` (else ``/fapi/v1/order`` or spot's)."""
+    return request.get("algoType") == "CONDITIONAL"
 
 
 def position_side(side: Side, *, reduce_only: bool, position_id: str | None) -> str:
@@ -80,18 +92,24 @@ class OrderTerms:
 def order_request(
     terms: OrderTerms, client_order_id: str, *, futures: bool, hedge_mode: bool = False
 ) -> dict[str, str]:
-    """The parameters of ``POST /api/v3/order`` (spot) or ``POST /fapi/v1/order`` (futures). Raises OrderError for
-    what the market cannot take (unsupported time in force, a missing price), before anything is sent."""
+    """The parameters of ``POST /api/v3/order`` (spot), ``POST /fapi/v1/order`` (futures) or, for a futures
+    conditional type, ``POST /fapi/v1/algoOrder`` (:func:`is_algo`). Raises OrderError for what the market cannot
+    take (unsupported time in force, a missing price), before anything is sent."""
     binance_type = (FUTURES_TYPES if futures else SPOT_TYPES)[terms.order_type]
+    algo = futures and binance_type in ALGO_TYPES
     request = {
         "symbol": terms.symbol_id,
         "side": terms.side.value,
         "type": binance_type,
         "quantity": terms.quantity,
-        "newClientOrderId": client_order_id,
-        # spot FULL answers carry the fills; futures answers never do (RESULT has the executed quantity)
-        "newOrderRespType": "RESULT" if futures else "FULL",
     }
+    if algo:
+        request["algoType"] = "CONDITIONAL"
+        request["clientAlgoId"] = client_order_id
+    else:
+        request["newClientOrderId"] = client_order_id
+        # spot FULL answers carry the fills; futures answers never do (RESULT has the executed quantity)
+        request["newOrderRespType"] = "RESULT" if futures else "FULL"
     if binance_type in PRICED:
         if terms.limit_price is None:
             raise OrderError(f"{terms.order_type.value} order without a limit price")
@@ -99,7 +117,7 @@ def order_request(
     if binance_type in TRIGGERED:
         if terms.stop_price is None:
             raise OrderError(f"{terms.order_type.value} order without a stop price")
-        request["stopPrice"] = terms.stop_price
+        request["triggerPrice" if algo else "stopPrice"] = terms.stop_price
     if binance_type in WITH_TIF:
         if terms.time_in_force not in TIFS:
             raise OrderError(f"time in force {terms.time_in_force.value} is not supported by Binance")
@@ -131,8 +149,9 @@ def attached_requests(
 ) -> list[tuple[str, dict[str, str]]]:
     """The protective orders of a filled order: ``(kind, parameters)`` with kind ``oco`` (spot: one OCO list,
     ``POST /api/v3/orderList/oco``, when both are given, since a spot balance can be locked only once) or ``sl`` /
-    ``tp`` (a single spot order, or each futures order: STOP_MARKET / TAKE_PROFIT_MARKET, reduce-only, triggered
-    by the mark price). Client order ids are ``<parent>-sl`` and ``<parent>-tp`` (the list ``<parent>-oco``)."""
+    ``tp`` (a single spot order, or each futures algo order: STOP_MARKET / TAKE_PROFIT_MARKET, reduce-only,
+    triggered by the mark price). Client order ids (futures: ``clientAlgoId``) are ``<parent>-sl`` and
+    ``<parent>-tp`` (the list ``<parent>-oco``)."""
     side = parent_side.opposite
     out: list[tuple[str, dict[str, str]]] = []
     if futures:
@@ -143,9 +162,9 @@ def attached_requests(
             if price is None:
                 continue
             request = {
-                "symbol": symbol_id, "side": side.value, "type": binance_type, "quantity": quantity,
-                "stopPrice": price, "workingType": "MARK_PRICE", "newClientOrderId": f"{client_order_id}-{kind}",
-                "newOrderRespType": "RESULT",
+                "algoType": "CONDITIONAL", "symbol": symbol_id, "side": side.value, "type": binance_type,
+                "quantity": quantity, "triggerPrice": price, "workingType": "MARK_PRICE",
+                "clientAlgoId": f"{client_order_id}-{kind}",
             }  # fmt: skip
             if hedge_mode:
                 request["positionSide"] = position_side(side, reduce_only=True, position_id=position_id)

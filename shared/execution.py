@@ -58,6 +58,13 @@ def attached_command(parent: PlaceOrder, kind: Literal["sl", "tp"], quantity: De
     )
 
 
+def attached_parent(cmd: PlaceOrder) -> str | None:
+    """The client order id of the order ``cmd`` protects, when :func:`attached_command` built it; else None."""
+    if not cmd.command_id.startswith("attached:"):
+        return None
+    return cmd.client_order_id.rsplit("-", 1)[0]
+
+
 def child_reports(events: list[ExecEvent], parent_client_order_id: str | None) -> list[ExecEvent]:
     """Reports of an attached order, marked with the order it protects."""
     if parent_client_order_id is None:

@@ -4,18 +4,24 @@ Endpoints (``/api/v3``): ``ping``, ``time``, ``exchangeInfo`` (PRICE_FILTER / LO
 orderTypes, rateLimits), ``depth``, ``ticker/bookTicker`` (``symbol=``, ``symbols=["A","B"]`` or all), ``order``
 (POST / GET / DELETE; LIMIT, MARKET, LIMIT_MAKER, STOP_LOSS, STOP_LOSS_LIMIT, TAKE_PROFIT, TAKE_PROFIT_LIMIT),
 ``orderList/oco`` (POST), ``orderList`` (DELETE), ``openOrders``, ``account``, ``myTrades`` (orderId / fromId /
-startTime / endTime / limit). Signed endpoints check the ``X-MBX-APIKEY`` header, the HMAC-SHA256 ``signature``
-over query string + body, and ``timestamp`` against ``recvWindow``. Balances lock on resting and waiting stop
-orders (an OCO locks once for its two legs); orders go NEW -> PARTIALLY_FILLED -> FILLED / CANCELED / EXPIRED; FULL
-responses carry ``fills[]``. Stop orders wait (``isWorking`` false) until the symbol's last price (default: the
-mid of the book) reaches their stopPrice; an OCO leg that executes expires the other; canceling one leg cancels
-the list. Errors are ``{"code": ..., "msg": ...}`` with the documented codes and messages.
+startTime / endTime / limit). Signed endpoints check the ``X-MBX-APIKEY`` header, the HMAC-SHA256 ``signature`` over
+query string (as sent, percent-encoded) + body, and ``timestamp`` against ``recvWindow``. Balances lock on resting
+and waiting stop orders (an OCO locks once for its two legs); orders go NEW -> PARTIALLY_FILLED -> FILLED / CANCELED
+/ EXPIRED; FULL responses carry ``fills[]``. Stop orders wait (``isWorking`` false) until the symbol's last price
+(default: the mid of the book) reaches their stopPrice; an OCO leg that executes expires the other; canceling one
+leg cancels the list. Errors are ``{"code": ..., "msg": ...}`` with the documented codes and messages.
 
 USD-M futures (``/fapi``, :class:`FuturesVenue`): ``v1/ping``, ``v1/time``, ``v1/exchangeInfo``, ``v1/depth``,
 ``v1/ticker/bookTicker``, ``v2|v3/account``, ``v2|v3/positionRisk``, ``v1/leverage``, ``v1/marginType``,
-``v1/positionSide/dual`` (GET / POST: one-way or hedge mode), ``v1/order`` (POST / GET / DELETE / PUT; LIMIT,
-MARKET, STOP, STOP_MARKET, TAKE_PROFIT, TAKE_PROFIT_MARKET with workingType CONTRACT_PRICE or MARK_PRICE),
-``v1/openOrders``, ``v1/userTrades``. Hedge mode keeps LONG and SHORT positions per symbol.
+``v1/positionSide/dual`` (GET / POST: one-way or hedge mode), ``v1/order`` (POST / GET / DELETE / PUT; LIMIT and
+MARKET: since 2025-12-09 the conditional types STOP, STOP_MARKET, TAKE_PROFIT, TAKE_PROFIT_MARKET are refused there
+with -4120 and go through the Algo Order API), ``v1/algoOrder`` (POST / GET / DELETE; algoType CONDITIONAL with a
+triggerPrice and workingType CONTRACT_PRICE or MARK_PRICE), ``v1/openAlgoOrders``, ``v1/openOrders``,
+``v1/userTrades``. Hedge mode keeps LONG and SHORT positions per symbol. An algo order waits (algoStatus NEW) with no
+margin held and none checked; when its trigger price is reached it either is REJECTED (margin insufficient, or a
+reduce-only / closing one that no longer reduces) or places its actual order (TRIGGERED while that order is open,
+FINISHED once it is filled, canceled or expired), a regular order with a server-made clientOrderId
+``algo-<algoId>`` (not the clientAlgoId) that the algo names in ``actualOrderId``.
 
 Request weight: every route has its documented weight, counted per venue (spot and futures apart) in a window per
 UTC minute of the server clock; every answer carries ``X-MBX-USED-WEIGHT-1M`` (the venue's weight in the window
@@ -28,10 +34,12 @@ Test hooks: :meth:`BinanceServer.fill` (a maker fill of a resting order, e.g. a 
 :meth:`BinanceServer.drop_next` (never processed, answer held), :meth:`BinanceServer.rate_limit_next` (429 with
 Retry-After, nothing processed), :meth:`BinanceServer.set_used_weight` ``(n, futures=False)`` (the current
 window's count), :meth:`BinanceServer.set_last_price` ``(symbol, price)`` (triggers waiting spot stops),
-:meth:`FuturesVenue.set_last_price` / :meth:`FuturesVenue.set_mark_price` ``(symbol, price)`` (trigger futures
-stops by workingType), :meth:`FuturesVenue.fill`. Attributes: ``weight_limit`` (both venues), ``weight`` (the
+:meth:`FuturesVenue.set_last_price` / :meth:`FuturesVenue.set_mark_price` ``(symbol, price)`` (trigger the NEW
+algo orders by workingType; they return the actual orders placed), :meth:`FuturesVenue.fill`,
+:meth:`FuturesVenue.algo` ``(client_algo_id)``. Attributes: ``weight_limit`` (both venues), ``weight`` (the
 ``X-MBX-USED-WEIGHT-1M`` of the last answer), ``clock_offset_ms`` / ``frozen_ms`` (the server clock:
-:meth:`BinanceServer.now_ms`), ``last_prices``, ``order_lists``, ``futures.hedge_positions``.
+:meth:`BinanceServer.now_ms`), ``last_prices``, ``order_lists``, ``futures.hedge_positions``, ``futures.algos``
+(algoId -> :class:`AlgoOrder`).
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -60,9 +69,12 @@ DAY_MS = 24 * HOUR_MS
 STOP_KINDS = ("STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")  # spot, waiting for a trigger
 SPOT_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET", *STOP_KINDS)
 OCO_TYPES = ("STOP_LOSS_LIMIT", "STOP_LOSS", "LIMIT_MAKER", "TAKE_PROFIT", "TAKE_PROFIT_LIMIT")
-FUTURES_STOPS = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")
-FUTURES_TYPES = ("LIMIT", "MARKET", *FUTURES_STOPS)
+FUTURES_STOPS = ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET")  # conditional: Algo Order API only
+FUTURES_TYPES = ("LIMIT", "MARKET", *FUTURES_STOPS)  # exchangeInfo's orderTypes still lists the conditional ones
 WORKING_TYPES = ("CONTRACT_PRICE", "MARK_PRICE")
+ALGO_STATUSES = ("NEW", "CANCELED", "TRIGGERED", "FINISHED", "REJECTED", "EXPIRED")
+ALGO_ONLY = "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
+CLIENT_ALGO_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
 # errors.md lists "Order would trigger immediately."; the REST API answers this (ccxt's table and the field see it)
 STOP_IMMEDIATE = "Stop price would trigger immediately."
 
@@ -113,8 +125,10 @@ def request_weight(method: str, name: str, params: dict[str, str]) -> int:
         if path == "v1/depth":
             limit = _int_or(params.get("limit"), 500)
             return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
-        if path == "v1/openOrders":
+        if path in ("v1/openOrders", "v1/openAlgoOrders"):
             return 1 if symbol else 40
+        if path == "v1/algoOrder":
+            return 0 if method == "POST" else 1  # placing an algo order: 0 IP weight, as documented
         if path == "v1/ticker/bookTicker":
             return 2 if symbol else 5
         if path == "v1/positionSide/dual":
@@ -447,7 +461,8 @@ class BinanceServer:
         self.requests.append((request.method, name))
         body = await request.text()
         params = dict(parse_qsl(body, keep_blank_values=True)) if body else {}
-        params.update(parse_qsl(request.query_string, keep_blank_values=True))  # the query string wins
+        query = request.rel_url.raw_query_string  # as sent: percent-encoded, as it was signed
+        params.update(parse_qsl(query, keep_blank_values=True))  # the query string wins
         window = self._window(venue)
         fault = self.faults[name].pop(0) if self.faults.get(name) else None
         if fault is not None and fault.status == 429:  # nothing processed, nothing counted
@@ -513,7 +528,8 @@ class BinanceServer:
     def _check_signed(self, request: web.Request, params: dict[str, str], body: str) -> None:
         if request.headers.get("X-MBX-APIKEY") != self.api_key:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
-        total = request.query_string + body  # Binance: totalParams = query string concatenated with the body
+        # Binance: totalParams = the query string (as sent, percent-encoded) concatenated with the body
+        total = request.rel_url.raw_query_string + body
         marker = "&signature="
         cut = total.rfind(marker)
         if cut < 0 or "signature" not in params:
@@ -1098,10 +1114,48 @@ class FuturesPosition:
     entry: Decimal = ZERO
 
 
+@dataclass
+class AlgoOrder:
+    """A conditional algo order (Algo Order API). ``status`` is NEW, CANCELED, REJECTED or EXPIRED, or TRIGGERED once
+    its actual order is placed; the view answers FINISHED when that order is no longer open."""
+
+    algo_id: int
+    client_algo_id: str
+    symbol: str
+    side: str
+    position_side: str
+    type: str  # STOP_MARKET / TAKE_PROFIT_MARKET / STOP / TAKE_PROFIT
+    time_in_force: str
+    qty: Decimal
+    price: Decimal  # ZERO for the market kinds
+    trigger_price: Decimal
+    working_type: str
+    reduce_only: bool
+    create_time: int
+    update_time: int = 0
+    status: str = "NEW"
+    trigger_time: int = 0
+    actual_order_id: int | None = None
+
+    def __post_init__(self) -> None:
+        self.update_time = self.update_time or self.create_time
+
+    @property
+    def market(self) -> bool:
+        return self.type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+
+
 class FuturesVenue:
     """USD-M perpetuals (``/fapi``): one-way (BOTH) or hedge (LONG / SHORT) positions, leverage and margin type per
     symbol, USDT wallet, margin checks (-2019), reduce-only (-2022), duplicate client order ids (-4116), amend (PUT
-    order), stop orders triggered by the last or the mark price, userTrades."""
+    order), userTrades. ``POST v1/order`` takes LIMIT and MARKET only: the conditional types answer -4120 (Binance
+    moved them to the Algo Order API on 2025-12-09). Algo orders (``v1/algoOrder``, ``v1/openAlgoOrders``; ids from
+    their own counter, ``algos``) wait with algoStatus NEW, triggered by the last or the mark price (workingType); no
+    margin is checked or held until they trigger. A trigger either rejects the algo (REJECTED: margin insufficient
+    for what it opens, or a reduce-only / closing one with nothing left to reduce) or places its actual order in
+    ``orders`` (clientOrderId ``algo-<algoId>``, type MARKET for the *_MARKET kinds or LIMIT at the algo's price,
+    origType the algo type, stopPrice the trigger price): the algo is TRIGGERED while that order is open, FINISHED
+    once it is filled, canceled or expired."""
 
     def __init__(self, server: BinanceServer) -> None:
         self.server = server
@@ -1123,6 +1177,8 @@ class FuturesVenue:
         self.hedge_positions: dict[tuple[str, str], FuturesPosition] = defaultdict(FuturesPosition)  # LONG / SHORT
         self.orders: dict[int, Order] = {}
         self.reduce_only: dict[int, bool] = {}
+        self.algos: dict[int, AlgoOrder] = {}
+        self._next_algo = 3000
         self.trades: list[dict[str, Any]] = []
         self.taker_rate, self.maker_rate = D("0.0004"), D("0.0002")
         self.weight_limit = 2400  # REQUEST_WEIGHT per minute
@@ -1157,9 +1213,9 @@ class FuturesVenue:
         im = ZERO
         for sym, pos in self._all_positions():
             im += abs(pos.amount) * self.mark[sym] / self.leverage[sym]
-        for o in self.orders.values():
+        for o in self.orders.values():  # resting limit orders (NEW algo orders hold no margin)
             if o.open and not self._reduces(o):
-                im += (o.orig_qty - o.executed) * (o.price or o.stop_price) / self.leverage[o.symbol]
+                im += (o.orig_qty - o.executed) * o.price / self.leverage[o.symbol]
         return im
 
     def available(self) -> Decimal:
@@ -1181,43 +1237,72 @@ class FuturesVenue:
         return self._execute(order, price if price is not None else order.price, qty, maker=True)
 
     def set_last_price(self, symbol: str, price: Decimal | str) -> list[Order]:
-        """The contract's last price: the waiting CONTRACT_PRICE stops it reaches trigger."""
+        """The contract's last price: the NEW CONTRACT_PRICE algo orders it reaches trigger. Returns the actual
+        orders placed (a rejected trigger places none)."""
         self.last_prices[symbol] = D(str(price))
         return self._check_stops(symbol, "CONTRACT_PRICE")
 
     def set_mark_price(self, symbol: str, price: Decimal | str) -> list[Order]:
-        """The mark price (also the PnL and margin reference): the waiting MARK_PRICE stops it reaches trigger."""
+        """The mark price (also the PnL and margin reference): the NEW MARK_PRICE algo orders it reaches trigger.
+        Returns the actual orders placed (a rejected trigger places none)."""
         self.mark[symbol] = D(str(price))
         return self._check_stops(symbol, "MARK_PRICE")
+
+    def algo(self, client_algo_id: str) -> AlgoOrder:
+        """The newest algo order with this clientAlgoId."""
+        return max((a for a in self.algos.values() if a.client_algo_id == client_algo_id), key=lambda a: a.algo_id)
 
     def _check_stops(self, symbol: str, working_type: str) -> list[Order]:
         price = self._trigger_price(symbol, working_type)
         out = []
-        for order in sorted(self.orders.values(), key=lambda o: o.order_id):
-            if order.symbol != symbol or not order.open or order.working or order.working_type != working_type:
+        for algo in sorted(self.algos.values(), key=lambda a: a.algo_id):
+            if algo.symbol != symbol or algo.status != "NEW" or algo.working_type != working_type:
                 continue
-            if triggers(order.orig_type, order.side, order.stop_price, price):
-                self._trigger(order)
-                out.append(order)
+            if triggers(algo.type, algo.side, algo.trigger_price, price):
+                order = self._trigger(algo)
+                if order is not None:
+                    out.append(order)
         return out
 
-    def _trigger(self, order: Order) -> None:
-        """A stop reached its price: STOP_MARKET / TAKE_PROFIT_MARKET take from the book as a MARKET order, STOP /
-        TAKE_PROFIT become a LIMIT order at their price; a reduce-only one that no longer reduces expires."""
+    def _trigger(self, algo: AlgoOrder) -> Order | None:
+        """An algo order reached its trigger price. Rejected (no order) when a reduce-only / closing one has nothing
+        left to reduce, or when what it opens needs more margin than is available. Else its actual order: the
+        *_MARKET kinds take from the book as a MARKET order (what the book cannot fill expires), STOP /
+        TAKE_PROFIT become a LIMIT order at their price (the rest stays open if GTC, else expires); a reduce-only
+        quantity is clipped to the position."""
         now = self.server.now_ms()
-        order.working, order.working_time, order.update_time = True, now, now
-        market = order.orig_type in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
-        order.type = "MARKET" if market else "LIMIT"
-        left = order.orig_qty - order.executed
-        if self._reduces(order):
-            pos = self._position(order.symbol, order.position_side)
-            if pos.amount == 0 or (pos.amount > 0) == (order.side == "BUY"):
-                order.status = "EXPIRED"
-                return
-            left = min(left, abs(pos.amount))
-        rest = self._match(order, None if market else order.price, left)
-        if order.executed < order.orig_qty and (market or rest == 0 or order.time_in_force != "GTC"):
+        algo.trigger_time = algo.update_time = now
+        pos = self._position(algo.symbol, algo.position_side)
+        qty = algo.qty
+        closing = (algo.position_side, algo.side) in (("LONG", "SELL"), ("SHORT", "BUY"))
+        if algo.reduce_only or closing:
+            if pos.amount == 0 or (pos.amount > 0) == (algo.side == "BUY"):
+                algo.status = "REJECTED"
+                return None
+            qty = min(qty, abs(pos.amount))
+        else:
+            if algo.position_side == "BOTH":
+                same = pos.amount == 0 or (pos.amount > 0) == (algo.side == "BUY")
+                opening = qty if same else ZERO
+            else:
+                opening = qty
+            book = self.asks[algo.symbol] if algo.side == "BUY" else self.bids[algo.symbol]
+            ref = algo.price if not algo.market else book[0][0] if book else algo.trigger_price
+            if opening and opening * ref / self.leverage[algo.symbol] > self.available():
+                algo.status = "REJECTED"
+                return None
+        self.server._next_order += 1
+        order = Order(self.server._next_order, f"algo-{algo.algo_id}", algo.symbol, algo.side,
+                      "MARKET" if algo.market else "LIMIT", algo.time_in_force, algo.price, qty, now,
+                      stop_price=algo.trigger_price, orig_type=algo.type, working_type=algo.working_type,
+                      position_side=algo.position_side)  # fmt: skip
+        self.orders[order.order_id] = order
+        self.reduce_only[order.order_id] = algo.reduce_only
+        algo.status, algo.actual_order_id = "TRIGGERED", order.order_id
+        rest = self._match(order, None if algo.market else algo.price, qty)
+        if rest > 0 and (algo.market or algo.time_in_force != "GTC"):
             order.status = "EXPIRED"
+        return order
 
     def _match(self, order: Order, limit: Decimal | None, qty: Decimal) -> Decimal:
         """Take from the book up to ``limit`` as a taker; what is left of ``qty``."""
@@ -1404,7 +1489,7 @@ class FuturesVenue:
             raise ApiError(400, -4059, "No need to change position side.")
         if any(pos.amount != 0 for _, pos in self._all_positions()):
             raise ApiError(400, -4068, "Position side cannot be changed if there exists position.")
-        if any(o.open for o in self.orders.values()):
+        if any(o.open for o in self.orders.values()) or any(a.status == "NEW" for a in self.algos.values()):
             raise ApiError(400, -4067, "Position side cannot be changed if there exists open orders.")
         self.dual_side = dual
         return {"code": 200, "msg": "success"}
@@ -1412,29 +1497,8 @@ class FuturesVenue:
     def get_dual(self, params: dict[str, str]) -> Any:
         return {"dualSidePosition": self.dual_side}
 
-    def new_order(self, params: dict[str, str]) -> Any:
-        spec = self._spec(params)
-        side, kind, tif = params.get("side"), params.get("type"), params.get("timeInForce")
-        qty = BinanceServer._decimal(params, "quantity")
-        price = BinanceServer._decimal(params, "price")
-        stop = BinanceServer._decimal(params, "stopPrice")
-        if side not in ("BUY", "SELL") or qty is None:
-            raise mandatory("quantity")
-        if kind == "LIMIT" and (price is None or tif not in ("GTC", "IOC", "FOK", "GTX")):
-            raise mandatory("price")
-        if kind not in FUTURES_TYPES:
-            raise ApiError(400, -1116, "Invalid orderType.")
-        if kind in ("STOP", "TAKE_PROFIT") and price is None:
-            raise mandatory("price")
-        if kind in FUTURES_STOPS and stop is None:
-            raise mandatory("stopPrice")
-        if kind in ("STOP", "TAKE_PROFIT"):
-            tif = tif or "GTC"
-            if tif not in ("GTC", "IOC", "FOK", "GTX"):
-                raise ApiError(400, -1115, "Invalid timeInForce.")
-        working_type = params.get("workingType") or "CONTRACT_PRICE"
-        if working_type not in WORKING_TYPES:
-            raise ApiError(400, -4031, "Invalid parameter working type")
+    def _position_side(self, params: dict[str, str]) -> str:
+        """The order's position side under the account's mode (-4060 / -4061; reduceOnly not sent in hedge mode)."""
         position_side = params.get("positionSide") or None
         if position_side not in (None, "BOTH", "LONG", "SHORT"):
             raise ApiError(400, -4060, "Invalid position side.")
@@ -1445,16 +1509,25 @@ class FuturesVenue:
                 raise not_required("reduceOnly")
         elif position_side not in (None, "BOTH"):
             raise ApiError(400, -4061, "Order's position side does not match user's setting.")
-        position_side = position_side or "BOTH"
-        coid = params.get("newClientOrderId") or f"x-{self.server._next_order + 1}"
-        if any(o.client_order_id == coid and o.open for o in self.orders.values()):
-            raise ApiError(400, -4116, "ClientOrderId is duplicated.")
-        for p in (price, stop):
+        return position_side or "BOTH"
+
+    def _check_order(
+        self,
+        spec: SymbolSpec,
+        side: str,
+        qty: Decimal,
+        prices: tuple[Decimal | None, ...],
+        position_side: str,
+        reduce_only: bool,
+        ref: Decimal,
+    ) -> Decimal:
+        """Tick size, step, reduce-only and minimum notional (``ref``: the price the notional is taken at); the
+        quantity the order would open (ZERO for a reduce-only or closing one)."""
+        for p in prices:
             if p is not None and (p < spec.min_price or p % spec.tick_size != 0):
                 raise ApiError(400, -4014, "Price not increased by tick size.")
         if qty < spec.min_qty or qty % spec.step_size != 0:
             raise ApiError(400, -4003, "Quantity less than or equal to zero.")
-        reduce_only = params.get("reduceOnly") == "true"
         pos = self._position(spec.symbol, position_side)
         signed = qty if side == "BUY" else -qty
         closing = (position_side, side) in (("LONG", "SELL"), ("SHORT", "BUY"))
@@ -1462,29 +1535,44 @@ class FuturesVenue:
             raise ApiError(400, -2022, "ReduceOnly Order is rejected.")
         if reduce_only and (pos.amount == 0 or (pos.amount > 0) == (signed > 0) or qty > abs(pos.amount)):
             raise ApiError(400, -2022, "ReduceOnly Order is rejected.")
-        book = self.asks[spec.symbol] if side == "BUY" else self.bids[spec.symbol]
-        ref = price if price is not None else stop if stop is not None else book[0][0]
         if not (reduce_only or closing) and ref * qty < spec.min_notional:
             raise ApiError(400, -4164, f"Order's notional must be no smaller than {spec.min_notional:f} "
                                        "(unless you choose reduce only).")  # fmt: skip
-        if kind in FUTURES_STOPS:
-            assert stop is not None
-            if triggers(kind, side, stop, self._trigger_price(spec.symbol, working_type)):
-                raise ApiError(400, -2021, "Order would immediately trigger.")
         if position_side == "BOTH":
-            opening = qty if not reduce_only and (pos.amount == 0 or (pos.amount > 0) == (signed > 0)) else ZERO
-        else:
-            opening = ZERO if closing else qty
+            return qty if not reduce_only and (pos.amount == 0 or (pos.amount > 0) == (signed > 0)) else ZERO
+        return ZERO if closing else qty
+
+    def new_order(self, params: dict[str, str]) -> Any:
+        spec = self._spec(params)
+        side, kind, tif = params.get("side"), params.get("type"), params.get("timeInForce")
+        qty = BinanceServer._decimal(params, "quantity")
+        price = BinanceServer._decimal(params, "price")
+        if side not in ("BUY", "SELL") or qty is None:
+            raise mandatory("quantity")
+        if kind == "LIMIT" and (price is None or tif not in ("GTC", "IOC", "FOK", "GTX")):
+            raise mandatory("price")
+        if kind not in FUTURES_TYPES:
+            raise ApiError(400, -1116, "Invalid orderType.")
+        if kind in FUTURES_STOPS:  # since 2025-12-09: the Algo Order API only
+            raise ApiError(400, -4120, ALGO_ONLY)
+        working_type = params.get("workingType") or "CONTRACT_PRICE"
+        if working_type not in WORKING_TYPES:
+            raise ApiError(400, -4031, "Invalid parameter working type")
+        position_side = self._position_side(params)
+        coid = params.get("newClientOrderId") or f"x-{self.server._next_order + 1}"
+        if any(o.client_order_id == coid and o.open for o in self.orders.values()):
+            raise ApiError(400, -4116, "ClientOrderId is duplicated.")
+        reduce_only = params.get("reduceOnly") == "true"
+        book = self.asks[spec.symbol] if side == "BUY" else self.bids[spec.symbol]
+        ref = price if price is not None else book[0][0]
+        opening = self._check_order(spec, side, qty, (price,), position_side, reduce_only, ref)
         if opening and opening * ref / self.leverage[spec.symbol] > self.available():
             raise ApiError(400, -2019, "Margin is insufficient.")
         self.server._next_order += 1
         order = Order(self.server._next_order, coid, spec.symbol, side, kind, tif, price or ZERO, qty,
-                      self.server.now_ms(), stop_price=stop or ZERO, working=kind not in FUTURES_STOPS,
-                      working_type=working_type, position_side=position_side)  # fmt: skip
+                      self.server.now_ms(), working_type=working_type, position_side=position_side)  # fmt: skip
         self.orders[order.order_id] = order
         self.reduce_only[order.order_id] = reduce_only
-        if kind in FUTURES_STOPS:
-            return self.view(order)  # waits for its trigger
         left = self._match(order, price, qty)
         if left > 0 and not (kind == "LIMIT" and tif == "GTC"):
             order.status = "EXPIRED"
@@ -1528,6 +1616,106 @@ class FuturesVenue:
     def get_open_orders(self, params: dict[str, str]) -> Any:
         symbol = params.get("symbol")
         return [self.view(o) for o in self.orders.values() if o.open and symbol in (None, o.symbol)]
+
+    # ---------------------------------------------------------------------------------- algo orders
+
+    def algo_view(self, algo: AlgoOrder) -> dict[str, Any]:
+        order = self.orders.get(algo.actual_order_id) if algo.actual_order_id is not None else None
+        status, update = algo.status, algo.update_time
+        if status == "TRIGGERED" and order is not None and not order.open:
+            status, update = "FINISHED", max(update, order.update_time)
+        avg = order.quote_qty / order.executed if order is not None and order.executed else ZERO
+        return {
+            "algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "algoType": "CONDITIONAL",
+            "orderType": algo.type, "symbol": algo.symbol, "side": algo.side, "positionSide": algo.position_side,
+            "timeInForce": algo.time_in_force, "quantity": s8(algo.qty), "algoStatus": status,
+            "actualOrderId": str(algo.actual_order_id) if algo.actual_order_id is not None else "",
+            "actualPrice": s8(avg), "triggerPrice": s8(algo.trigger_price), "price": s8(algo.price),
+            "icebergQuantity": None, "tpTriggerPrice": "0.000", "tpPrice": "0.000", "slTriggerPrice": "0.000",
+            "slPrice": "0.000", "tpOrderType": "", "selfTradePreventionMode": "EXPIRE_MAKER",
+            "workingType": algo.working_type, "priceMatch": "NONE", "closePosition": False, "priceProtect": False,
+            "reduceOnly": algo.reduce_only, "createTime": algo.create_time, "updateTime": update,
+            "triggerTime": algo.trigger_time, "goodTillDate": 0,
+        }  # fmt: skip
+
+    def new_algo_order(self, params: dict[str, str]) -> Any:
+        """POST v1/algoOrder: a conditional order waiting for its trigger price (no margin check until then)."""
+        spec = self._spec(params)
+        algo_type = params.get("algoType")
+        if not algo_type:
+            raise mandatory("algoType")
+        if algo_type != "CONDITIONAL":
+            raise ApiError(400, -1116, "Invalid algoType.")
+        side, kind = params.get("side"), params.get("type")
+        if side not in ("BUY", "SELL"):
+            raise mandatory("side")
+        if kind not in FUTURES_STOPS:
+            raise ApiError(400, -1116, "Invalid orderType.")
+        qty = BinanceServer._decimal(params, "quantity")
+        if qty is None:
+            raise mandatory("quantity")
+        price = BinanceServer._decimal(params, "price")
+        if kind in ("STOP", "TAKE_PROFIT") and price is None:
+            raise mandatory("price")
+        trigger = BinanceServer._decimal(params, "triggerPrice")
+        if trigger is None:
+            raise mandatory("triggerPrice")
+        tif = params.get("timeInForce") or "GTC"
+        if tif not in ("GTC", "IOC", "FOK", "GTX"):
+            raise ApiError(400, -1115, "Invalid timeInForce.")
+        working_type = params.get("workingType") or "CONTRACT_PRICE"
+        if working_type not in WORKING_TYPES:
+            raise ApiError(400, -4031, "Invalid parameter working type")
+        position_side = self._position_side(params)
+        caid = params.get("clientAlgoId")
+        if caid is not None and not re.fullmatch(CLIENT_ALGO_ID, caid):
+            raise ApiError(400, -1100, "Illegal characters found in parameter 'clientAlgoId'; legal range is "
+                                       f"'{CLIENT_ALGO_ID}'.")  # fmt: skip
+        caid = caid or f"x-algo-{self._next_algo + 1}"
+        if any(a.client_algo_id == caid and a.status == "NEW" for a in self.algos.values()):
+            raise ApiError(400, -4116, "ClientOrderId is duplicated.")
+        reduce_only = params.get("reduceOnly") == "true"
+        market = kind in ("STOP_MARKET", "TAKE_PROFIT_MARKET")
+        if market:
+            price = None  # a market kind has no price of its own
+        ref = price if price is not None else trigger
+        self._check_order(spec, side, qty, (price, trigger), position_side, reduce_only, ref)
+        if triggers(kind, side, trigger, self._trigger_price(spec.symbol, working_type)):
+            raise ApiError(400, -2021, "Order would immediately trigger.")
+        self._next_algo += 1
+        algo = AlgoOrder(self._next_algo, caid, spec.symbol, side, position_side, kind, tif, qty, price or ZERO,
+                         trigger, working_type, reduce_only, self.server.now_ms())  # fmt: skip
+        self.algos[algo.algo_id] = algo
+        return self.algo_view(algo)
+
+    def _find_algo(self, params: dict[str, str], unknown: tuple[int, str]) -> AlgoOrder:
+        aid, caid = params.get("algoId"), params.get("clientAlgoId")
+        if not aid and not caid:
+            raise mandatory("algoId")
+        for algo in sorted(self.algos.values(), key=lambda a: -a.algo_id):  # the newest with that id
+            if (str(algo.algo_id) == aid) if aid else algo.client_algo_id == caid:
+                return algo
+        raise ApiError(400, *unknown)
+
+    def get_algo_order(self, params: dict[str, str]) -> Any:
+        return self.algo_view(self._find_algo(params, (-2013, "Order does not exist.")))
+
+    def cancel_algo_order(self, params: dict[str, str]) -> Any:
+        algo = self._find_algo(params, (-2011, "Unknown order sent."))
+        if algo.status != "NEW":
+            raise ApiError(400, -2011, "Unknown order sent.")
+        algo.status, algo.update_time = "CANCELED", self.server.now_ms()
+        return {"algoId": algo.algo_id, "clientAlgoId": algo.client_algo_id, "code": "200", "msg": "success"}
+
+    def get_open_algo_orders(self, params: dict[str, str]) -> Any:
+        symbol, algo_type = params.get("symbol") or None, params.get("algoType") or None
+        if symbol is not None:
+            self._spec(params)
+        return [
+            self.algo_view(a)
+            for a in sorted(self.algos.values(), key=lambda a: a.algo_id)
+            if a.status == "NEW" and symbol in (None, a.symbol) and algo_type in (None, "CONDITIONAL")
+        ]
 
     def user_trades(self, params: dict[str, str]) -> Any:
         spec = self._spec(params)
@@ -1583,5 +1771,9 @@ FUTURES_ROUTES: dict[tuple[str, str], tuple[Any, bool]] = {
     ("DELETE", "fapi/v1/order"): (FuturesVenue.cancel_order, True),
     ("PUT", "fapi/v1/order"): (FuturesVenue.amend_order, True),
     ("GET", "fapi/v1/openOrders"): (FuturesVenue.get_open_orders, True),
+    ("POST", "fapi/v1/algoOrder"): (FuturesVenue.new_algo_order, True),
+    ("GET", "fapi/v1/algoOrder"): (FuturesVenue.get_algo_order, True),
+    ("DELETE", "fapi/v1/algoOrder"): (FuturesVenue.cancel_algo_order, True),
+    ("GET", "fapi/v1/openAlgoOrders"): (FuturesVenue.get_open_algo_orders, True),
     ("GET", "fapi/v1/userTrades"): (FuturesVenue.user_trades, True),
 }

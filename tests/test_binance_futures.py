@@ -83,6 +83,7 @@ async def test_connect_loads_linear_markets_once_and_applies_settings(server: Bi
         assert server.requests == [
             ("GET", "fapi/v1/exchangeInfo"),
             ("GET", "fapi/v1/openOrders"),
+            ("GET", "fapi/v1/openAlgoOrders"),  # conditional orders waiting in the Algo Service
             ("POST", "fapi/v1/positionSide/dual"),
             ("POST", "fapi/v1/marginType"),
             ("POST", "fapi/v1/leverage"),

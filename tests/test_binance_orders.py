@@ -9,6 +9,7 @@ import msgspec
 import pytest
 
 from ordermesh.broker import BrokerOrderState, OrderError
+from ordermesh.execution import attached_command
 from ordermesh.wire import OrderType, PlaceOrder, Side
 from tests import test_binance as spot_t
 from tests import test_binance_futures as fut_t
@@ -99,20 +100,74 @@ async def test_spot_attached_stop_loss_and_take_profit_become_one_oco_for_what_w
 # ----------------------------------------------------------------------------------------- futures
 
 
-async def test_futures_stop_market_triggers(server: BinanceServer) -> None:
+async def test_futures_stop_market_is_an_algo_order_followed_to_its_fill(server: BinanceServer) -> None:
     a = fut_t.make_adapter(server, heartbeat_interval_s=0)
     try:
         await a.connect()
         cmd = with_(fut_t.place(1, qty="0.01"), order_type=OrderType.STOP, stop_price=D("50500"))
-        assert (await a.place_order(cmd)).state is NEW
-        (resting,) = [o for o in server.futures.orders.values() if o.open]
-        assert (resting.type, resting.stop_price) == ("STOP_MARKET", D("50500"))
-        await a.poll_working()
-        server.futures.set_last_price("BTCUSDT", "50600")
+        placed = await a.place_order(cmd)
+        (algo,) = server.futures.algos.values()
+        assert (algo.type, algo.trigger_price, algo.client_algo_id, algo.status) == (
+            "STOP_MARKET", D("50500"), cmd.client_order_id, "NEW",
+        )  # fmt: skip
+        assert (placed.state, placed.broker_order_id) == (NEW, str(algo.algo_id))  # its algoId until it triggers
+        assert server.count_requests("POST", "fapi/v1/order") == 0  # never the endpoint that answers -4120
+        assert [v.state for v in await a.poll_working()] == [NEW]
+        assert await a.poll_working() == []  # waiting: one openAlgoOrders request per poll, nothing else
+        assert server.requests[-1] == ("GET", "fapi/v1/openAlgoOrders")
+        (actual,) = server.futures.set_last_price("BTCUSDT", "50600")  # triggers: a market buy from the book
         (update,) = await a.poll_working()
-        assert (update.state, update.filled_qty) == (FILLED, D("0.01"))
+        assert (update.state, update.filled_qty, update.broker_order_id) == (FILLED, D("0.01"), str(actual.order_id))
+        assert [(f.price, f.commission, f.commission_asset) for f in update.fills] == [
+            (D("50001"), D("0.2000040"), "USDT"),
+        ]
         (pos,) = await a.get_positions()
         assert pos.quantity == D("0.01")
+        assert await a.poll_working() == []
+    finally:
+        await a.close()
+
+
+async def test_futures_stop_limit_rests_as_its_placed_order_and_cancels_follow_it(server: BinanceServer) -> None:
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await a.connect()
+        stop_limit = {"order_type": OrderType.STOP_LIMIT, "stop_price": D("50500"), "limit_price": D("50000")}
+        waiting = with_(fut_t.place(2, qty="0.01"), **stop_limit)
+        racing = with_(fut_t.place(3, qty="0.02"), **stop_limit)
+        await a.place_order(waiting)
+        await a.place_order(racing)
+        assert {a_.client_algo_id: (a_.type, a_.price) for a_ in server.futures.algos.values()} == {
+            waiting.client_order_id: ("STOP", D("50000")), racing.client_order_id: ("STOP", D("50000")),
+        }  # fmt: skip
+        # a waiting algo order is canceled in the Algo Service
+        canceled = await a.cancel_order(waiting.client_order_id)
+        assert canceled.state is BrokerOrderState.CANCELED
+        assert server.futures.algo(waiting.client_order_id).status == "CANCELED"
+        # the other triggers before the cancel arrives: it rests as a LIMIT buy at 50000 (asks from 50001)
+        (actual,) = server.futures.set_last_price("BTCUSDT", "50500")
+        assert (actual.type, actual.price, actual.open) == ("LIMIT", D("50000"), True)
+        canceled = await a.cancel_order(racing.client_order_id)  # the algo cancel fails: the placed order is canceled
+        assert (canceled.state, canceled.broker_order_id) == (BrokerOrderState.CANCELED, str(actual.order_id))
+        assert server.futures.orders[actual.order_id].status == "CANCELED"
+        assert [o for o in server.futures.orders.values() if o.open] == []
+    finally:
+        await a.close()
+
+
+async def test_futures_algo_order_refused_at_its_trigger_is_rejected(server: BinanceServer) -> None:
+    """The Algo Service checks margin only when the order triggers: a stop too big for the wallet is accepted, then
+    REJECTED when the price reaches it."""
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await a.connect()
+        cmd = with_(fut_t.place(4, qty="5"), order_type=OrderType.STOP, stop_price=D("50500"))  # 250k at 20x: 12.5k
+        assert (await a.place_order(cmd)).state is NEW
+        assert server.futures.set_last_price("BTCUSDT", "50600") == []
+        (update,) = [v for v in await a.poll_working() if v.state is not NEW]
+        assert (update.client_order_id, update.state, update.filled_qty) == (
+            cmd.client_order_id, BrokerOrderState.REJECTED, D(0),
+        )  # fmt: skip
     finally:
         await a.close()
 
@@ -121,23 +176,58 @@ async def test_futures_attached_orders_protect_the_fill_and_one_cancels_the_othe
     a = fut_t.make_adapter(server, heartbeat_interval_s=0)
     try:
         await a.connect()
-        cmd = with_(fut_t.place(2, qty="0.02"), stop_loss=D("49000"), take_profit=D("51000"))
+        cmd = with_(fut_t.place(5, qty="0.02"), stop_loss=D("49000"), take_profit=D("51000"))
         assert (await a.place_order(cmd)).state is FILLED
-        children = {o.client_order_id: o for o in server.futures.orders.values() if o.open}
-        sl, tp = children[cmd.client_order_id + "-sl"], children[cmd.client_order_id + "-tp"]
-        assert (sl.type, sl.side, sl.stop_price, sl.orig_qty) == ("STOP_MARKET", "SELL", D("49000"), D("0.02"))
-        assert (tp.type, tp.stop_price) == ("TAKE_PROFIT_MARKET", D("51000"))
-        assert server.futures.reduce_only[sl.order_id] and server.futures.reduce_only[tp.order_id]
-        await a.poll_working()
+        sl = server.futures.algo(cmd.client_order_id + "-sl")
+        tp = server.futures.algo(cmd.client_order_id + "-tp")
+        assert (sl.type, sl.side, sl.trigger_price, sl.qty, sl.working_type, sl.reduce_only) == (
+            "STOP_MARKET", "SELL", D("49000"), D("0.02"), "MARK_PRICE", True,
+        )  # fmt: skip
+        assert (tp.type, tp.trigger_price, tp.reduce_only) == ("TAKE_PROFIT_MARKET", D("51000"), True)
+        views = by_coid(await a.poll_working())
+        assert {views[k].parent_client_order_id for k in (sl.client_algo_id, tp.client_algo_id)} == {
+            cmd.client_order_id
+        }
         server.futures.set_mark_price("BTCUSDT", "51100")  # mark-price trigger: the take-profit closes
         views = by_coid(await a.poll_working())
-        assert views[tp.client_order_id].state is FILLED
-        assert views[tp.client_order_id].parent_client_order_id == cmd.client_order_id
-        assert views[sl.client_order_id].state is BrokerOrderState.CANCELED  # its sibling, canceled by us
-        assert [o for o in server.futures.orders.values() if o.open] == []
+        assert (views[tp.client_algo_id].state, views[tp.client_algo_id].filled_qty) == (FILLED, D("0.02"))
+        assert views[tp.client_algo_id].parent_client_order_id == cmd.client_order_id
+        assert views[sl.client_algo_id].state is BrokerOrderState.CANCELED  # its sibling, canceled by us
+        assert [server.futures.algo_view(x)["algoStatus"] for x in (sl, tp)] == ["CANCELED", "FINISHED"]
         assert await a.get_positions() == []
     finally:
         await a.close()
+
+
+async def test_a_restarted_futures_adapter_resumes_protective_algo_orders_and_still_cancels_the_sibling(
+    server: BinanceServer,
+) -> None:
+    """The gateway remembers the protective orders' commands (``attached_command``); a new adapter resumes them as
+    algo orders with their parent, so when one fills it cancels the other."""
+    first = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    cmd = with_(fut_t.place(6, qty="0.02"), stop_loss=D("49000"), take_profit=D("51000"))
+    try:
+        await first.connect()
+        filled = await first.place_order(cmd)
+    finally:
+        await first.close()
+    second = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await second.resume([attached_command(cmd, "sl", filled.filled_qty), attached_command(cmd, "tp", D("0.02"))])
+        await second.connect()
+        views = by_coid(await second.poll_working())
+        assert {k: (v.state, v.parent_client_order_id) for k, v in views.items()} == {
+            cmd.client_order_id + "-sl": (NEW, cmd.client_order_id),
+            cmd.client_order_id + "-tp": (NEW, cmd.client_order_id),
+        }
+        server.futures.set_mark_price("BTCUSDT", "48900")  # the stop-loss closes the long
+        views = by_coid(await second.poll_working())
+        assert views[cmd.client_order_id + "-sl"].state is FILLED
+        assert views[cmd.client_order_id + "-tp"].state is BrokerOrderState.CANCELED
+        assert server.futures.algo(cmd.client_order_id + "-tp").status == "CANCELED"
+        assert await second.get_positions() == []
+    finally:
+        await second.close()
 
 
 async def test_futures_hedge_mode_long_and_short_positions_and_closes(server: BinanceServer) -> None:

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from ordermesh.binance_requests import OrderTerms, WeightBudget, attached_requests, order_request, position_side
+from ordermesh.binance_requests import (
+    OrderTerms,
+    WeightBudget,
+    attached_requests,
+    is_algo,
+    order_request,
+    position_side,
+)
 from ordermesh.broker import OrderError
 from ordermesh.wire import OrderType, Side, TimeInForce
 
@@ -27,8 +34,6 @@ def terms(order_type: OrderType, **kw: object) -> OrderTerms:
          {"type": "STOP_LOSS_LIMIT", "price": "50000", "stopPrice": "51000", "timeInForce": "GTC"}),
         (OrderType.MARKET, True, {"type": "MARKET"}),
         (OrderType.LIMIT, True, {"type": "LIMIT", "price": "50000", "timeInForce": "GTC"}),
-        (OrderType.STOP, True, {"type": "STOP_MARKET", "stopPrice": "51000"}),
-        (OrderType.STOP_LIMIT, True, {"type": "STOP", "price": "50000", "stopPrice": "51000", "timeInForce": "GTC"}),
     ],
 )  # fmt: skip
 def test_order_types_map_to_binance_types_with_exactly_their_parameters(
@@ -42,6 +47,29 @@ def test_order_types_map_to_binance_types_with_exactly_their_parameters(
         "newOrderRespType": "RESULT" if futures else "FULL",
     }  # fmt: skip
     assert request == {**common, **expected}
+    assert not is_algo(request)
+
+
+@pytest.mark.parametrize(
+    ("order_type", "expected"),
+    [
+        (OrderType.STOP, {"type": "STOP_MARKET", "triggerPrice": "51000"}),
+        (OrderType.STOP_LIMIT, {"type": "STOP", "price": "50000", "triggerPrice": "51000", "timeInForce": "GTC"}),
+    ],
+)  # fmt: skip
+def test_futures_conditional_orders_are_algo_orders(order_type: OrderType, expected: dict[str, str]) -> None:
+    """Since 2025-12 USD-M takes STOP / STOP_MARKET only on POST /fapi/v1/algoOrder: trigger as triggerPrice, our id
+    as clientAlgoId, no stopPrice / newClientOrderId (the answer is the algo order, not RESULT)."""
+    request = order_request(terms(order_type, limit_price="50000", stop_price="51000"), "om-1", futures=True)
+    common = {"algoType": "CONDITIONAL", "symbol": "BTCUSDT", "side": "BUY", "quantity": "0.01", "clientAlgoId": "om-1"}
+    assert request == {**common, **expected}
+    assert is_algo(request)
+    reduce = order_request(terms(order_type, side=SELL, limit_price="1", stop_price="2", reduce_only=True), "om-2",
+                           futures=True)  # fmt: skip
+    assert reduce["reduceOnly"] == "true" and "positionSide" not in reduce
+    hedged = order_request(terms(order_type, side=SELL, limit_price="1", stop_price="2", reduce_only=True), "om-3",
+                           futures=True, hedge_mode=True)  # fmt: skip
+    assert hedged["positionSide"] == "LONG" and "reduceOnly" not in hedged
 
 
 def test_missing_prices_and_unsupported_time_in_force_are_refused_before_sending() -> None:
@@ -91,13 +119,12 @@ def test_attached_orders_futures_are_reduce_only_mark_price_triggers() -> None:
         symbol_id="BTCUSDT", parent_side=BUY, quantity="0.01", stop_loss="49000", take_profit="52000",
         client_order_id="om-a", futures=True,
     )  # fmt: skip
-    assert [
-        (kind, r["type"], r["side"], r["stopPrice"], r["newClientOrderId"], r["reduceOnly"]) for kind, r in out
-    ] == [
+    assert [(kind, r["type"], r["side"], r["triggerPrice"], r["clientAlgoId"], r["reduceOnly"]) for kind, r in out] == [
         ("sl", "STOP_MARKET", "SELL", "49000", "om-a-sl", "true"),
         ("tp", "TAKE_PROFIT_MARKET", "SELL", "52000", "om-a-tp", "true"),
     ]
-    assert all(r["workingType"] == "MARK_PRICE" for _, r in out)
+    assert all(r["workingType"] == "MARK_PRICE" and is_algo(r) for _, r in out)
+    assert all("stopPrice" not in r and "newClientOrderId" not in r for _, r in out)
     hedged = attached_requests(
         symbol_id="BTCUSDT", parent_side=SELL, quantity="0.01", stop_loss="51000", take_profit=None,
         client_order_id="om-b", futures=True, hedge_mode=True,

@@ -1,9 +1,10 @@
 """The local Binance-compatible server itself, through real signed HTTP requests: request weights and limits, book
-tickers, spot stop orders and OCO lists, futures stop orders and hedge mode, trade queries. The server clock is
-frozen (``frozen_ms``) so windows, Retry-After and trade times are exact."""
+tickers, spot stop orders and OCO lists, futures algo (conditional) orders and hedge mode, trade queries. The server
+clock is frozen (``frozen_ms``) so windows, Retry-After and trade times are exact."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 from collections.abc import AsyncIterator, Mapping
@@ -23,6 +24,23 @@ T0 = 1_767_225_601_000  # 2026-01-01T00:00:01Z: one second into a minute window
 HOUR = 3_600_000
 DAY = 24 * HOUR
 SYM = {"symbol": "BTCUSDT"}
+ALGO = {"symbol": "BTCUSDT", "algoType": "CONDITIONAL"}
+ALGO_ONLY = (400, -4120, "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead.")
+
+
+def algo_view(**changes: Any) -> dict[str, Any]:
+    """The view of a NEW reduce-only SELL STOP_MARKET algo order (3001, "sl", 0.1 at 49000) with ``changes``."""
+    view = {
+        "algoId": 3001, "clientAlgoId": "sl", "algoType": "CONDITIONAL", "orderType": "STOP_MARKET",
+        "symbol": "BTCUSDT", "side": "SELL", "positionSide": "BOTH", "timeInForce": "GTC", "quantity": "0.10000000",
+        "algoStatus": "NEW", "actualOrderId": "", "actualPrice": "0.00000000", "triggerPrice": "49000.00000000",
+        "price": "0.00000000", "icebergQuantity": None, "tpTriggerPrice": "0.000", "tpPrice": "0.000",
+        "slTriggerPrice": "0.000", "slPrice": "0.000", "tpOrderType": "", "selfTradePreventionMode": "EXPIRE_MAKER",
+        "workingType": "CONTRACT_PRICE", "priceMatch": "NONE", "closePosition": False, "priceProtect": False,
+        "reduceOnly": True, "createTime": T0, "updateTime": T0, "triggerTime": 0, "goodTillDate": 0,
+    }  # fmt: skip
+    assert set(changes) <= set(view), changes
+    return {**view, **changes}
 
 
 @dataclass
@@ -85,6 +103,13 @@ class Api:
     async def positions(self) -> dict[str, tuple[Decimal, Decimal]]:
         rows = await self.ok("GET", "/fapi/v3/positionRisk", symbol="BTCUSDT")
         return {r["positionSide"]: (D(r["positionAmt"]), D(r["entryPrice"])) for r in rows}
+
+    async def algo(self, **params: Any) -> Any:
+        return await self.ok("GET", "/fapi/v1/algoOrder", **params)
+
+    async def open_algos(self, **params: Any) -> list[str]:
+        """The clientAlgoId of the open (NEW) algo orders."""
+        return [a["clientAlgoId"] for a in await self.ok("GET", "/fapi/v1/openAlgoOrders", **params)]
 
 
 @pytest.fixture
@@ -156,6 +181,8 @@ async def test_futures_weights_per_endpoint_counted_apart(api: Api, server: Bina
     order = {**SYM, "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01", "price": "40000",
              "newClientOrderId": "f1"}  # fmt: skip
     amend = {**SYM, "origClientOrderId": "f1", "side": "BUY", "quantity": "0.02", "price": "40000"}
+    algo = {**ALGO, "side": "SELL", "type": "STOP_MARKET", "quantity": "0.01", "triggerPrice": "40000",
+            "clientAlgoId": "a1"}  # fmt: skip
     steps: list[tuple[str, str, dict[str, Any], bool, int]] = [
         ("GET", "v1/ping", {}, False, 1),
         ("GET", "v1/time", {}, False, 1),
@@ -181,6 +208,12 @@ async def test_futures_weights_per_endpoint_counted_apart(api: Api, server: Bina
         ("GET", "v1/openOrders", {}, True, 40),
         ("DELETE", "v1/order", {**SYM, "origClientOrderId": "f1"}, True, 1),
         ("GET", "v1/userTrades", SYM, True, 5),
+        ("POST", "v1/algoOrder", algo, True, 0),  # placing an algo order: 0 IP weight
+        ("GET", "v1/algoOrder", {"clientAlgoId": "a1"}, True, 1),
+        ("GET", "v1/algoOrder", {"algoId": 3001}, True, 1),
+        ("GET", "v1/openAlgoOrders", SYM, True, 1),
+        ("GET", "v1/openAlgoOrders", {}, True, 40),
+        ("DELETE", "v1/algoOrder", {"algoId": 3001}, True, 1),
         ("POST", "v1/positionSide/dual", {"dualSidePosition": "true"}, True, 1),
     ]
     total = 0
@@ -189,9 +222,12 @@ async def test_futures_weights_per_endpoint_counted_apart(api: Api, server: Bina
         assert answer.status == 200, (path, answer.body)
         total += weight
         assert (path, answer.weight) == (path, total)
-    assert total == 152
-    assert (server.used_weight(futures=True), server.used_weight()) == (152, 100)
+    assert total == 196
+    assert (server.used_weight(futures=True), server.used_weight()) == (196, 100)
     assert (await api.get("/api/v3/ping")).weight == 101
+    # an algo order refused for its parameters is counted at its weight too
+    assert (await api.signed("GET", "/fapi/v1/algoOrder", algoId=9999)).weight == 197
+    assert (await api.signed("POST", "/fapi/v1/algoOrder", **SYM, algoType="TWAP")).weight == 197
 
 
 async def test_errors_carry_the_weight_and_hooks_count_as_documented(api: Api, server: BinanceServer) -> None:
@@ -583,74 +619,315 @@ async def test_oco_prices_must_surround_the_last_price(api: Api, server: Binance
     assert server.orders == {}
 
 
-# ----------------------------------------------------------------------------------------- futures stops
+# ----------------------------------------------------------------------------------------- futures algo orders
+
+
+async def test_futures_order_refuses_the_conditional_types(api: Api, server: BinanceServer) -> None:
+    fut = {"symbol": "BTCUSDT", "quantity": "0.1", "side": "SELL", "stopPrice": "49000", "price": "49000"}
+    for kind in ("STOP", "STOP_MARKET", "TAKE_PROFIT", "TAKE_PROFIT_MARKET"):
+        assert error(await api.signed("POST", "/fapi/v1/order", **fut, type=kind)) == ALGO_ONLY, kind
+    for kind in ("TRAILING_STOP_MARKET", "STOP_LOSS", "NOPE"):
+        answer = await api.signed("POST", "/fapi/v1/order", **fut, type=kind)
+        assert error(answer) == (400, -1116, "Invalid orderType."), kind
+    assert (server.futures.orders, server.futures.algos, server.futures.trades) == ({}, {}, [])
+    # the plain types are as before
+    body = await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.1", side="BUY", type="MARKET")
+    assert (body["status"], body["type"], body["origType"], body["avgPrice"]) == (
+        "FILLED", "MARKET", "MARKET", "50001.00000000",
+    )  # fmt: skip
 
 
 async def test_futures_stops_trigger_on_the_last_or_the_mark_price(api: Api, server: BinanceServer) -> None:
     fut = {"symbol": "BTCUSDT", "quantity": "0.1"}
     await api.ok("POST", "/fapi/v1/order", **fut, side="BUY", type="MARKET")  # long 0.1 at 50001
-    placed = await api.ok("POST", "/fapi/v1/order", **fut, side="SELL", type="STOP_MARKET", stopPrice="49000",
-                          reduceOnly="true", newClientOrderId="sl")  # fmt: skip
-    keys = ("status", "type", "origType", "stopPrice", "workingType", "reduceOnly")
-    assert [placed[k] for k in keys] == ["NEW", "STOP_MARKET", "STOP_MARKET", "49000.00000000", "CONTRACT_PRICE", True]
-    for params, expected in [
-        ({"side": "SELL", "type": "STOP_MARKET", "stopPrice": "50000"}, (-2021, "Order would immediately trigger.")),
-        ({"side": "SELL", "type": "TAKE_PROFIT_MARKET", "stopPrice": "49000"},
-         (-2021, "Order would immediately trigger.")),
-        ({"side": "BUY", "type": "STOP", "stopPrice": "49000", "price": "49000"},
-         (-2021, "Order would immediately trigger.")),
-        ({"side": "SELL", "type": "STOP_MARKET"},
-         (-1102, "Mandatory parameter 'stopPrice' was not sent, was empty/null, or malformed.")),
-        ({"side": "SELL", "type": "STOP", "stopPrice": "49000"},
-         (-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")),
-        ({"side": "SELL", "type": "STOP_MARKET", "stopPrice": "49000", "workingType": "INDEX_PRICE"},
-         (-4031, "Invalid parameter working type")),
-        ({"side": "SELL", "type": "TRAILING_STOP_MARKET", "stopPrice": "49000"}, (-1116, "Invalid orderType.")),
-    ]:  # fmt: skip
-        answer = await api.signed("POST", "/fapi/v1/order", **fut, **params)
-        assert answer.error == expected, params
-    assert [o["clientOrderId"] for o in await api.ok("GET", "/fapi/v1/openOrders", symbol="BTCUSDT")] == ["sl"]
+    placed = await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, quantity="0.1", side="SELL", type="STOP_MARKET",
+                          triggerPrice="49000", reduceOnly="true", clientAlgoId="sl")  # fmt: skip
+    assert placed == algo_view()
+    assert await api.open_algos(symbol="BTCUSDT") == ["sl"]
+    assert await api.ok("GET", "/fapi/v1/openOrders", symbol="BTCUSDT") == []  # it waits in the Algo Service
     assert server.futures.set_mark_price("BTCUSDT", "48000") == []  # a CONTRACT_PRICE stop ignores the mark
     server.futures.set_mark_price("BTCUSDT", "50000")
-    assert [o.client_order_id for o in server.futures.set_last_price("BTCUSDT", "49000")] == ["sl"]
-    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="sl")
-    assert (view["status"], view["type"], view["origType"], view["avgPrice"]) == (
-        "FILLED", "MARKET", "STOP_MARKET", "49999.00000000",
+    (order,) = server.futures.set_last_price("BTCUSDT", "49000")
+    assert (order.order_id, order.client_order_id) == (1002, "algo-3001")  # not the clientAlgoId
+    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=1002)
+    keys = ("status", "type", "origType", "stopPrice", "avgPrice", "reduceOnly", "workingType", "clientOrderId")
+    assert [view[k] for k in keys] == [
+        "FILLED", "MARKET", "STOP_MARKET", "49000.00000000", "49999.00000000", True, "CONTRACT_PRICE", "algo-3001",
+    ]  # fmt: skip
+    assert await api.algo(clientAlgoId="sl") == algo_view(
+        algoStatus="FINISHED", actualOrderId="1002", actualPrice="49999.00000000", triggerTime=T0,
     )  # fmt: skip
+    assert await api.open_algos() == []
     assert (await api.positions())["BOTH"] == (D("0"), D("0"))
     assert await api.wallet() == D("9995.8")  # -0.2 realized, 2.00004 + 1.99996 commission
     # a MARK_PRICE take-profit ignores the contract price
-    await api.ok("POST", "/fapi/v1/order", **fut, side="BUY", type="TAKE_PROFIT_MARKET", stopPrice="49000",
-                 workingType="MARK_PRICE", newClientOrderId="tp")  # fmt: skip
+    await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, quantity="0.1", side="BUY", type="TAKE_PROFIT_MARKET",
+                 triggerPrice="49000", workingType="MARK_PRICE", clientAlgoId="tp")  # fmt: skip
     assert server.futures.set_last_price("BTCUSDT", "48000") == []
-    assert [o.client_order_id for o in server.futures.set_mark_price("BTCUSDT", "49000")] == ["tp"]
-    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="tp")
+    assert [o.client_order_id for o in server.futures.set_mark_price("BTCUSDT", "49000")] == ["algo-3002"]
+    tp = await api.algo(clientAlgoId="tp")
+    assert (tp["algoStatus"], tp["workingType"], tp["actualOrderId"], tp["actualPrice"]) == (
+        "FINISHED", "MARK_PRICE", "1003", "50001.00000000",
+    )  # fmt: skip
+    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="algo-3002")
     assert (view["status"], view["type"], view["origType"], view["workingType"]) == (
         "FILLED", "MARKET", "TAKE_PROFIT_MARKET", "MARK_PRICE",
     )  # fmt: skip
     assert (await api.positions())["BOTH"] == (D("0.1"), D("50001"))
     # STOP: a limit order at its price once triggered
     server.futures.set_last_price("BTCUSDT", "50000")
-    await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.05", side="SELL", type="STOP",
-                 price="49990", stopPrice="49500", newClientOrderId="stop")  # fmt: skip
-    server.futures.set_last_price("BTCUSDT", "49500")
-    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="stop")
+    await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, quantity="0.05", side="SELL", type="STOP", price="49990",
+                 triggerPrice="49500", clientAlgoId="stop")  # fmt: skip
+    (order,) = server.futures.set_last_price("BTCUSDT", "49500")
+    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=order.order_id)
     assert (view["status"], view["type"], view["origType"], view["price"], view["avgPrice"]) == (
         "FILLED", "LIMIT", "STOP", "49990.00000000", "49999.00000000",
     )  # fmt: skip
+    assert (await api.algo(clientAlgoId="stop"))["algoStatus"] == "FINISHED"
     assert (await api.positions())["BOTH"] == (D("0.05"), D("50001"))
-    # a reduce-only stop that would no longer reduce expires when triggered
-    await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.05", side="SELL", type="STOP_MARKET",
-                 stopPrice="49000", reduceOnly="true", newClientOrderId="late")  # fmt: skip
+    # a reduce-only stop that would no longer reduce is rejected when triggered: no order, no trade
+    await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, quantity="0.05", side="SELL", type="STOP_MARKET",
+                 triggerPrice="49000", reduceOnly="true", clientAlgoId="late")  # fmt: skip
     await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.05", side="SELL", type="MARKET",
                  reduceOnly="true")  # fmt: skip
-    trades = len(server.futures.trades)
-    server.futures.set_last_price("BTCUSDT", "49000")
-    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="late")
-    assert (view["status"], view["executedQty"]) == ("EXPIRED", "0.00000000")
-    assert len(server.futures.trades) == trades
+    orders, trades = len(server.futures.orders), len(server.futures.trades)
+    assert server.futures.set_last_price("BTCUSDT", "49000") == []
+    late = await api.algo(clientAlgoId="late")
+    assert (late["algoStatus"], late["actualOrderId"], late["actualPrice"], late["triggerTime"]) == (
+        "REJECTED", "", "0.00000000", T0,
+    )  # fmt: skip
+    assert (len(server.futures.orders), len(server.futures.trades)) == (orders, trades)
+    assert server.futures.algo("late").status == "REJECTED"
     assert (await api.positions())["BOTH"] == (D("0"), D("0"))
     assert await api.wallet() == D("9991.6")
+
+
+async def test_algo_order_parameters_are_validated(api: Api, server: BinanceServer) -> None:
+    await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.1", side="BUY", type="MARKET")  # long 0.1
+    server.futures.set_mark_price("BTCUSDT", "48500")  # the last price stays 50000 (the mid of the book)
+    base = {**ALGO, "side": "SELL", "type": "STOP_MARKET", "quantity": "0.1", "triggerPrice": "49000"}
+    legal = r"'^[\.A-Z\:/a-z0-9_-]{1,36}$'"
+    cases: list[tuple[dict[str, str | None], tuple[int, str]]] = [
+        ({"algoType": None}, (-1102, "Mandatory parameter 'algoType' was not sent, was empty/null, or malformed.")),
+        ({"algoType": "TWAP"}, (-1116, "Invalid algoType.")),
+        ({"symbol": "NOPE"}, (-1121, "Invalid symbol.")),
+        ({"side": None}, (-1102, "Mandatory parameter 'side' was not sent, was empty/null, or malformed.")),
+        ({"type": None}, (-1116, "Invalid orderType.")),
+        ({"type": "LIMIT", "price": "49000"}, (-1116, "Invalid orderType.")),
+        ({"type": "MARKET"}, (-1116, "Invalid orderType.")),
+        ({"type": "TRAILING_STOP_MARKET"}, (-1116, "Invalid orderType.")),
+        ({"quantity": None}, (-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")),
+        ({"type": "STOP"}, (-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")),
+        ({"type": "TAKE_PROFIT", "triggerPrice": "51000"},
+         (-1102, "Mandatory parameter 'price' was not sent, was empty/null, or malformed.")),
+        ({"triggerPrice": None},
+         (-1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.")),
+        ({"stopPrice": "49000", "triggerPrice": None},
+         (-1102, "Mandatory parameter 'triggerPrice' was not sent, was empty/null, or malformed.")),
+        ({"timeInForce": "GTD"}, (-1115, "Invalid timeInForce.")),
+        ({"workingType": "INDEX_PRICE"}, (-4031, "Invalid parameter working type")),
+        ({"positionSide": "UP"}, (-4060, "Invalid position side.")),
+        ({"positionSide": "LONG"}, (-4061, "Order's position side does not match user's setting.")),
+        ({"clientAlgoId": "bad~id"},
+         (-1100, f"Illegal characters found in parameter 'clientAlgoId'; legal range is {legal}.")),
+        ({"clientAlgoId": "x" * 37},
+         (-1100, f"Illegal characters found in parameter 'clientAlgoId'; legal range is {legal}.")),
+        ({"triggerPrice": "49000.05"}, (-4014, "Price not increased by tick size.")),
+        ({"type": "STOP", "price": "48999.95"}, (-4014, "Price not increased by tick size.")),
+        ({"quantity": "0.0005"}, (-4003, "Quantity less than or equal to zero.")),
+        ({"quantity": "0.1005"}, (-4003, "Quantity less than or equal to zero.")),
+        ({"reduceOnly": "true", "quantity": "0.2"}, (-2022, "ReduceOnly Order is rejected.")),
+        ({"reduceOnly": "true", "side": "BUY", "triggerPrice": "51000"}, (-2022, "ReduceOnly Order is rejected.")),
+        ({"side": "BUY", "triggerPrice": "51000", "quantity": "0.001"},
+         (-4164, "Order's notional must be no smaller than 100 (unless you choose reduce only).")),
+        ({"type": "STOP", "price": "99000", "triggerPrice": "99000", "side": "BUY", "quantity": "0.001"},
+         (-4164, "Order's notional must be no smaller than 100 (unless you choose reduce only).")),
+        ({"triggerPrice": "50000"}, (-2021, "Order would immediately trigger.")),  # the last price 50000
+        ({"type": "TAKE_PROFIT_MARKET"}, (-2021, "Order would immediately trigger.")),
+        ({"side": "BUY", "type": "STOP", "price": "49000"}, (-2021, "Order would immediately trigger.")),
+        ({"side": "BUY", "type": "TAKE_PROFIT_MARKET", "triggerPrice": "51000"},
+         (-2021, "Order would immediately trigger.")),
+        ({"workingType": "MARK_PRICE"}, (-2021, "Order would immediately trigger.")),  # the mark 48500
+    ]  # fmt: skip
+    for changes, expected in cases:
+        params = {k: v for k, v in {**base, **changes}.items() if v is not None}
+        answer = await api.signed("POST", "/fapi/v1/algoOrder", **params)
+        assert (answer.status, answer.error) == (400, expected), changes
+    assert server.futures.algos == {}
+    # no margin is needed to place one; small reduce-only ones and ids of 36 legal characters are fine
+    ok = await api.ok("POST", "/fapi/v1/algoOrder", **{**base, "quantity": "0.001"}, reduceOnly="true",
+                      clientAlgoId="A.b:c/d_e-" + "9" * 25, newOrderRespType="RESULT")  # fmt: skip
+    assert (ok["algoStatus"], ok["clientAlgoId"], ok["reduceOnly"], ok["quantity"]) == (
+        "NEW", "A.b:c/d_e-9999999999999999999999999", True, "0.00100000",
+    )  # fmt: skip
+    tp = {**base, "type": "TAKE_PROFIT", "triggerPrice": "51000"}
+    default = await api.ok("POST", "/fapi/v1/algoOrder", **tp, price="51000.5", timeInForce="IOC",
+                           workingType="MARK_PRICE")  # fmt: skip
+    assert (default["algoId"], default["clientAlgoId"], default["price"], default["timeInForce"]) == (
+        3002, "x-algo-3002", "51000.50000000", "IOC",
+    )  # fmt: skip
+    # hedge mode: reduceOnly is not sent, the position side must be, and a closing order needs its position
+    for algo_id in (3001, 3002):
+        await api.ok("DELETE", "/fapi/v1/algoOrder", algoId=algo_id)
+    await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.1", side="SELL", type="MARKET")
+    await api.ok("POST", "/fapi/v1/positionSide/dual", dualSidePosition="true")
+    for changes, expected in [
+        ({"positionSide": "LONG", "reduceOnly": "false"}, (-1106, "Parameter 'reduceOnly' sent when not required.")),
+        ({}, (-4061, "Order's position side does not match user's setting.")),
+        ({"positionSide": "BOTH"}, (-4061, "Order's position side does not match user's setting.")),
+        ({"positionSide": "LONG"}, (-2022, "ReduceOnly Order is rejected.")),
+        ({"positionSide": "SHORT", "side": "BUY", "triggerPrice": "51000"}, (-2022, "ReduceOnly Order is rejected.")),
+    ]:  # fmt: skip
+        answer = await api.signed("POST", "/fapi/v1/algoOrder", **{**base, **changes})
+        assert (answer.status, answer.error) == (400, expected), changes
+    assert len(server.futures.algos) == 2
+
+
+async def test_client_algo_id_is_unique_among_new_algo_orders_and_cancel(api: Api, server: BinanceServer) -> None:
+    stop = {**ALGO, "side": "BUY", "type": "STOP_MARKET", "quantity": "0.01", "triggerPrice": "51000"}
+    first = await api.ok("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="dup")
+    assert (first["algoId"], first["algoStatus"]) == (3001, "NEW")
+    answer = await api.signed("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="dup")
+    assert error(answer) == (400, -4116, "ClientOrderId is duplicated.")
+    server.frozen_ms = T0 + 1000
+    canceled = await api.ok("DELETE", "/fapi/v1/algoOrder", clientAlgoId="dup")
+    assert canceled == {"algoId": 3001, "clientAlgoId": "dup", "code": "200", "msg": "success"}
+    assert await api.algo(algoId=3001) == {**first, "algoStatus": "CANCELED", "updateTime": T0 + 1000}
+    for params in ({"clientAlgoId": "dup"}, {"algoId": 3001}, {"algoId": 4242}, {"clientAlgoId": "nope"}):
+        answer = await api.signed("DELETE", "/fapi/v1/algoOrder", **params)
+        assert error(answer) == (400, -2011, "Unknown order sent."), params
+    answer = await api.signed("DELETE", "/fapi/v1/algoOrder")
+    assert error(answer) == (400, -1102, "Mandatory parameter 'algoId' was not sent, was empty/null, or malformed.")
+    # canceled: its clientAlgoId is free again; a query by it finds the newest
+    again = await api.ok("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="dup")
+    assert (again["algoId"], again["clientAlgoId"], again["createTime"]) == (3002, "dup", T0 + 1000)
+    assert (await api.algo(clientAlgoId="dup"))["algoId"] == 3002
+    assert (await api.algo(algoId=3001))["algoStatus"] == "CANCELED"
+    assert server.futures.algo("dup").algo_id == 3002
+    # a canceled algo order never triggers; a triggered one frees its id and can no longer be canceled
+    (order,) = server.futures.set_last_price("BTCUSDT", "51000")
+    assert (order.client_order_id, server.futures.algos[3001].actual_order_id) == ("algo-3002", None)
+    answer = await api.signed("DELETE", "/fapi/v1/algoOrder", algoId=3002)
+    assert error(answer) == (400, -2011, "Unknown order sent.")
+    third = await api.ok("POST", "/fapi/v1/algoOrder", **{**stop, "triggerPrice": "52000"}, clientAlgoId="dup")
+    assert (third["algoId"], third["algoStatus"]) == (3003, "NEW")
+
+
+async def test_algo_queries_and_a_triggered_stop_resting_as_its_actual_limit_order(
+    api: Api, server: BinanceServer
+) -> None:
+    a = await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, side="SELL", type="STOP", quantity="0.1", price="50500",
+                     triggerPrice="49500", clientAlgoId="a")  # fmt: skip
+    b = await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, side="BUY", type="STOP_MARKET", quantity="0.1",
+                     triggerPrice="50500", workingType="MARK_PRICE", clientAlgoId="b")  # fmt: skip
+    assert a == algo_view(algoId=3001, clientAlgoId="a", orderType="STOP", price="50500.00000000",
+                          triggerPrice="49500.00000000", reduceOnly=False)  # fmt: skip
+    assert b == algo_view(algoId=3002, clientAlgoId="b", side="BUY", triggerPrice="50500.00000000",
+                          workingType="MARK_PRICE", reduceOnly=False)  # fmt: skip
+    assert (await api.algo(algoId=3001), await api.algo(clientAlgoId="b")) == (a, b)
+    for params in ({"algoId": 9999}, {"clientAlgoId": "zzz"}):
+        answer = await api.signed("GET", "/fapi/v1/algoOrder", **params)
+        assert error(answer) == (400, -2013, "Order does not exist."), params
+    answer = await api.signed("GET", "/fapi/v1/algoOrder")
+    assert error(answer) == (400, -1102, "Mandatory parameter 'algoId' was not sent, was empty/null, or malformed.")
+    assert await api.ok("GET", "/fapi/v1/openAlgoOrders", symbol="BTCUSDT") == [a, b]
+    assert await api.ok("GET", "/fapi/v1/openAlgoOrders") == [a, b]
+    assert await api.open_algos(symbol="BTCUSDT", algoType="CONDITIONAL") == ["a", "b"]
+    answer = await api.signed("GET", "/fapi/v1/openAlgoOrders", symbol="NOPE")
+    assert error(answer) == (400, -1121, "Invalid symbol.")
+    account = await api.ok("GET", "/fapi/v2/account")  # waiting algo orders hold no margin
+    assert (account["totalInitialMargin"], account["availableBalance"]) == ("0.00000000", "10000.00000000")
+    # triggered: a SELL LIMIT at 50500 that rests; the algo leaves openAlgoOrders, its order is in openOrders
+    (order,) = server.futures.set_last_price("BTCUSDT", "49500")
+    assert (order.order_id, order.client_order_id) == (1001, "algo-3001")
+    assert await api.open_algos() == ["b"]
+    (resting,) = await api.ok("GET", "/fapi/v1/openOrders", symbol="BTCUSDT")
+    keys = ("orderId", "clientOrderId", "status", "type", "origType", "price", "stopPrice", "origQty", "timeInForce")
+    assert [resting[k] for k in keys] == [
+        1001, "algo-3001", "NEW", "LIMIT", "STOP", "50500.00000000", "49500.00000000", "0.10000000", "GTC",
+    ]  # fmt: skip
+    assert resting["clientOrderId"] != a["clientAlgoId"]
+    triggered = {**a, "algoStatus": "TRIGGERED", "actualOrderId": "1001", "triggerTime": T0}
+    assert await api.algo(clientAlgoId="a") == triggered
+    account = await api.ok("GET", "/fapi/v2/account")  # the resting actual order does: 0.1 x 50500 / 20
+    assert account["totalInitialMargin"] == "252.50000000"
+    server.futures.fill(1001, D("0.04"))
+    assert await api.algo(algoId=3001) == {**triggered, "actualPrice": "50500.00000000"}  # partly filled, open
+    server.frozen_ms = T0 + 5000
+    server.futures.fill(1001, D("0.06"), D("50600"))
+    assert await api.algo(algoId=3001) == {
+        **triggered, "algoStatus": "FINISHED", "actualPrice": "50560.00000000", "updateTime": T0 + 5000,
+    }  # fmt: skip  # (0.04 x 50500 + 0.06 x 50600) / 0.1
+    assert await api.ok("GET", "/fapi/v1/openOrders") == []
+    assert (await api.positions())["BOTH"] == (D("-0.1"), D("50560"))
+    # a STOP_MARKET trigger: its actual MARKET order fills at once, FINISHED, trades under the actual orderId
+    (order,) = server.futures.set_mark_price("BTCUSDT", "50500")
+    assert (order.order_id, order.client_order_id, order.status) == (1002, "algo-3002", "FILLED")
+    assert await api.algo(clientAlgoId="b") == {
+        **b, "algoStatus": "FINISHED", "actualOrderId": "1002", "actualPrice": "50001.00000000",
+        "triggerTime": T0 + 5000, "updateTime": T0 + 5000,
+    }  # fmt: skip
+    trades = await api.ok("GET", "/fapi/v1/userTrades", symbol="BTCUSDT", orderId=1002)
+    assert [(t["orderId"], t["side"], t["price"], t["qty"], t["realizedPnl"]) for t in trades] == [
+        (1002, "BUY", "50001.00000000", "0.10000000", "55.90000000"),
+    ]
+    assert await api.open_algos() == []
+    assert (await api.positions())["BOTH"] == (D("0"), D("0"))
+
+
+async def test_margin_is_checked_when_an_algo_order_triggers_not_when_placed(api: Api, server: BinanceServer) -> None:
+    # a regular order needing more margin than the 10000 available is refused at once ...
+    answer = await api.signed("POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="LIMIT",
+                              timeInForce="GTC", quantity="6", price="40000")  # fmt: skip
+    assert error(answer) == (400, -2019, "Margin is insufficient.")
+    # ... an algo order is placed: the Algo Service checks margin when it triggers
+    big = await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, side="BUY", type="STOP_MARKET", quantity="6",
+                       triggerPrice="50500", clientAlgoId="big")  # fmt: skip
+    small = await api.ok("POST", "/fapi/v1/algoOrder", **ALGO, side="BUY", type="STOP", quantity="0.1",
+                         price="50600", triggerPrice="50500", clientAlgoId="small")  # fmt: skip
+    assert (big["algoStatus"], small["algoStatus"]) == ("NEW", "NEW")
+    orders = await api.ok("GET", "/fapi/v2/account")
+    assert orders["availableBalance"] == "10000.00000000"
+    # 6 x 50001 / 20 = 15000.3 > 10000: rejected, nothing placed; the small one opens 0.1 at the ask
+    triggered = server.futures.set_last_price("BTCUSDT", "50500")
+    assert [o.client_order_id for o in triggered] == ["algo-3002"]
+    view = await api.algo(clientAlgoId="big")
+    assert (view["algoStatus"], view["actualOrderId"], view["triggerTime"]) == ("REJECTED", "", T0)
+    view = await api.algo(clientAlgoId="small")
+    assert (view["algoStatus"], view["actualOrderId"], view["actualPrice"]) == ("FINISHED", "1001", "50001.00000000")
+    assert list(server.futures.orders) == [1001] and len(server.futures.trades) == 1
+    assert await api.positions() == {"BOTH": (D("0.1"), D("50001"))}
+    # a REJECTED algo order is no longer open and cannot be canceled
+    assert await api.open_algos() == []
+    answer = await api.signed("DELETE", "/fapi/v1/algoOrder", clientAlgoId="big")
+    assert error(answer) == (400, -2011, "Unknown order sent.")
+
+
+async def test_hooks_work_on_the_algo_routes(api: Api, server: BinanceServer) -> None:
+    stop = {**ALGO, "side": "BUY", "type": "STOP_MARKET", "quantity": "0.01", "triggerPrice": "51000"}
+    server.fail_next("fapi/v1/algoOrder", -1008, "Server is currently overloaded with other requests.", 503)
+    answer = await api.signed("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="h")
+    assert error(answer) == (503, -1008, "Server is currently overloaded with other requests.")
+    server.rate_limit_next("fapi/v1/openAlgoOrders", retry_after_s=3)
+    answer = await api.signed("GET", "/fapi/v1/openAlgoOrders")
+    assert (answer.status, answer.error[0], answer.headers["Retry-After"], answer.weight) == (429, -1003, "3", 0)
+    server.drop_next("fapi/v1/algoOrder", max_s=5)  # never processed, its answer held back
+    server.held.clear()
+    task = asyncio.create_task(api.signed("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="h"))
+    await server.held.wait()
+    assert server.futures.algos == {}  # none of these placed anything
+    server.release()
+    answer = await task
+    assert (answer.status, answer.error[0]) == (408, -1007)
+    server.hold_next("fapi/v1/algoOrder", max_s=5)  # processed, its answer held back
+    server.held.clear()
+    task = asyncio.create_task(api.signed("POST", "/fapi/v1/algoOrder", **stop, clientAlgoId="h"))
+    await server.held.wait()
+    assert server.futures.algo("h").status == "NEW"
+    server.release()
+    answer = await task
+    assert (answer.status, answer.body["clientAlgoId"]) == (200, "h")
+    assert server.count_requests("POST", "fapi/v1/algoOrder") == 3
 
 
 # ----------------------------------------------------------------------------------------- futures hedge mode
@@ -714,12 +991,29 @@ async def test_hedge_mode_stop_closes_its_side_only(api: Api, server: BinanceSer
     mkt = {"symbol": "BTCUSDT", "type": "MARKET", "quantity": "0.1"}
     await api.ok("POST", "/fapi/v1/order", **mkt, side="BUY", positionSide="LONG")
     await api.ok("POST", "/fapi/v1/order", **mkt, side="SELL", positionSide="SHORT")
-    await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", quantity="0.1", side="BUY", type="STOP_MARKET",
-                 stopPrice="51000", positionSide="SHORT", newClientOrderId="cover")  # fmt: skip
-    server.futures.set_last_price("BTCUSDT", "51000")
-    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", origClientOrderId="cover")
-    assert (view["status"], view["positionSide"], view["reduceOnly"]) == ("FILLED", "SHORT", False)
+    cover = {**ALGO, "quantity": "0.1", "side": "BUY", "type": "STOP_MARKET", "positionSide": "SHORT"}
+    await api.ok("POST", "/fapi/v1/algoOrder", **cover, triggerPrice="51000", clientAlgoId="cover")
+    (order,) = server.futures.set_last_price("BTCUSDT", "51000")
+    view = await api.ok("GET", "/fapi/v1/order", symbol="BTCUSDT", orderId=order.order_id)
+    assert (view["status"], view["positionSide"], view["reduceOnly"], view["clientOrderId"]) == (
+        "FILLED", "SHORT", False, "algo-3001",
+    )  # fmt: skip
+    algo = await api.algo(clientAlgoId="cover")
+    assert (algo["algoStatus"], algo["positionSide"], algo["actualOrderId"]) == ("FINISHED", "SHORT", "1003")
     assert await api.positions() == {"LONG": (D("0.1"), D("50001")), "SHORT": (D("0"), D("0"))}
+    # a closing algo order whose side is flat by then is rejected when it triggers
+    await api.ok("POST", "/fapi/v1/order", **mkt, side="SELL", positionSide="SHORT")
+    await api.ok("POST", "/fapi/v1/algoOrder", **cover, triggerPrice="52000", clientAlgoId="late")
+    # the position mode cannot change while an algo order waits
+    await api.ok("POST", "/fapi/v1/order", **mkt, side="BUY", positionSide="SHORT")
+    await api.ok("POST", "/fapi/v1/order", **mkt, side="SELL", positionSide="LONG")
+    answer = await api.signed("POST", "/fapi/v1/positionSide/dual", dualSidePosition="false")
+    assert error(answer) == (400, -4067, "Position side cannot be changed if there exists open orders.")
+    trades = len(server.futures.trades)
+    assert server.futures.set_last_price("BTCUSDT", "52000") == []
+    assert (await api.algo(clientAlgoId="late"))["algoStatus"] == "REJECTED"
+    assert len(server.futures.trades) == trades
+    await api.ok("POST", "/fapi/v1/positionSide/dual", dualSidePosition="false")
 
 
 # ----------------------------------------------------------------------------------------- trade queries

@@ -167,6 +167,11 @@ async def test_futures_gateway_killed_with_a_resting_order_reports_its_fill_afte
 
                 await eventually(position, timeout=30, what="0.02 held after the take-profit closed 0.01")
         fills = [t for t in server.futures.trades if t["orderId"] == order.order_id]
-        assert len(fills) == 1 and len([o for o in server.futures.orders.values()]) == 4  # nothing placed twice
+        assert len(fills) == 1  # nothing placed twice: the resting order, the entry, the take-profit's placed order
+        assert len(server.futures.orders) == 3
+        views = [server.futures.algo_view(a) for a in server.futures.algos.values()]
+        assert sorted((v["clientAlgoId"], v["algoStatus"]) for v in views) == [
+            (f"{parent}-sl", "CANCELED"), (f"{parent}-tp", "FINISHED"),
+        ]  # fmt: skip
     finally:
         await server.stop()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
 from ordermesh.broker import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
-from ordermesh.execution import broker_rejection, reports_for
+from ordermesh.execution import attached_command, attached_parent, broker_rejection, reports_for
 from ordermesh.ids import client_order_id
 from ordermesh.positions import PositionBook
 from ordermesh.sizing import size_intent
@@ -142,6 +143,16 @@ def test_broker_error_becomes_a_typed_rejection() -> None:
     assert rej.category is RejectCategory.INSUFFICIENT_FUNDS
     assert rej.reason == "INSUFFICIENT_FUNDS: margin short by 12.50"
     assert rej.broker_code == "10019"
+
+
+def test_attached_commands_name_their_parent() -> None:
+    parent = msgspec.structs.replace(place(), client_order_id="om-a1-b2", stop_loss=D("1.09"), take_profit=D("1.12"))
+    sl, tp = attached_command(parent, "sl", D("0.5")), attached_command(parent, "tp", D("0.5"))
+    assert (sl.client_order_id, sl.order_type, sl.stop_price, sl.side, sl.reduce_only) == (
+        "om-a1-b2-sl", OrderType.STOP, D("1.09"), parent.side.opposite, True,
+    )  # fmt: skip
+    assert (tp.client_order_id, tp.order_type, tp.limit_price) == ("om-a1-b2-tp", OrderType.LIMIT, D("1.12"))
+    assert [attached_parent(c) for c in (sl, tp, parent)] == ["om-a1-b2", "om-a1-b2", None]
 
 
 # --------------------------------------------------------------------------------- position book
