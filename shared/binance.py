@@ -75,7 +75,7 @@ from ordermesh.broker import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.execution import attached_parent
+from ordermesh.execution import attached_command, attached_parent
 from ordermesh.instruments import InstrumentOverride
 from ordermesh.wire import Liquidity, OrderType, PlaceOrder, Quote, Side, TimeInForce
 
@@ -303,6 +303,7 @@ class _Record:
     fills: dict[str, BrokerFill] = field(default_factory=dict)
     protected: bool = False  # its attached orders are placed
     closed_at: float = 0.0  # monotonic time it reached a final state (pruned a while after)
+    command: PlaceOrder | None = None  # the order as commanded; None for one adopted from Binance
 
     @property
     def pending(self) -> bool:
@@ -766,7 +767,7 @@ class BinanceSpotAdapter(BrokerClient):
             time_in_force=order.time_in_force, venue_coid=order.client_order_id, stop_price=order.stop_price,
             reduce_only=order.reduce_only, position_id=order.position_id, stop_loss=order.stop_loss,
             take_profit=order.take_profit, state=state, parent=parent, protected=parent is not None,
-            algo=self.FUTURES and (parent is not None or FUTURES_TYPES[order.order_type] in ALGO_TYPES),
+            algo=self.FUTURES and (parent is not None or FUTURES_TYPES[order.order_type] in ALGO_TYPES), command=order,
         )  # fmt: skip
 
     async def place_order(self, order: PlaceOrder) -> BrokerOrder:
@@ -1057,7 +1058,10 @@ class BinanceSpotAdapter(BrokerClient):
         what it filled (spot: an OCO list when both, since the asset can be locked once). They are orders of
         their own (``<coid>-sl`` / ``<coid>-tp``), reported with the parent's id; a failure is logged and left
         for the next poll to retry."""
-        if rec.protected or (rec.stop_loss is None and rec.take_profit is None) or rec.working or rec.pending:
+        if rec.protected or rec.command is None or rec.working or rec.pending:
+            return
+        if rec.stop_loss is None and rec.take_profit is None:
+            rec.protected = True
             return
         filled = self._protect_qty(rec)
         if filled <= 0:
@@ -1084,14 +1088,10 @@ class BinanceSpotAdapter(BrokerClient):
                     held = None
                 if held is not None:
                     continue
-                child = _Record(
-                    client_order_id=coid, symbol=rec.symbol, market=rec.market, side=rec.side.opposite,
-                    quantity=dec(request["quantity"]), order_type=OrderType.STOP if child_kind == "sl" else
-                    OrderType.LIMIT, limit_price=rec.take_profit if child_kind == "tp" else None,
-                    stop_price=rec.stop_loss if child_kind == "sl" else None, time_in_force=TimeInForce.GTC,
-                    venue_coid=coid, reduce_only=True, position_id=rec.position_id, parent=rec.client_order_id,
-                    protected=True, state="unknown", legs=1, algo=algo,
-                )  # fmt: skip
+                child_cmd = attached_command(rec.command, child_kind, dec(request["quantity"]))  # type: ignore[arg-type]
+                assert child_cmd.client_order_id == coid
+                child = self._new_record(child_cmd, rec.market, state="unknown")
+                child.legs = 1
                 self._records[coid] = child
                 children.append(child)
             if not children:
