@@ -557,8 +557,13 @@ class BinanceSpotAdapter(BrokerClient):
             await asyncio.sleep(self.heartbeat_interval_s)
             try:
                 await self.heartbeat()
-            except Exception:  # an answer we could not read: logged, and the heartbeat goes on
-                self.log.exception("heartbeat failed unexpectedly")
+            except Exception:  # a bug of ours must not stop the heartbeat either
+                self._unreadable("heartbeat")
+
+    def _unreadable(self, task: str, **ids: Any) -> None:
+        """An answer we could not read (a field missing, not JSON): logged and counted; the task goes on."""
+        metrics.BROKER_BAD_ANSWERS.labels(self.broker_id, task).inc()
+        self.log.exception("unreadable answer from Binance; going on", task=task, **ids)
 
     async def heartbeat(self) -> bool:
         """A cheap round trip (server time, weight 1); after a reconnection, the reconciliation."""
@@ -574,6 +579,9 @@ class BinanceSpotAdapter(BrokerClient):
             await self._catch_up()
         except BrokerError as exc:
             self.log.debug("heartbeat failed", error=exc.message)
+            return False
+        except (KeyError, TypeError, ValueError):
+            self._unreadable("heartbeat")
             return False
         return True
 
@@ -1140,6 +1148,8 @@ class BinanceSpotAdapter(BrokerClient):
             await self._catch_up()
         except BrokerError as exc:
             self.log.warning("reconciliation failed; retried by the next poll", error=exc.message)
+        except Exception:  # retried by the next poll too: the reconciliation is still due
+            self._unreadable("reconcile")
         by_market: dict[str, list[_Record]] = {}
         for rec in list(self._records.values()):
             unprotected = not rec.protected and (rec.stop_loss is not None or rec.take_profit is not None)
@@ -1151,7 +1161,7 @@ class BinanceSpotAdapter(BrokerClient):
             except BrokerError as exc:
                 self.log.warning("order poll failed", symbol=market, error=exc.message)
             except Exception:  # an answer we could not read must not stop the polling of every order
-                self.log.exception("order poll failed unexpectedly", symbol=market)
+                self._unreadable("order_poll", symbol=market)
         changed = []
         for coid, rec in list(self._records.items()):
             if rec.pending:
@@ -1279,7 +1289,7 @@ class BinanceSpotAdapter(BrokerClient):
             except BrokerError as exc:
                 self.log.debug("quote poll failed", error=exc.message)
             except Exception:
-                self.log.exception("quote poll failed unexpectedly")
+                self._unreadable("quote_poll")
             await asyncio.sleep(self.quote_interval_s)
 
     async def book_tickers(self) -> list[Quote]:

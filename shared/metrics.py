@@ -147,6 +147,11 @@ PROTECTION_FAILURES = Counter(
     "Attached stop-loss / take-profit orders the broker refused (the position is not protected)",
     ["broker_id"],
 )
+BROKER_BAD_ANSWERS = Counter(
+    "ordermesh_broker_bad_answers_total",
+    "Broker answers an adapter could not read (logged with the task; the task goes on)",
+    ["broker_id", "task"],
+)
 MT5_REQUEST_SECONDS = Histogram(
     "ordermesh_mt5_request_seconds",
     "Round trip of one request to the MT5 expert advisor, by action",

@@ -32,8 +32,9 @@ Test hooks: :meth:`BinanceServer.fill` (a maker fill of a resting order, e.g. a 
 :meth:`BinanceServer.fail_next` (the next request to a path answers an error), :meth:`BinanceServer.hold_next`
 (the next request to a path is processed, then its answer held back: a client timeout with the order placed),
 :meth:`BinanceServer.drop_next` (never processed, answer held), :meth:`BinanceServer.rate_limit_next` (429 with
-Retry-After, nothing processed), :meth:`BinanceServer.set_used_weight` ``(n, futures=False)`` (the current
-window's count), :meth:`BinanceServer.set_last_price` ``(symbol, price)`` (triggers waiting spot stops),
+Retry-After, nothing processed), :meth:`BinanceServer.garble_next` (processed, answered 200 with a given raw
+body), :meth:`BinanceServer.set_used_weight` ``(n, futures=False)`` (the current window's count),
+:meth:`BinanceServer.set_last_price` ``(symbol, price)`` (triggers waiting spot stops),
 :meth:`FuturesVenue.set_last_price` / :meth:`FuturesVenue.set_mark_price` ``(symbol, price)`` (trigger the NEW
 algo orders by workingType; they return the actual orders placed), :meth:`FuturesVenue.fill`,
 :meth:`FuturesVenue.algo` ``(client_algo_id)``. Attributes: ``weight_limit`` (both venues), ``weight`` (the
@@ -333,6 +334,7 @@ class BinanceServer:
         self.clock_offset_ms = 0  # the server's clock against ours (recvWindow checks)
         self.frozen_ms: int | None = None  # when set, the server clock stands still at this time
         self.drops: dict[str, int] = defaultdict(int)
+        self.garbles: dict[str, list[str]] = defaultdict(list)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -388,6 +390,11 @@ class BinanceServer:
 
     def release(self) -> None:
         self.released.set()
+
+    def garble_next(self, path: str, body: str) -> None:
+        """Process the next request to ``path``, then answer 200 with ``body`` (raw text: a field missing, a wrong
+        shape, not JSON) instead of the real answer: what a client must survive."""
+        self.garbles[path].append(body)
 
     def fill(self, order_id: int, qty: Decimal, price: Decimal | None = None) -> Trade:
         """A maker fill of resting order ``order_id`` (at its limit price unless given): a partial fill when
@@ -519,6 +526,10 @@ class BinanceServer:
                 await asyncio.wait_for(self.released.wait(), max_s)
             except TimeoutError:
                 pass
+        if self.garbles.get(name):
+            self._last_weight = used
+            return web.Response(text=self.garbles[name].pop(0), status=200, content_type="application/json",
+                                headers={"X-MBX-USED-WEIGHT-1M": str(used)})  # fmt: skip
         return self._answer(result, 200, used)
 
     def _answer(self, body: Any, status: int, used: int, headers: dict[str, str] | None = None) -> web.Response:

@@ -182,3 +182,48 @@ async def test_quotes_from_book_ticker(server: BinanceServer) -> None:
     finally:
         await a.close()
     assert [q async for q in BinanceSpotAdapter("none").quotes()] == []  # no symbols: no quotes
+
+
+# ----------------------------------------------------------------------------------------- unreadable answers
+
+
+def bad_answers(task: str) -> float:
+    return sample("ordermesh_broker_bad_answers_total", broker_id="binance", task=task)
+
+
+@pytest.mark.parametrize("body", ['{"serverTime": "soon"}', "{}", "[]", "not json"])
+async def test_an_unreadable_heartbeat_answer_fails_that_heartbeat_only(server: BinanceServer, body: str) -> None:
+    a = make_adapter(server, heartbeat_interval_s=0)
+    try:
+        assert await a.heartbeat() is True
+        before = bad_answers("heartbeat")
+        server.garble_next("time", body)
+        assert await a.heartbeat() is False
+        assert bad_answers("heartbeat") == before + 1
+        assert await a.heartbeat() is True
+    finally:
+        await a.close()
+
+
+async def test_unreadable_order_and_quote_answers_are_counted_and_the_polls_go_on(server: BinanceServer) -> None:
+    a = make_adapter(server, heartbeat_interval_s=0, symbols=["BTC/USDT"], quote_interval_s=0.01)
+    try:
+        cmd = place(1, qty="0.1", order_type=OrderType.LIMIT, limit="49000")
+        placed = await a.place_order(cmd)
+        assert [v.state for v in await a.poll_working()] == [BrokerOrderState.NEW]
+        polls = bad_answers("order_poll")
+        server.garble_next("openOrders", '{"orders": []}')  # an object where a list is due
+        assert await a.poll_working() == []
+        assert bad_answers("order_poll") == polls + 1
+        server.fill(int(placed.broker_order_id), D("0.1"))
+        (update,) = await a.poll_working()  # the next poll reads the fill
+        assert (update.state, update.filled_qty) == (BrokerOrderState.FILLED, D("0.1"))
+        quotes_before = bad_answers("quote_poll")
+        server.garble_next("ticker/bookTicker", '[{"symbol": "BTCUSDT"}]')  # no prices
+        quotes = a.quotes()
+        first = await anext(quotes)  # the unreadable answer is skipped: the next one is quoted
+        assert (first.symbol, first.bid, first.ask) == ("BTC/USDT", D("49999"), D("50001"))
+        assert bad_answers("quote_poll") == quotes_before + 1
+        await quotes.aclose()
+    finally:
+        await a.close()
