@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from ordermesh.broker import BrokerOrderState, OrderError
+from ordermesh.broker import BrokerConnectionError, BrokerOrderState, OrderError
 from ordermesh.execution import attached_command
 from ordermesh.wire import OrderType, PlaceOrder, Side
 from tests import test_binance as spot_t
@@ -274,3 +274,32 @@ async def test_spot_protection_with_an_unknown_outcome_is_looked_up_and_sent_onc
         assert server.count_requests("POST", "orderList/oco") == posted  # protected: nothing more is sent
     finally:
         await a.close()
+
+
+@pytest.mark.parametrize("fault", ["drop", "hold"])
+async def test_a_futures_stop_whose_placement_timed_out_is_placed_once(server: BinanceServer, fault: str) -> None:
+    """The algo order request times out: a retry looks it up by clientAlgoId first and places it only if it never
+    arrived; a second adapter that does not know it is answered the existing one (duplicate clientAlgoId)."""
+    a = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    b = fut_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        await a.connect()
+        (server.drop_next if fault == "drop" else server.hold_next)("fapi/v1/algoOrder", max_s=5)
+        cmd = with_(fut_t.place(7, qty="0.01"), order_type=OrderType.STOP, stop_price=D("50500"))
+        with pytest.raises(BrokerConnectionError):
+            await a.place_order(cmd)
+        server.release()
+        again = await a.place_order(cmd)  # the command delivered again
+        (algo,) = server.futures.algos.values()
+        assert (again.state, again.broker_order_id, algo.client_algo_id) == (
+            NEW,
+            str(algo.algo_id),
+            cmd.client_order_id,
+        )
+        assert server.count_requests("POST", "fapi/v1/algoOrder") == (2 if fault == "drop" else 1)
+        other = await b.place_order(cmd)  # -4116: the existing algo order is answered
+        assert (other.state, other.broker_order_id) == (NEW, str(algo.algo_id))
+        assert len(server.futures.algos) == 1
+    finally:
+        await a.close()
+        await b.close()
