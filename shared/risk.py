@@ -81,6 +81,7 @@ class Instrument(Protocol):
     min_lot: Decimal
     max_lot: Decimal
     contract_size: Decimal
+    min_notional: Decimal | None  # the venue's smallest order value, in the quote currency, when known
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,6 +283,27 @@ class QuantityRule(Rule):
             return f"quantity {q} is above the maximum {spec.max_lot} for {order.symbol}"
         if q % spec.lot_step:
             return f"quantity {q} is not a multiple of the lot step {spec.lot_step} for {order.symbol}"
+        return None
+
+
+class MinNotionalRule(Rule):
+    """The venue's smallest order value (Binance NOTIONAL / MIN_NOTIONAL, reported to ``om_instruments``): refused
+    here with a reason instead of by the venue. Valued in the quote currency at the limit or stop price, else the
+    touch; without a price it is left to the venue. Reduce-only orders are exempt (Binance futures exempts them;
+    a close must never be stopped by a floor)."""
+
+    name = "min_notional"
+
+    def check(self, order: OrderToCheck, view: RiskView) -> str | None:
+        spec = view.instrument(order.broker_id, order.symbol)
+        if spec is None or spec.min_notional is None or order.reduce_only:
+            return None
+        price = reference_price(order, view)
+        if price is None:
+            return None
+        notional = order.quantity * spec.contract_size * price
+        if notional < spec.min_notional:
+            return f"order value {notional:f} is below the venue's minimum {spec.min_notional:f} for {order.symbol}"
         return None
 
 
@@ -497,6 +519,7 @@ RULES: Final[tuple[Rule, ...]] = (
     DailyLossRule(),
     InstrumentRule(),
     QuantityRule(),
+    MinNotionalRule(),
     TickRule(),
     ExpiryRule(),
     ReduceOnlyRule(),

@@ -29,6 +29,7 @@ class Spec:
     min_lot: Decimal = Decimal("0.01")
     max_lot: Decimal = Decimal("50")
     contract_size: Decimal = Decimal("100000")
+    min_notional: Decimal | None = None
 
 
 class Clock:
@@ -99,6 +100,30 @@ def test_quantity_bounds_and_lot_step() -> None:
     denied(v, order("50.01"), "quantity", "RISK: quantity 50.01 is above the maximum 50 for EURUSD")
     denied(v, order("0.009"), "quantity", "RISK: quantity 0.009 is below the minimum 0.01 for EURUSD")
     denied(v, order("0.015"), "quantity", "RISK: quantity 0.015 is not a multiple of the lot step 0.01 for EURUSD")
+
+
+def test_venue_minimum_order_value() -> None:
+    """Binance-like floor: 10 USD on BTCUSDT (contract size 1): valued at the limit price, else the touch."""
+    btc = Spec(lot_step=D("0.00001"), min_lot=D("0.00001"), max_lot=D("9000"), contract_size=D(1),
+               min_notional=D("10"))  # fmt: skip
+    quote = Quote(broker_id="binance", symbol="BTCUSDT", bid=D("49999"), ask=D("50001"))
+    v = make(RiskLimits(check_margin=False, price_collar=None))
+    v.instrument = lambda broker, symbol: btc if symbol == "BTCUSDT" else None
+    v.quote = lambda broker, symbol: quote if symbol == "BTCUSDT" else None
+    btc_order = {"broker_id": "binance", "symbol": "BTCUSDT"}
+    assert check(v, order("0.0002", **btc_order)) is None  # 10.0002 at the ask
+    denied(v, order("0.00019", **btc_order), "min_notional",
+           "RISK: order value 9.50019 is below the venue's minimum 10 for BTCUSDT")  # fmt: skip
+    denied(v, order("0.0002", Side.SELL, **btc_order), "min_notional",
+           "RISK: order value 9.9998 is below the venue's minimum 10 for BTCUSDT")  # at the bid  # fmt: skip
+    limit = {"order_type": OrderType.LIMIT, "limit_price": D("60000"), **btc_order}
+    assert check(v, order("0.00017", **limit)) is None  # 10.2 at the limit price
+    v.exposure.add_fill("acc", "s1", "BTCUSDT", D("0.00005"))  # closing a dust position: never floored
+    assert check(v, order("0.00005", Side.SELL, reduce_only=True, **btc_order)) is None
+    denied(v, order("0.00005", Side.SELL, **btc_order), "min_notional",
+           "RISK: order value 2.49995 is below the venue's minimum 10 for BTCUSDT")  # fmt: skip
+    v.quote = lambda broker, symbol: None
+    assert check(v, order("0.00001", **btc_order)) is None  # no price: left to the venue
 
 
 def test_price_on_the_tick() -> None:
