@@ -16,8 +16,10 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from ordermesh.instruments import load_instruments
-from ordermesh.risk import OrderToCheck, Rate, RiskEngine, RiskLimits, RiskView, SymbolLimits
+from ordermesh.risk import RULES, OrderToCheck, Rate, RiskEngine, RiskLimits, RiskView, SymbolLimits
 from ordermesh.routing import Route, choose_broker
 from ordermesh.wire import AccountState, Fixed, Intent, OrderType, Quote, Side
 from tests.bench.sizing import Case, Result, measure, write
@@ -47,6 +49,8 @@ LIMITS = RiskLimits(
 
 def cases() -> list[Case]:
     specs = load_instruments(ROOT / "deploy" / "instruments.yaml")
+    # a venue floor too, so the min_notional rule does its whole work (0.10 lots at 1.085 are 10,850 USD)
+    specs["EURUSD"] = msgspec.structs.replace(specs["EURUSD"], min_notional=D("1000"))
     quote = Quote(broker_id="paper", symbol="EURUSD", bid=D("1.08495"), ask=D("1.08505"))
     state = AccountState(account="paper-1", balance=D(100000), equity=D(100000), free_margin=D(100000))
     view = RiskView(
@@ -78,7 +82,8 @@ def cases() -> list[Case]:
         return engine.check(order)
 
     assert decide() is None  # the benchmark must measure an order that passes every rule
-    return [Case("decision", "routing + all 13 risk rules, LIMIT EURUSD, every limit configured", decide)]
+    label = f"routing + all {len(RULES)} risk rules, LIMIT EURUSD, every limit configured"
+    return [Case("decision", label, decide)]
 
 
 def verdict(r: Result) -> str:
