@@ -199,16 +199,24 @@ class Service:
         await self.shutdown()
 
     async def shutdown(self) -> None:
+        """Stop in bounded time (orchestrators follow SIGTERM with SIGKILL): each phase gets a few seconds, and a
+        phase that overruns is logged and passed. State is rebuilt from the durable streams after any stop."""
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._bounded("background tasks", asyncio.gather(*self._tasks, return_exceptions=True), 3.0)
         try:
-            await self.teardown()
+            await self._bounded("teardown", self.teardown(), 4.0)
         finally:
-            await self.bus.close()
+            await self._bounded("bus close", self.bus.close(), 6.0)
             if self._runner is not None:
-                await self._runner.cleanup()
+                await self._bounded("http server", self._runner.cleanup(), 1.0)
         self.log.info("service stopped", service=self.name, instance=self.instance)
+
+    async def _bounded(self, phase: str, aw: Awaitable[Any], seconds: float) -> None:
+        try:
+            await asyncio.wait_for(aw, seconds)
+        except TimeoutError:
+            self.log.error("shutdown phase overran; going on", phase=phase, seconds=seconds)
 
     # ------------------------------------------------------------------------------ consuming
 
