@@ -63,3 +63,27 @@ async def test_a_slow_handler_keeps_its_message_past_the_ack_wait(nats_settings:
 
 async def _any_done(replicas: list[Slow]) -> None:
     await asyncio.wait([asyncio.ensure_future(r.done.wait()) for r in replicas], return_when=asyncio.FIRST_COMPLETED)
+
+
+class Stuck(Service):
+    """A service whose teardown never returns (a snapshot write that hangs)."""
+
+    name = "stuck"
+
+    def __init__(self, config: OrderMeshConfig) -> None:
+        super().__init__(config)
+        self.teardown_started = asyncio.Event()
+
+    async def teardown(self) -> None:
+        self.teardown_started.set()
+        await asyncio.Event().wait()
+
+
+async def test_a_hanging_teardown_does_not_keep_the_service_from_stopping(nats_settings: NatsSettings) -> None:
+    svc = Stuck(OrderMeshConfig(nats=nats_settings))
+    task = asyncio.ensure_future(svc.run())
+    await asyncio.wait_for(svc.ready.wait(), 10)
+    svc.request_stop()
+    await asyncio.wait_for(task, 10)  # the teardown phase is cut at its bound (4 s); the bus is still closed
+    assert svc.teardown_started.is_set()
+    assert not svc.bus.connected
