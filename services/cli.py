@@ -10,14 +10,14 @@ from typing import Any
 
 import msgspec
 
-from ordermesh.config import ConfigError, OrderMeshConfig, load_config
-from ordermesh.log import setup_logging
-from ordermesh.runtime import install_uvloop, run_service
-from ordermesh.wire import OrderType, Side
-from services.mt5sim.server import add_arguments as _mt5sim_add
-from services.mt5sim.server import run as _mt5sim_run
+from ordermesh.contract.wire import OrderType, Side
+from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config
+from ordermesh.platform.log import setup_logging
+from ordermesh.platform.runtime import install_uvloop, run_service
 from services.router import cli as router_cli
 from services.tca import cli as tca_cli
+from tools.mt5sim.server import add_arguments as _mt5sim_add
+from tools.mt5sim.server import run as _mt5sim_run
 
 
 def _decimal(text: str) -> Decimal:
@@ -188,8 +188,8 @@ def _fmt(value: Any) -> str:
 
 
 def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from ordermesh.contract.wire import OrderFilled
     from ordermesh.sdk import OrderMeshClient, OrderMeshError
-    from ordermesh.wire import OrderFilled
 
     _quiet(config)
 
@@ -282,8 +282,8 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 async def _check(config: OrderMeshConfig) -> int:
     import nats.errors
 
-    from ordermesh.bus import Bus
-    from ordermesh.wire import ReconcileQuery, ReconciliationReport, decode_any
+    from ordermesh.contract.wire import ReconcileQuery, ReconciliationReport, decode_any
+    from ordermesh.platform.bus import Bus
 
     bus = Bus(config.nats, "cli:check")
     await bus.connect()
@@ -371,9 +371,9 @@ async def read_equity(config: OrderMeshConfig, account: str, timeout: float = 10
     """Every equity point of ``account`` in the OM_EQUITY stream, in order."""
     from nats.js.api import DeliverPolicy
 
-    from ordermesh.bus import Bus
-    from ordermesh.subjects import EQUITY
-    from ordermesh.wire import EQUITY_CODEC, BadMessage
+    from ordermesh.contract.subjects import EQUITY
+    from ordermesh.contract.wire import EQUITY_CODEC, BadMessage
+    from ordermesh.platform.bus import Bus
 
     bus = Bus(config.nats, "cli:equity")
     await bus.connect()
@@ -439,7 +439,7 @@ def render_png(points: list[Any], path: str) -> None:
 
     import matplotlib.pyplot as plt
 
-    from ordermesh.accounting import drawdown
+    from ordermesh.books.accounting import drawdown
 
     times = [datetime.datetime.fromtimestamp(p.ts_ns / 1e9) for p in points]
     equity = [float(p.equity) for p in points]
@@ -461,7 +461,7 @@ def render_png(points: list[Any], path: str) -> None:
 
 
 def cmd_equity(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    from ordermesh.accounting import drawdown
+    from ordermesh.books.accounting import drawdown
 
     _quiet(config)
     points = asyncio.run(read_equity(config, args.account))
@@ -524,8 +524,8 @@ def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    from ordermesh.bus import Bus
-    from ordermesh.wire import BadMessage, decode_any
+    from ordermesh.contract.wire import BadMessage, decode_any
+    from ordermesh.platform.bus import Bus
 
     _quiet(config)
 
@@ -613,10 +613,10 @@ def add_size_parser(sub: Any) -> None:
 
 
 def cmd_size(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    from ordermesh.instruments import load_instruments
-    from ordermesh.kelly import preset
-    from ordermesh.sizing import AccountView, Sizer
-    from ordermesh.wire import Fixed, Intent, Kelly, OrderRequest, RiskPct, SizingRequest
+    from ordermesh.contract.wire import Fixed, Intent, Kelly, OrderRequest, RiskPct, SizingRequest
+    from ordermesh.sizing.engine import AccountView, Sizer
+    from ordermesh.sizing.instruments import load_instruments
+    from ordermesh.sizing.kelly import preset
 
     try:
         instruments = load_instruments(config.sizer.instruments_file)

@@ -25,11 +25,8 @@ from urllib.parse import urlparse
 
 import nats.errors
 
-from ordermesh.bus import Bus
-from ordermesh.config import OrderMeshConfig
-from ordermesh.natsserver import NatsServer, NatsServerError, url_answers
-from ordermesh.registry import BrokerRegistry
-from ordermesh.wire import (
+from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.wire import (
     HEARTBEAT_CODEC,
     BadMessage,
     IntentRejected,
@@ -40,6 +37,9 @@ from ordermesh.wire import (
     PositionsReply,
     decode_any,
 )
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.natsserver import NatsServer, NatsServerError, url_answers
 
 RUN_DIR = Path(".ordermesh")
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ordermesh.bus import Bus
-from ordermesh.config import NatsSettings
-from ordermesh.natsserver import NatsServer
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import NatsSettings
+from ordermesh.platform.natsserver import NatsServer
 
 
 def _decimal_state(ctx: decimal.Context) -> tuple[object, ...]:

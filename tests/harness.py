@@ -13,9 +13,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ordermesh.bus import Bus
-from ordermesh.config import NatsSettings
-from ordermesh.wire import HEARTBEAT_CODEC, BadMessage
+from ordermesh.contract.wire import HEARTBEAT_CODEC, BadMessage
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import NatsSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 

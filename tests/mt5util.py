@@ -5,11 +5,11 @@ from __future__ import annotations
 import socket
 from decimal import Decimal
 
-from ordermesh.ids import client_order_id
-from ordermesh.mt5 import MT5Adapter, TicketStore
-from ordermesh.wire import OrderType, PlaceOrder, Side
-from services.mt5sim.engine import Account
-from services.mt5sim.server import BridgeSimulator, Ports
+from ordermesh.brokers.mt5.adapter import MT5Adapter, TicketStore
+from ordermesh.contract.ids import client_order_id
+from ordermesh.contract.wire import OrderType, PlaceOrder, Side
+from tools.mt5sim.engine import Account
+from tools.mt5sim.server import BridgeSimulator, Ports
 
 
 def free_ports(n: int = 4) -> list[int]:

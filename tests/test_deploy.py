@@ -4,8 +4,8 @@ from pathlib import Path
 
 import msgspec
 
-from ordermesh.config import OrderMeshConfig, load_config
-from ordermesh.registry import BrokerRegistry, PaperSettings
+from ordermesh.brokers.registry import BrokerRegistry, PaperSettings
+from ordermesh.platform.config import OrderMeshConfig, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

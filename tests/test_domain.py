@@ -9,12 +9,11 @@ import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ordermesh.broker import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
-from ordermesh.execution import attached_command, attached_parent, broker_rejection, reports_for
-from ordermesh.ids import client_order_id
-from ordermesh.positions import PositionBook
-from ordermesh.sizing import size_intent
-from ordermesh.wire import (
+from ordermesh.books.positions import PositionBook
+from ordermesh.brokers.base import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
+from ordermesh.brokers.reports import attached_command, attached_parent, broker_rejection, reports_for
+from ordermesh.contract.ids import client_order_id
+from ordermesh.contract.wire import (
     Fixed,
     Intent,
     IntentRejected,
@@ -31,6 +30,7 @@ from ordermesh.wire import (
     Side,
     TimeInForce,
 )
+from ordermesh.sizing.engine import size_intent
 
 D = Decimal
 

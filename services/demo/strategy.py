@@ -5,10 +5,10 @@ import random
 
 import structlog
 
-from ordermesh.config import OrderMeshConfig
-from ordermesh.runtime import install_uvloop
+from ordermesh.contract.wire import OrderFilled, Side
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.runtime import install_uvloop
 from ordermesh.sdk import OrderMeshClient, OrderMeshError
-from ordermesh.wire import OrderFilled, Side
 
 log = structlog.get_logger("ordermesh.demo")
 

@@ -11,11 +11,13 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 
-from ordermesh import metrics
-from ordermesh.binance import BinanceSpotAdapter
-from ordermesh.broker import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
-from ordermesh.config import OrderMeshConfig
-from ordermesh.execution import (
+from ordermesh.brokers.base import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.brokers.binance.adapter import BinanceSpotAdapter
+from ordermesh.brokers.mt5.adapter import KvTicketStore, MT5Adapter
+from ordermesh.brokers.paper.feed import book_quote
+from ordermesh.brokers.paper.venue import PaperBroker, paper_reports
+from ordermesh.brokers.registry import BrokerRegistry, MT5Settings, PaperSettings
+from ordermesh.brokers.reports import (
     attached_command,
     broker_rejection,
     cancel_rejected,
@@ -26,15 +28,8 @@ from ordermesh.execution import (
     rejection,
     reports_for,
 )
-from ordermesh.feed import book_quote
-from ordermesh.instruments import InstrumentOverride, encode_override, instrument_key
-from ordermesh.log import bind_ids
-from ordermesh.mt5 import KvTicketStore, MT5Adapter
-from ordermesh.paper import PaperBroker, paper_reports
-from ordermesh.registry import BrokerRegistry, MT5Settings, PaperSettings
-from ordermesh.runtime import Service
-from ordermesh.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, KV_PAPER, kv_key, kv_key_parts
-from ordermesh.wire import (
+from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, KV_PAPER, kv_key, kv_key_parts
+from ordermesh.contract.wire import (
     COMMAND_CODEC,
     CancelOrder,
     Command,
@@ -48,6 +43,11 @@ from ordermesh.wire import (
     UnresolvedReply,
     encode,
 )
+from ordermesh.platform import metrics
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.log import bind_ids
+from ordermesh.platform.runtime import Service
+from ordermesh.sizing.instruments import InstrumentOverride, encode_override, instrument_key
 
 
 class GatewayService(Service):
@@ -397,7 +397,7 @@ class GatewayService(Service):
 
     async def on_broker_positions(self, msg: Msg) -> None:
         """``om.q.broker_positions.<broker_id>``: what the broker says it holds (the keeper reconciles with it)."""
-        from ordermesh.wire import (
+        from ordermesh.contract.wire import (
             BROKER_POSITIONS_CODEC,
             BadMessage,
             BrokerPositionsReply,

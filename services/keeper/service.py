@@ -10,15 +10,10 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from ordermesh import metrics
-from ordermesh.accounting import BookSnapshot, Ledger, Rules, equity_point, reconcile
-from ordermesh.config import ConfigError, OrderMeshConfig
-from ordermesh.instruments import InstrumentSpec, load_instruments
-from ordermesh.log import bind_ids
-from ordermesh.registry import BrokerRegistry
-from ordermesh.runtime import Service
-from ordermesh.subjects import EXEC, KV_ACCOUNTS, KV_KEEPER, kv_key
-from ordermesh.wire import (
+from ordermesh.books.accounting import BookSnapshot, Ledger, Rules, equity_point, reconcile
+from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.subjects import EXEC, KV_ACCOUNTS, KV_KEEPER, kv_key
+from ordermesh.contract.wire import (
     EXEC_CODEC,
     QUERY_CODEC,
     QUOTE_CODEC,
@@ -37,6 +32,11 @@ from ordermesh.wire import (
     decode_any,
     encode,
 )
+from ordermesh.platform import metrics
+from ordermesh.platform.config import ConfigError, OrderMeshConfig
+from ordermesh.platform.log import bind_ids
+from ordermesh.platform.runtime import Service
+from ordermesh.sizing.instruments import InstrumentSpec, load_instruments
 
 
 class KeeperService(Service):

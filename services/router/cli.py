@@ -9,12 +9,8 @@ from typing import Any
 
 import nats.errors
 
-from ordermesh.bus import Bus
-from ordermesh.config import OrderMeshConfig
-from ordermesh.log import setup_logging
-from ordermesh.registry import BrokerRegistry
-from ordermesh.runtime import install_uvloop
-from ordermesh.wire import (
+from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.wire import (
     CancelAll,
     CancelRequest,
     ControlReply,
@@ -23,6 +19,10 @@ from ordermesh.wire import (
     TradingState,
     decode_any,
 )
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.log import setup_logging
+from ordermesh.platform.runtime import install_uvloop
 
 
 def add_parsers(sub: Any) -> None:
@@ -116,9 +116,9 @@ def cmd_brokers(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 def cmd_orders(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     import msgspec
 
-    from ordermesh.orders import OrderRecord
-    from ordermesh.subjects import KV_ORDERS
-    from ordermesh.wire import UnresolvedQuery, UnresolvedReply
+    from ordermesh.contract.subjects import KV_ORDERS
+    from ordermesh.contract.wire import UnresolvedQuery, UnresolvedReply
+    from ordermesh.routing.orders import OrderRecord
 
     _quiet(config)
 

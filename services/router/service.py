@@ -12,27 +12,19 @@ import msgspec
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from ordermesh import metrics
-from ordermesh.bus import Bus, KVMirror, stream_seq
-from ordermesh.config import ConfigError, OrderMeshConfig, load_config
-from ordermesh.ids import client_order_id
-from ordermesh.instruments import (
-    InstrumentOverride,
-    InstrumentSpec,
-    PriceOf,
-    conversion_rate,
-    decode_override,
-    load_instruments,
-    margin_per_lot,
+from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.ids import client_order_id
+from ordermesh.contract.subjects import (
+    EXEC,
+    KV_ACCOUNTS,
+    KV_CONTROL,
+    KV_INSTRUMENTS,
+    KV_ORDERS,
+    ORDERS,
+    kv_key,
+    kv_key_parts,
 )
-from ordermesh.log import bind_ids
-from ordermesh.orders import Applied, Ev, InvalidTransition, OrderRecord
-from ordermesh.registry import BrokerRegistry
-from ordermesh.risk import OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
-from ordermesh.routing import choose_broker, deny, place_command
-from ordermesh.runtime import RetryLater, Service
-from ordermesh.subjects import EXEC, KV_ACCOUNTS, KV_CONTROL, KV_INSTRUMENTS, KV_ORDERS, ORDERS, kv_key, kv_key_parts
-from ordermesh.wire import (
+from ordermesh.contract.wire import (
     CONTROL_CODEC,
     EXEC_CODEC,
     HEARTBEAT_CODEC,
@@ -56,6 +48,23 @@ from ordermesh.wire import (
     TradingState,
     TradingStateQuery,
     encode,
+)
+from ordermesh.platform import metrics
+from ordermesh.platform.bus import Bus, KVMirror, stream_seq
+from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config
+from ordermesh.platform.log import bind_ids
+from ordermesh.platform.runtime import RetryLater, Service
+from ordermesh.routing.orders import Applied, Ev, InvalidTransition, OrderRecord
+from ordermesh.routing.risk import OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
+from ordermesh.routing.routes import choose_broker, deny, place_command
+from ordermesh.sizing.instruments import (
+    InstrumentOverride,
+    InstrumentSpec,
+    PriceOf,
+    conversion_rate,
+    decode_override,
+    load_instruments,
+    margin_per_lot,
 )
 
 

@@ -2,7 +2,7 @@
 
 Per intent it takes the account's state from a local mirror of KV ``om_accounts`` (published by the keeper and
 pushed here by a watch the moment it changes, so it is as fresh as a read, without a round trip per intent) and
-calls the pure ``ordermesh.sizing``. What gateways report about instruments (KV
+calls the pure ``ordermesh.sizing.engine``. What gateways report about instruments (KV
 ``om_instruments``) changes rarely: a local mirror of the bucket keeps the merged specs, so reading them costs
 nothing per intent. Prices for currency conversion come from the quotes on ``om.md.>`` (latest mid per symbol).
 """
@@ -15,16 +15,16 @@ from decimal import Decimal
 import msgspec
 from nats.aio.msg import Msg
 
-from ordermesh import metrics
-from ordermesh.bus import KVMirror
-from ordermesh.config import OrderMeshConfig
-from ordermesh.instruments import InstrumentSpec, PriceBook, decode_override, load_instruments
-from ordermesh.kelly import preset
-from ordermesh.log import bind_ids
-from ordermesh.runtime import Service
-from ordermesh.sizing import AccountView, Sizer, outcome_labels
-from ordermesh.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv_key, kv_key_parts
-from ordermesh.wire import INTENT_CODEC, QUOTE_CODEC, AccountState, BadMessage, Intent, OrderRequest
+from ordermesh.contract.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv_key, kv_key_parts
+from ordermesh.contract.wire import INTENT_CODEC, QUOTE_CODEC, AccountState, BadMessage, Intent, OrderRequest
+from ordermesh.platform import metrics
+from ordermesh.platform.bus import KVMirror
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.log import bind_ids
+from ordermesh.platform.runtime import Service
+from ordermesh.sizing.engine import AccountView, Sizer, outcome_labels
+from ordermesh.sizing.instruments import InstrumentSpec, PriceBook, decode_override, load_instruments
+from ordermesh.sizing.kelly import preset
 
 
 class SizerService(Service):

@@ -10,13 +10,13 @@ from typing import Any
 
 import msgspec
 
-from ordermesh.bus import Bus
-from ordermesh.config import OrderMeshConfig
-from ordermesh.log import setup_logging
-from ordermesh.runtime import install_uvloop
-from ordermesh.subjects import EXEC
-from ordermesh.tca import analyse, format_report
-from ordermesh.wire import EXEC_CODEC, BadMessage, OrderFilled
+from ordermesh.books.tca import analyse, format_report
+from ordermesh.contract.subjects import EXEC
+from ordermesh.contract.wire import EXEC_CODEC, BadMessage, OrderFilled
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.log import setup_logging
+from ordermesh.platform.runtime import install_uvloop
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -21,8 +21,8 @@ from typing import NoReturn
 
 import nats.errors
 
-from ordermesh.natsserver import NatsServer, NatsServerError, free_port
-from ordermesh.runtime import install_uvloop
+from ordermesh.platform.natsserver import NatsServer, NatsServerError, free_port
+from ordermesh.platform.runtime import install_uvloop
 from tests.bench import keeper as keeper_bench
 from tests.bench import mt5 as mt5_bench
 from tests.bench import report

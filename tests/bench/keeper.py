@@ -20,10 +20,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ordermesh.accounting import Ledger, Rules
-from ordermesh.config import AccountSettings
-from ordermesh.instruments import load_instruments
-from ordermesh.wire import EXEC_CODEC, OrderFilled, encode
+from ordermesh.books.accounting import Ledger, Rules
+from ordermesh.contract.wire import EXEC_CODEC, OrderFilled, encode
+from ordermesh.platform.config import AccountSettings
+from ordermesh.sizing.instruments import load_instruments
 from tests.bench.sizing import write
 from tests.test_system_keeper import make_fills
 
@@ -86,7 +86,7 @@ Measured {now} on one machine:
 - Python {platform.python_version()}
 
 **What.** The keeper's work per exec message on a replay, in process: decode the `OrderFilled` (msgpack, the
-exec codec) and apply it to the books (`ordermesh.accounting.Ledger.apply_fill`: dedupe by fill id, netting at
+exec codec) and apply it to the books (`ordermesh.books.accounting.Ledger.apply_fill`: dedupe by fill id, netting at
 the account and strategy level, realized PnL, commissions in the quote or base asset, the per-broker net for
 reconciliation). NATS delivery to the ordered consumer and the snapshot writes (one KV put every
 `keeper.snapshot_every` fills) are not in it. Target: **{TARGET:,.0f} fills/s**; measured

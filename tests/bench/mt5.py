@@ -17,10 +17,10 @@ import sys
 import time
 from pathlib import Path
 
-from ordermesh.wire import Side
-from services.mt5sim.server import Ports
+from ordermesh.contract.wire import Side
 from tests.bench import sizing
 from tests.mt5util import adapter_for, free_ports, place
+from tools.mt5sim.server import Ports
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## MT5 place_order round trip"

@@ -3,8 +3,8 @@
     python -m tests.bench.relay --nats URL --name sizer --stream RAW_INTENTS --filter 'raw.intent.>' \
         --out raw.order.paper-1
 
-Binds a durable pull consumer (explicit ack, the same settings as ``ordermesh.bus.Bus.pull_consumer``), fetches
-in batches like ``ordermesh.runtime.Service``, republishes each message's bytes unchanged to ``--out`` with its
+Binds a durable pull consumer (explicit ack, the same settings as ``ordermesh.platform.bus.Bus.pull_consumer``), fetches
+in batches like ``ordermesh.platform.runtime.Service``, republishes each message's bytes unchanged to ``--out`` with its
 ``Nats-Msg-Id`` through ``js.publish`` (awaiting the PubAck) and acks only after that. Once bound it publishes an
 empty core message on ``raw.health.<name>.<pid>`` every second, the same readiness signal as a service heartbeat.
 """
@@ -23,10 +23,10 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from ordermesh.bus import MSG_ID
-from ordermesh.runtime import install_uvloop
+from ordermesh.platform.bus import MSG_ID
+from ordermesh.platform.runtime import install_uvloop
 
-BATCH = 64  # ordermesh.runtime.Service.consume's default
+BATCH = 64  # ordermesh.platform.runtime.Service.consume's default
 
 
 async def relay(js: JetStreamContext, psub: JetStreamContext.PullSubscription, out: str) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from ordermesh.natsserver import find_binary
+from ordermesh.platform.natsserver import find_binary
 
 #: scenario -> metric -> value (ms for latencies, fills/s for throughput)
 Results = dict[str, dict[str, float]]

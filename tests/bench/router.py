@@ -18,10 +18,10 @@ from pathlib import Path
 
 import msgspec
 
-from ordermesh.instruments import load_instruments
-from ordermesh.risk import RULES, OrderToCheck, Rate, RiskEngine, RiskLimits, RiskView, SymbolLimits
-from ordermesh.routing import Route, choose_broker
-from ordermesh.wire import AccountState, Fixed, Intent, OrderType, Quote, Side
+from ordermesh.contract.wire import AccountState, Fixed, Intent, OrderType, Quote, Side
+from ordermesh.routing.risk import RULES, OrderToCheck, Rate, RiskEngine, RiskLimits, RiskView, SymbolLimits
+from ordermesh.routing.routes import Route, choose_broker
+from ordermesh.sizing.instruments import load_instruments
 from tests.bench.sizing import Case, Result, measure, write
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 from decimal import Decimal
 
-from ordermesh.wire import Intent, Side
+from ordermesh.contract.wire import Intent, Side
 
 SYMBOL = "EURUSD"
 QTY = Decimal("0.01")

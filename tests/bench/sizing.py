@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 
-from ordermesh.instruments import PriceBook, load_instruments
-from ordermesh.kelly import EnhancedKellyCalculator
-from ordermesh.sizing import AccountView, Sizer
-from ordermesh.wire import Fixed, Intent, Kelly, OrderRequest, RiskPct, Side, SizingRequest
+from ordermesh.contract.wire import Fixed, Intent, Kelly, OrderRequest, RiskPct, Side, SizingRequest
+from ordermesh.sizing.engine import AccountView, Sizer
+from ordermesh.sizing.instruments import PriceBook, load_instruments
+from ordermesh.sizing.kelly import EnhancedKellyCalculator
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Sizing cost"

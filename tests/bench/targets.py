@@ -12,11 +12,11 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamConfig
 
-from ordermesh.bus import MSG_ID
-from ordermesh.ids import new_intent_id
+from ordermesh.contract.ids import new_intent_id
+from ordermesh.contract.subjects import COMMANDS, EXEC, INTENTS, ORDERS, Subjects, Topology
+from ordermesh.contract.wire import Fixed, Intent, OrderFilled, Report, Side, encode
+from ordermesh.platform.bus import MSG_ID
 from ordermesh.sdk import OrderMeshClient, is_final
-from ordermesh.subjects import COMMANDS, EXEC, INTENTS, ORDERS, Subjects, Topology
-from ordermesh.wire import Fixed, Intent, OrderFilled, Report, Side, encode
 from tests.bench.scenarios import QTY, SYMBOL, Target, Tracker
 
 STRATEGY = "bench"

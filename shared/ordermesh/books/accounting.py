@@ -1,0 +1,498 @@
+"""The keeper's books, as pure code: positions, PnL, cash, margin, built from fills alone (no bus).
+
+* **Netting** (one position per account and symbol) or **hedging** (one position per ticket: a fill whose
+  ``position_id`` names an open ticket reduces it, any other fill opens a new ticket), per account.
+* Average open price; realized PnL on reduce, close and flip. A flipping fill is split: the part that closes
+  realizes PnL, the rest opens the new side at the fill price. PnL is ``lots * contract_size * price move`` in
+  the instrument's quote currency (contract size 1 for a symbol without a spec).
+* Commissions in the quote asset (or with no asset: the account currency) are costs in that currency; a
+  commission in the **base** asset changes the quantity held (a buyer receives less, a seller delivers more):
+  it is applied as a quantity adjustment at the fill price, and its value at that price is the cost.
+* Swaps: charged per lot at each rollover crossed by *stream time* (the ``ts_ns`` of the exec events), so a
+  replay charges exactly the same swaps.
+* Cash is kept per currency (deposit + realized - commissions - swaps); the account view converts it, the
+  unrealized PnL (bid for longs, ask for shorts) and the margin (instrument specs) to the account currency
+  with the latest quotes.
+
+Every fill is applied once: fills are deduplicated by ``(broker_id, fill_id)`` and the book records the last
+exec-stream sequence it applied (the keeper resumes after it).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Mapping
+from decimal import Decimal
+from typing import Final, Literal
+
+import msgspec
+
+from ordermesh.contract.wire import AccountState, EquityPoint, OrderFilled, Position, PositionDiff
+from ordermesh.platform.config import AccountSettings, SwapRate
+from ordermesh.sizing.instruments import InstrumentSpec, conversion_rate, margin_per_lot
+from ordermesh.sizing.kelly import FLOOR
+
+ZERO: Final = Decimal(0)
+ONE: Final = Decimal(1)
+TWO: Final = Decimal(2)
+NS_PER_DAY: Final = 86_400 * 1_000_000_000
+
+Mode = Literal["netting", "hedging"]
+#: (bid, ask) of a symbol, or None when no quote is known.
+QuoteOf = Callable[[str], tuple[Decimal, Decimal] | None]
+
+
+class NetPosition(msgspec.Struct, kw_only=True):
+    """One position: the net of a symbol (netting) or one ticket (hedging). Money in the quote currency."""
+
+    quantity: Decimal = ZERO  # signed lots: long > 0, short < 0
+    avg_price: Decimal = ZERO
+    realized_pnl: Decimal = ZERO
+    commission: Decimal = ZERO  # quote-currency commissions (and base-asset ones valued at the fill price)
+    swap: Decimal = ZERO  # account currency
+    fills: int = 0
+    symbol: str = ""
+    strategy_id: str | None = None
+    position_id: str | None = None
+    broker_id: str | None = None
+
+    def trade(self, signed_qty: Decimal, price: Decimal, contract: Decimal) -> Decimal:
+        """Apply a signed quantity at ``price``; returns the realized PnL (quote currency). A flip is split:
+        the closing part realizes, the remainder opens at ``price``."""
+        pos = self.quantity
+        new = pos + signed_qty
+        realized = ZERO
+        if pos == 0 or (pos > 0) == (signed_qty > 0):
+            self.avg_price = (pos * self.avg_price + signed_qty * price) / new if new else ZERO
+        else:
+            closed = min(abs(pos), abs(signed_qty))
+            realized = (
+                closed * contract * (price - self.avg_price)
+                if pos > 0
+                else closed * contract * (self.avg_price - price)
+            )
+            self.realized_pnl += realized
+            if new == 0:
+                self.avg_price = ZERO
+            elif (new > 0) != (pos > 0):
+                self.avg_price = price  # flipped: the remainder opens at the fill price
+        self.quantity = new
+        return realized
+
+
+class AccountBook(msgspec.Struct, kw_only=True):
+    mode: Mode = "netting"
+    #: netting: symbol -> position; hedging: position id -> ticket (closed tickets are kept, quantity 0).
+    positions: dict[str, NetPosition] = msgspec.field(default_factory=dict)
+    #: netting only: strategy -> symbol -> that strategy's own net position.
+    strategies: dict[str, dict[str, NetPosition]] = msgspec.field(default_factory=dict)
+    realized: dict[str, Decimal] = msgspec.field(default_factory=dict)  # by currency
+    commission: dict[str, Decimal] = msgspec.field(default_factory=dict)  # by currency
+    swap: Decimal = ZERO  # account currency
+    fills: int = 0
+
+
+class BookSnapshot(msgspec.Struct, kw_only=True):
+    applied_seq: int = 0
+    fills_applied: int = 0
+    clock_ns: int = 0  # stream time: the latest exec event's ts_ns (swaps are charged on rollovers of it)
+    accounts: dict[str, AccountBook] = msgspec.field(default_factory=dict)
+    #: broker -> symbol -> net quantity over every account (for reconciliation with the broker's positions)
+    brokers: dict[str, dict[str, Decimal]] = msgspec.field(default_factory=dict)
+    fill_keys: list[str] = msgspec.field(default_factory=list)
+
+
+class Rules(msgspec.Struct, frozen=True, kw_only=True):
+    """What the books need to know besides the fills."""
+
+    accounts: dict[str, AccountSettings] = msgspec.field(default_factory=dict)
+    specs: dict[str, InstrumentSpec] = msgspec.field(default_factory=dict)
+    swaps: dict[str, SwapRate] = msgspec.field(default_factory=dict)
+    rollover_hour_utc: int = 22
+    triple_swap_weekday: int = 2  # Wednesday (Monday = 0): three nights are charged
+
+
+class _Sym(msgspec.Struct, frozen=True):
+    contract: Decimal
+    base: str | None
+    quote: str | None
+
+
+def _add(d: dict[str, Decimal], key: str, amount: Decimal) -> None:
+    d[key] = d.get(key, ZERO) + amount
+
+
+class Ledger:
+    """The books of every account. ``apply_fill`` is the per-fill hot path (replay speed matters)."""
+
+    def __init__(self, snapshot: BookSnapshot | None = None, rules: Rules | None = None) -> None:
+        snap = snapshot or BookSnapshot()
+        self.rules = rules or Rules()
+        self.applied_seq = snap.applied_seq
+        self.fills_applied = snap.fills_applied
+        self.clock_ns = snap.clock_ns
+        self.books = snap.accounts
+        self.brokers = snap.brokers
+        self._fill_keys = set(snap.fill_keys)
+        self._syms: dict[str, _Sym] = {}
+
+    # ------------------------------------------------------------------------------ applying
+
+    def _sym(self, symbol: str) -> _Sym:
+        s = self._syms.get(symbol)
+        if s is None:
+            spec = self.rules.specs.get(symbol)
+            s = (
+                _Sym(ONE, None, None)
+                if spec is None
+                else _Sym(spec.contract_size, spec.base_currency, spec.quote_currency)
+            )
+            self._syms[symbol] = s
+        return s
+
+    def settings(self, account: str) -> AccountSettings:
+        return self.rules.accounts.get(account) or AccountSettings()
+
+    def book(self, account: str) -> AccountBook:
+        b = self.books.get(account)
+        if b is None:
+            b = self.books[account] = AccountBook(mode=self.settings(account).mode)
+        return b
+
+    def apply_fill(self, fill: OrderFilled, seq: int = 0) -> bool:
+        """Apply one fill at exec-stream sequence ``seq``; False when it was already applied."""
+        if seq > self.applied_seq:
+            self.applied_seq = seq
+        key = f"{fill.broker_id}\x1f{fill.fill_id}"
+        if key in self._fill_keys:
+            return False
+        self._fill_keys.add(key)
+        if fill.ts_ns > self.clock_ns:
+            self.advance(fill.ts_ns)
+        book = self.book(fill.account)
+        sym = self._sym(fill.symbol)
+        quote_ccy = sym.quote or self.settings(fill.account).currency
+        px = fill.last_px
+        legs = [(fill.last_qty * fill.side.sign, px)]
+        commission = fill.commission
+        position_commission = ZERO
+        if commission:
+            asset = fill.commission_asset or self.settings(fill.account).currency
+            if asset == sym.base and sym.base is not None:
+                # Paid in the asset traded: the quantity held changes by it, its value at the fill price is the cost.
+                legs.append((-commission / sym.contract, px))
+                position_commission = commission * px
+                _add(book.commission, quote_ccy, position_commission)
+            else:
+                _add(book.commission, asset, commission)
+                if asset == quote_ccy:
+                    position_commission = commission
+        if book.mode == "netting":
+            pos = book.positions.get(fill.symbol)
+            if pos is None:
+                pos = book.positions[fill.symbol] = NetPosition(symbol=fill.symbol)
+            spos = book.strategies.setdefault(fill.strategy_id, {}).get(fill.symbol)
+            if spos is None:
+                spos = book.strategies[fill.strategy_id][fill.symbol] = NetPosition(
+                    symbol=fill.symbol, strategy_id=fill.strategy_id
+                )
+            realized = ZERO
+            for qty, price in legs:
+                realized += pos.trade(qty, price, sym.contract)
+                spos.trade(qty, price, sym.contract)
+            for p in (pos, spos):
+                p.commission += position_commission
+                p.fills += 1
+            if realized:
+                _add(book.realized, quote_ccy, realized)
+        else:
+            self._apply_hedging(book, fill, legs, sym.contract, quote_ccy, position_commission)
+        net = self.brokers.setdefault(fill.broker_id, {})
+        for qty, _ in legs:
+            _add(net, fill.symbol, qty)
+        book.fills += 1
+        self.fills_applied += 1
+        return True
+
+    def _apply_hedging(
+        self,
+        book: AccountBook,
+        fill: OrderFilled,
+        legs: list[tuple[Decimal, Decimal]],
+        contract: Decimal,
+        quote_ccy: str,
+        position_commission: Decimal,
+    ) -> None:
+        ticket = book.positions.get(fill.position_id) if fill.position_id else None
+        if ticket is not None and (ticket.quantity == 0 or ticket.symbol != fill.symbol):
+            ticket = None
+        if ticket is None:
+            pid = fill.position_id or fill.fill_id
+            if pid in book.positions:  # an id reused after its ticket closed: a new ticket of its own
+                pid = f"{pid}:{fill.fill_id}"
+            ticket = book.positions[pid] = NetPosition(
+                symbol=fill.symbol, strategy_id=fill.strategy_id, position_id=pid, broker_id=fill.broker_id
+            )
+        realized = ZERO
+        for qty, price in legs:
+            pos = ticket.quantity
+            if pos != 0 and (pos > 0) != (qty > 0) and abs(qty) > abs(pos):
+                # A ticket cannot flip: the excess opens a ticket of its own (the fill is split).
+                realized += ticket.trade(-pos, price, contract)
+                rest = NetPosition(
+                    symbol=fill.symbol,
+                    strategy_id=fill.strategy_id,
+                    position_id=f"{ticket.position_id}:{fill.fill_id}",
+                    broker_id=fill.broker_id,
+                )
+                rest.trade(qty + pos, price, contract)
+                rest.fills = 1
+                book.positions[rest.position_id] = rest  # type: ignore[index]
+            else:
+                realized += ticket.trade(qty, price, contract)
+        ticket.commission += position_commission
+        ticket.fills += 1
+        if realized:
+            _add(book.realized, quote_ccy, realized)
+
+    def skip(self, seq: int, ts_ns: int = 0) -> None:
+        """Record that a non-fill message at ``seq`` was seen (its time still moves the stream clock)."""
+        if seq > self.applied_seq:
+            self.applied_seq = seq
+        if ts_ns > self.clock_ns:
+            self.advance(ts_ns)
+
+    # ---------------------------------------------------------------------------------- swaps
+
+    def rollovers(self, start_ns: int, end_ns: int) -> list[int]:
+        """Multipliers of the rollovers in (start, end]: 1 a night, 3 on the triple-swap weekday."""
+        offset = self.rules.rollover_hour_utc * 3_600_000_000_000
+        first = (start_ns - offset) // NS_PER_DAY + 1
+        last = (end_ns - offset) // NS_PER_DAY
+        out = []
+        for day in range(first, last + 1):
+            weekday = datetime.datetime.fromtimestamp(day * 86_400, datetime.UTC).weekday()
+            out.append(3 if weekday == self.rules.triple_swap_weekday else 1)
+        return out
+
+    def advance(self, ts_ns: int) -> Decimal:
+        """Move stream time to ``ts_ns``, charging swaps for every rollover crossed; returns the total charged."""
+        start, self.clock_ns = self.clock_ns, max(self.clock_ns, ts_ns)
+        if start == 0 or not self.rules.swaps:
+            return ZERO
+        nights = sum(self.rollovers(start, self.clock_ns))
+        if not nights:
+            return ZERO
+        return self.charge_swaps(nights)
+
+    def charge_swaps(self, nights: int) -> Decimal:
+        """Charge ``nights`` nights of swap on every open position (account currency; negative: a credit)."""
+        total = ZERO
+        for book in self.books.values():
+            views = [book.positions.values()]
+            if book.mode == "netting":
+                views += [s.values() for s in book.strategies.values()]
+            for i, positions in enumerate(views):
+                for p in positions:
+                    rate = self.rules.swaps.get(p.symbol)
+                    if rate is None or p.quantity == 0:
+                        continue
+                    charge = abs(p.quantity) * (rate.long if p.quantity > 0 else rate.short) * nights
+                    p.swap += charge
+                    if i == 0:  # the account's own positions (the strategy views are the same money)
+                        book.swap += charge
+                        total += charge
+        return total
+
+    # ---------------------------------------------------------------------------------- views
+
+    def snapshot(self) -> BookSnapshot:
+        return BookSnapshot(
+            applied_seq=self.applied_seq,
+            fills_applied=self.fills_applied,
+            clock_ns=self.clock_ns,
+            accounts=self.books,
+            brokers=self.brokers,
+            fill_keys=sorted(self._fill_keys),
+        )
+
+    def position(self, account: str, key: str, strategy_id: str | None = None) -> NetPosition | None:
+        book = self.books.get(account)
+        if book is None:
+            return None
+        if strategy_id is not None:
+            return book.strategies.get(strategy_id, {}).get(key)
+        return book.positions.get(key)
+
+    def positions(
+        self,
+        account: str | None = None,
+        strategy_id: str | None = None,
+        by_strategy: bool = False,
+        quote_of: QuoteOf | None = None,
+        include_flat: bool = True,
+    ) -> list[Position]:
+        out: list[Position] = []
+        for acc, book in sorted(self.books.items()):
+            if account is not None and acc != account:
+                continue
+            items: list[NetPosition]
+            if book.mode == "netting" and (by_strategy or strategy_id is not None):
+                items = [
+                    p
+                    for strat, symbols in sorted(book.strategies.items())
+                    if strategy_id is None or strat == strategy_id
+                    for _, p in sorted(symbols.items())
+                ]
+            else:
+                items = [p for _, p in sorted(book.positions.items())]
+                if strategy_id is not None:
+                    items = [p for p in items if p.strategy_id == strategy_id]
+                if book.mode == "hedging":
+                    items = [p for p in items if p.quantity != 0]
+            for p in items:
+                if include_flat or p.quantity != 0:
+                    out.append(self._view(acc, p, by_strategy or strategy_id is not None, quote_of))
+        return out
+
+    def _view(self, account: str, p: NetPosition, per_strategy: bool, quote_of: QuoteOf | None) -> Position:
+        mark = _mark(p.quantity, quote_of(p.symbol) if quote_of else None)
+        return Position(
+            account=account,
+            symbol=p.symbol,
+            quantity=p.quantity,
+            avg_price=p.avg_price,
+            realized_pnl=p.realized_pnl,
+            commission=p.commission,
+            strategy_id=p.strategy_id if (per_strategy or p.position_id) else None,
+            fills=p.fills,
+            position_id=p.position_id,
+            swap=p.swap,
+            mark_price=mark,
+            unrealized_pnl=ZERO if mark is None else p.quantity * self._sym(p.symbol).contract * (mark - p.avg_price),
+        )
+
+    def net_by_symbol(self, account: str, strategy_id: str | None = None) -> dict[str, Decimal]:
+        """Open net quantity per symbol (hedging tickets summed)."""
+        out: dict[str, Decimal] = {}
+        for p in self.positions(account, strategy_id):
+            if p.quantity:
+                _add(out, p.symbol, p.quantity)
+        return out
+
+    def account_state(self, account: str, quote_of: QuoteOf, ts_ns: int | None = None) -> AccountState:
+        """Balance = deposit + realized - commissions - swaps; equity = balance + unrealized (bid for longs,
+        ask for shorts); margin from the instrument specs; all in the account currency at the latest quotes.
+        Amounts that cannot be converted (no quote) are left out and named in ``unpriced``."""
+        settings = self.settings(account)
+        ccy = settings.currency
+        book = self.books.get(account) or AccountBook(mode=settings.mode)
+        unpriced: list[str] = []
+
+        def price_of(pair: str) -> Decimal | None:
+            q = quote_of(pair)
+            return None if q is None else (q[0] + q[1]) / TWO
+
+        def convert(amount: Decimal, from_ccy: str) -> Decimal:
+            if from_ccy == ccy or not amount:
+                return amount
+            rate = conversion_rate(from_ccy, ccy, price_of)
+            if rate is None:
+                unpriced.append(from_ccy)
+                return ZERO
+            return amount * rate
+
+        realized = sum((convert(v, c) for c, v in sorted(book.realized.items())), ZERO)
+        commission = sum((convert(v, c) for c, v in sorted(book.commission.items())), ZERO)
+        balance = settings.deposit + realized - commission - book.swap
+        unrealized = ZERO
+        margin = ZERO
+        for p in book.positions.values():
+            if p.quantity == 0:
+                continue
+            q = quote_of(p.symbol)
+            sym = self._sym(p.symbol)
+            mark = _mark(p.quantity, q)
+            if mark is None:
+                unpriced.append(p.symbol)
+                continue
+            unrealized += convert(p.quantity * sym.contract * (mark - p.avg_price), sym.quote or ccy)
+            spec = self.rules.specs.get(p.symbol)
+            if spec is not None:
+                try:
+                    per_lot, _ = margin_per_lot(spec, ccy, (q[0] + q[1]) / TWO, price_of)  # type: ignore[index]
+                except LookupError:
+                    unpriced.append(p.symbol)
+                    continue
+                margin += FLOOR.multiply(abs(p.quantity), per_lot)
+        equity = balance + unrealized
+        return AccountState(
+            account=account,
+            currency=ccy,
+            balance=balance,
+            equity=equity,
+            margin_used=margin,
+            free_margin=equity - margin,
+            realized_pnl=realized,
+            unrealized_pnl=unrealized,
+            commission=commission,
+            applied_seq=self.applied_seq,
+            swap=book.swap,
+            deposit=settings.deposit,
+            fills=book.fills,
+            mode=book.mode,
+            unpriced=sorted(set(unpriced)),
+            **({"ts_ns": ts_ns} if ts_ns is not None else {}),
+        )
+
+
+def _mark(quantity: Decimal, quote: tuple[Decimal, Decimal] | None) -> Decimal | None:
+    """The price a position would close at: the bid for a long, the ask for a short."""
+    if quote is None or quantity == 0:
+        return None
+    return quote[0] if quantity > 0 else quote[1]
+
+
+def equity_point(state: AccountState, reason: str, fills_applied: int) -> EquityPoint:
+    return EquityPoint(
+        account=state.account,
+        currency=state.currency,
+        balance=state.balance,
+        equity=state.equity,
+        unrealized_pnl=state.unrealized_pnl,
+        margin_used=state.margin_used,
+        free_margin=state.free_margin,
+        applied_seq=state.applied_seq,
+        fills_applied=fills_applied,
+        reason=reason,
+        ts_ns=state.ts_ns,
+    )
+
+
+def reconcile(
+    broker_id: str, keeper: Mapping[str, Decimal], broker: Iterable[tuple[str, Decimal]]
+) -> list[PositionDiff]:
+    """Differences between the keeper's net quantity per symbol and the broker's (zero on both sides: none)."""
+    theirs: dict[str, Decimal] = {}
+    for symbol, qty in broker:
+        _add(theirs, symbol, qty)
+    out = []
+    for symbol in sorted(set(keeper) | set(theirs)):
+        mine, other = keeper.get(symbol, ZERO), theirs.get(symbol, ZERO)
+        if mine != other:
+            out.append(
+                PositionDiff(
+                    broker_id=broker_id, symbol=symbol, keeper_qty=mine, broker_qty=other, difference=mine - other
+                )
+            )
+    return out
+
+
+def drawdown(equity: list[float]) -> list[float]:
+    """Drawdown from the running peak at each point (statistics: floats), as a positive number."""
+    peak = float("-inf")
+    out = []
+    for e in equity:
+        peak = max(peak, e)
+        out.append(peak - e)
+    return out

@@ -1,0 +1,280 @@
+"""A thin layer over nats-py: connection and lifecycle in one place, no business logic.
+
+* connect with reconnect and backoff (and retry of the first connection within a deadline),
+* JetStream publish with ``Nats-Msg-Id`` (the stream drops a repeat inside its duplicate window),
+* durable pull consumers (the caller acks after its own output is published),
+* core publish / subscribe / request-reply, KV buckets,
+* drain on close, so in-flight messages are finished rather than dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import nats
+import nats.errors
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
+from nats.js.kv import KeyValue
+
+from ordermesh.contract.subjects import Subjects, Topology, provision
+from ordermesh.contract.wire import encode
+from ordermesh.platform import metrics
+from ordermesh.platform.config import NatsSettings
+
+MSG_ID = "Nats-Msg-Id"
+log = structlog.get_logger("ordermesh.platform.bus")
+
+
+class BusError(RuntimeError):
+    pass
+
+
+class Bus:
+    def __init__(self, settings: NatsSettings, name: str) -> None:
+        self.settings = settings
+        self.name = name
+        self.subjects = Subjects(settings.prefix)
+        self.topology = Topology(
+            self.subjects, replicas=settings.replicas, duplicate_window_s=settings.duplicate_window_s
+        )
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._kv: dict[str, KeyValue] = {}
+        self._pulls: list[JetStreamContext.PullSubscription] = []
+        self._closing = False
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    @property
+    def nc(self) -> Client:
+        if self._nc is None:
+            raise BusError("bus is not connected")
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext:
+        if self._js is None:
+            raise BusError("bus is not connected")
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self, deadline_s: float | None = None) -> None:
+        """Connect, retrying with backoff until ``deadline_s`` (default: the settings' connect timeout x 6)."""
+        s = self.settings
+        deadline = time.monotonic() + (deadline_s if deadline_s is not None else s.connect_timeout_s * 6)
+        delay = 0.1
+        service = self.name
+
+        async def disconnected() -> None:
+            metrics.NATS_CONNECTED.labels(service).set(0)
+            if not self._closing:
+                log.warning("nats disconnected", service=service)
+
+        async def reconnected() -> None:
+            metrics.NATS_CONNECTED.labels(service).set(1)
+            metrics.NATS_RECONNECTS.labels(service).inc()
+            log.info("nats reconnected", service=service, url=str(self.nc.connected_url.netloc))
+
+        async def error(exc: Exception) -> None:
+            log.warning("nats error", service=service, error=str(exc))
+
+        while True:
+            try:
+                self._nc = await nats.connect(
+                    servers=[u.strip() for u in s.url.split(",")],
+                    name=self.name,
+                    connect_timeout=min(s.connect_timeout_s, 2.0),
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    user=s.user,
+                    password=s.password,
+                    token=s.token,
+                    disconnected_cb=disconnected,
+                    reconnected_cb=reconnected,
+                    error_cb=error,
+                )
+                break
+            except (TimeoutError, OSError, nats.errors.Error) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise BusError(f"cannot connect to NATS at {s.url}: {exc}") from None
+                log.info("waiting for nats", url=s.url, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        self._js = self._nc.jetstream(timeout=5.0)
+        metrics.NATS_CONNECTED.labels(service).set(1)
+
+    async def provision(self) -> None:
+        await provision(self.js, self.topology)
+
+    async def close(self) -> None:
+        self._closing = True
+        # nats-py cannot drain a pull subscription (fetch never marks its queue done): unsubscribe those first.
+        pulls, self._pulls = self._pulls, []
+        for psub in pulls:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+        nc, self._nc, self._js = self._nc, None, None
+        self._kv.clear()
+        if nc is None or nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(nc.drain(), timeout=5.0)
+        except (TimeoutError, nats.errors.Error):
+            await nc.close()
+        metrics.NATS_CONNECTED.labels(self.name).set(0)
+
+    # -------------------------------------------------------------------------------- publish
+
+    async def publish(self, subject: str, msg: msgspec.Struct, *, msg_id: str | None = None) -> PubAck:
+        """JetStream publish; returns once the stream has stored it (or recognised it as a duplicate)."""
+        return await self.publish_bytes(subject, encode(msg), msg_id=msg_id)
+
+    async def publish_bytes(self, subject: str, data: bytes, *, msg_id: str | None = None) -> PubAck:
+        headers = {MSG_ID: msg_id} if msg_id else None
+        return await self.js.publish(subject, data, headers=headers)
+
+    async def publish_core(self, subject: str, msg: msgspec.Struct) -> None:
+        """Core NATS publish (quotes, heartbeats): latest value matters, history does not."""
+        await self.nc.publish(subject, encode(msg))
+
+    async def request(self, subject: str, msg: msgspec.Struct, *, timeout: float = 2.0) -> bytes:
+        reply = await self.nc.request(subject, encode(msg), timeout=timeout)
+        return reply.data
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]], *, queue: str = "") -> Subscription:
+        return await self.nc.subscribe(subject, queue=queue, cb=cb)
+
+    # ------------------------------------------------------------------------------ consumers
+
+    async def pull_consumer(
+        self,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        *,
+        ack_wait_s: float = 5.0,
+        max_ack_pending: int = 1000,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+    ) -> JetStreamContext.PullSubscription:
+        """Create or update a durable pull consumer with explicit acks, and bind to it.
+
+        Updating matters: a consumer made by an older version keeps its old ack wait otherwise."""
+        config = ConsumerConfig(
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ack_wait_s,
+            max_deliver=-1,
+            max_ack_pending=max_ack_pending,
+            deliver_policy=deliver_policy,
+            filter_subject=filter_subject,
+        )
+        config.name = durable
+        await self.js.add_consumer(stream, config=config)
+        psub = await self.js.pull_subscribe_bind(durable=durable, stream=stream)
+        self._pulls.append(psub)
+        return psub
+
+    async def ordered_from(
+        self, stream: str, filter_subject: str, start_seq: int, cb: Callable[[Msg], Awaitable[None]]
+    ) -> Subscription:
+        """An ordered (gap-free, auto-recreated) consumer starting at ``start_seq``: for state rebuilt from a
+        stream, where the reader itself records the last sequence it applied."""
+        if start_seq <= 1:
+            return await self.js.subscribe(
+                filter_subject, stream=stream, cb=cb, ordered_consumer=True, deliver_policy=DeliverPolicy.ALL
+            )
+        config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
+        return await self.js.subscribe(filter_subject, stream=stream, cb=cb, ordered_consumer=True, config=config)
+
+    async def stream_last_seq(self, stream: str) -> int:
+        info = await self.js.stream_info(stream)
+        return int(info.state.last_seq)
+
+    # ------------------------------------------------------------------------------------- KV
+
+    async def kv(self, bucket: str) -> KeyValue:
+        kv = self._kv.get(bucket)
+        if kv is None:
+            kv = self._kv[bucket] = await self.js.key_value(bucket)
+        return kv
+
+    async def kv_mirror(self, bucket: str, on_change: Callable[[str, bytes | None], None] | None = None) -> KVMirror:
+        """A local copy of a bucket, loaded now and kept current by a watch (``None`` value: deleted)."""
+        mirror = KVMirror(on_change)
+        watcher = await (await self.kv(bucket)).watchall()
+        await mirror.start(watcher)
+        return mirror
+
+
+class KVMirror:
+    """Every key of a bucket with its latest value; reads never leave the process."""
+
+    def __init__(self, on_change: Callable[[str, bytes | None], None] | None = None) -> None:
+        self.values: dict[str, bytes] = {}
+        self._on_change = on_change
+        self._task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+
+    async def start(self, watcher: Any) -> None:
+        self._watcher = watcher
+        while True:  # the initial values, up to the marker that ends them
+            entry = await watcher.updates(timeout=10.0)
+            if entry is None:
+                break
+            self._apply(entry)
+        self._task = asyncio.ensure_future(self._follow())
+
+    def _apply(self, entry: Any) -> None:
+        if entry.operation in ("DEL", "PURGE") or entry.value is None:
+            self.values.pop(entry.key, None)
+            value = None
+        else:
+            self.values[entry.key] = value = entry.value
+        if self._on_change is not None:
+            self._on_change(entry.key, value)
+
+    async def _follow(self) -> None:
+        while True:
+            try:
+                entry = await self._watcher.updates(timeout=60.0)
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            if entry is not None:
+                self._apply(entry)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+
+
+def msg_delivery_count(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_delivered)
+    except Exception:
+        return 1
+
+
+def stream_seq(msg: Msg) -> int:
+    return int(msg.metadata.sequence.stream)
+
+
+def header(msg: Msg, name: str) -> Any:
+    return (msg.headers or {}).get(name)

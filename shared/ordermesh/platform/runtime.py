@@ -1,0 +1,356 @@
+"""One way for a service to start, report and stop.
+
+A service subclasses :class:`Service`, registers its consumers and subscriptions in ``setup()`` and keeps its
+handlers small: decode (done here), call pure domain code, publish, return. The runtime acks a consumed
+message only after the handler returned, i.e. after the handler's own output was stored by JetStream.
+
+Bad input never kills a service: an undecodable message, a wrong schema version or a message of the wrong
+type is logged with its subject, counted in ``ordermesh_bad_messages_total{service,reason}`` and terminated
+(not redelivered forever). A handler exception is counted and the message redelivered with backoff; after
+``max_attempts`` deliveries it is terminated and counted as ``handler_failed``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import os
+import signal
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import nats.errors
+import structlog
+from aiohttp import web
+from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ordermesh.contract.wire import BadMessage, Codec, Heartbeat
+from ordermesh.platform import metrics
+from ordermesh.platform.bus import Bus, msg_delivery_count
+from ordermesh.platform.config import ConfigError, OrderMeshConfig
+from ordermesh.platform.log import setup_logging
+
+T = TypeVar("T")
+
+
+class RetryLater(Exception):
+    """Raised by a handler whose message cannot be handled yet (it depends on something still on its way):
+    the message is redelivered with backoff, without an error log, up to the consumer's max_attempts."""
+
+
+Handler = Callable[[T, Msg], Awaitable[None]]
+
+
+def install_uvloop() -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
+@dataclass(frozen=True, slots=True)
+class _Consumer(Generic[T]):
+    name: str
+    stream: str
+    filter_subject: str
+    codec: Codec[T]
+    handler: Handler[T]
+    batch: int
+    max_attempts: int
+    deliver_policy: DeliverPolicy
+    #: Messages with the same lane key are handled in stream order; different keys run concurrently within a
+    #: fetched batch. None: one message at a time.
+    lane: Callable[[T], str] | None
+    #: Unacked messages come back after this long (e.g. those a killed process had in hand).
+    ack_wait_s: float
+
+
+class _KeepAlive:
+    __slots__ = ("_handle", "_msg", "_period", "_task")
+
+    def __init__(self, msg: Msg, period: float) -> None:
+        self._msg = msg
+        self._period = period
+        self._task: asyncio.Task[None] | None = None
+        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(period, self._fire)
+
+    def _fire(self) -> None:
+        self._task = asyncio.ensure_future(self._msg.in_progress())
+        self._handle = asyncio.get_running_loop().call_later(self._period, self._fire)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+class Service:
+    """Base of every ordermesh process."""
+
+    name: str = "service"
+
+    def __init__(self, config: OrderMeshConfig, *, instance: str | None = None, http_port: int | None = None):
+        self.config = config
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.bus = Bus(config.nats, f"{self.name}:{self.instance}")
+        self.subjects = self.bus.subjects
+        self.log = structlog.get_logger(f"ordermesh.{self.name}")
+        self.http_port = http_port if http_port is not None else self.default_http_port()
+        self.http_url: str | None = None
+        self.started_ns = time.time_ns()
+        self._stop = asyncio.Event()
+        self._consumers: list[_Consumer[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+        self.ready = asyncio.Event()
+
+    # ---------------------------------------------------------------------------- overridables
+
+    def default_http_port(self) -> int:
+        return 0
+
+    async def setup(self) -> None:
+        """Register consumers (:meth:`consume`), subscriptions and background tasks."""
+
+    async def teardown(self) -> None:
+        """Flush state before the bus is drained (snapshots, broker disconnects)."""
+
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(
+            service=self.name, instance=self.instance, started_ns=self.started_ns, metrics_url=self.http_url
+        )
+
+    def health(self) -> dict[str, Any]:
+        return {"nats_connected": self.bus.connected}
+
+    # --------------------------------------------------------------------------- registration
+
+    def consume(
+        self,
+        *,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        codec: Codec[T],
+        handler: Handler[T],
+        batch: int = 64,
+        max_attempts: int = 10,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+        lane: Callable[[T], str] | None = None,
+        ack_wait_s: float = 5.0,
+    ) -> None:
+        """Consume ``filter_subject`` of ``stream`` through the durable ``durable``; ack after ``handler``.
+
+        ``lane`` enables concurrency: messages whose lane keys differ are handled concurrently, messages with
+        the same key strictly in stream order (e.g. key by client order id so one order's events stay ordered).
+        """
+        self._consumers.append(
+            _Consumer(
+                durable, stream, filter_subject, codec, handler, batch, max_attempts, deliver_policy, lane, ack_wait_s
+            )
+        )
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        task = asyncio.ensure_future(self._guard(coro, name))
+        self._tasks.append(task)
+
+    async def _guard(self, coro: Awaitable[None], name: str) -> None:
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("background task failed; stopping the service", task=name)
+            self.request_stop()
+
+    # ---------------------------------------------------------------------------------- run
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        await self.bus.connect()
+        await self.bus.provision()
+        await self._start_http()
+        await self.setup()
+        for consumer in self._consumers:
+            self.spawn(self._consume_loop(consumer), f"consume:{consumer.name}")
+        self.spawn(self._heartbeat_loop(), "heartbeat")
+        # Start-up objects (modules, config) never die: keep them out of every future collection, which
+        # otherwise pauses the loop for milliseconds each time it walks them.
+        gc.collect()
+        gc.freeze()
+        self.log.info("service started", service=self.name, instance=self.instance, http=self.http_url)
+        self.ready.set()
+        await self._stop.wait()
+        self.log.info("service stopping", service=self.name, instance=self.instance)
+        await self.shutdown()
+
+    async def shutdown(self) -> None:
+        """Stop in bounded time (orchestrators follow SIGTERM with SIGKILL): each phase gets a few seconds, and a
+        phase that overruns is logged and passed. State is rebuilt from the durable streams after any stop."""
+        for task in self._tasks:
+            task.cancel()
+        await self._bounded("background tasks", asyncio.gather(*self._tasks, return_exceptions=True), 3.0)
+        try:
+            await self._bounded("teardown", self.teardown(), 4.0)
+        finally:
+            await self._bounded("bus close", self.bus.close(), 6.0)
+            if self._runner is not None:
+                await self._bounded("http server", self._runner.cleanup(), 1.0)
+        self.log.info("service stopped", service=self.name, instance=self.instance)
+
+    async def _bounded(self, phase: str, aw: Awaitable[Any], seconds: float) -> None:
+        try:
+            await asyncio.wait_for(aw, seconds)
+        except TimeoutError:
+            self.log.error("shutdown phase overran; going on", phase=phase, seconds=seconds)
+
+    # ------------------------------------------------------------------------------ consuming
+
+    async def _consume_loop(self, c: _Consumer[Any]) -> None:
+        psub = await self.bus.pull_consumer(
+            c.stream, c.name, c.filter_subject, deliver_policy=c.deliver_policy, ack_wait_s=c.ack_wait_s
+        )
+        backoff = 0.1
+        while True:
+            try:
+                msgs = await psub.fetch(c.batch, timeout=1.0)
+            except TimeoutError:
+                continue
+            except (nats.errors.Error, OSError) as exc:
+                # Disconnected or server busy: the client reconnects by itself; wait a little.
+                self.log.warning("fetch failed", consumer=c.name, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                continue
+            backoff = 0.1
+            if c.lane is None or len(msgs) == 1:
+                for msg in msgs:
+                    obj = await self._decode(c, msg)
+                    if obj is not None:
+                        await self._handle(c, obj, msg)
+                continue
+            lanes: dict[str, list[tuple[Any, Msg]]] = {}
+            for msg in msgs:
+                obj = await self._decode(c, msg)
+                if obj is not None:
+                    lanes.setdefault(c.lane(obj), []).append((obj, msg))
+            await asyncio.gather(*(self._handle_lane(c, items) for items in lanes.values()))
+
+    async def _handle_lane(self, c: _Consumer[Any], items: list[tuple[Any, Msg]]) -> None:
+        for obj, msg in items:
+            await self._handle(c, obj, msg)
+
+    async def _decode(self, c: _Consumer[T], msg: Msg) -> T | None:
+        try:
+            return c.codec.decode(msg.data)
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            metrics.MESSAGES.labels(self.name, c.name, "bad").inc()
+            await msg.term()
+            return None
+
+    async def _handle(self, c: _Consumer[T], obj: T, msg: Msg) -> None:
+        started = time.perf_counter()
+        # A slow handler (a broker call) keeps its message: a timer, armed per message and nearly free when it
+        # never fires, tells the server "in progress" before the ack wait runs out.
+        keepalive = _KeepAlive(msg, c.ack_wait_s / 2)
+        try:
+            await c.handler(obj, msg)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            attempts = msg_delivery_count(msg)
+            if isinstance(exc, RetryLater) and attempts < c.max_attempts:
+                metrics.MESSAGES.labels(self.name, c.name, "retry").inc()
+                self.log.info("message not ready; will be redelivered", subject=msg.subject, reason=str(exc))
+                await msg.nak(delay=min(0.05 * 2**attempts, 5.0))
+                return
+            metrics.HANDLER_ERRORS.labels(self.name, c.name).inc()
+            if attempts >= c.max_attempts:
+                self.log.exception("handler failed; giving up on the message", subject=msg.subject, attempts=attempts)
+                self.bad_message(msg.subject, "handler_failed", f"{type(exc).__name__}: {exc}")
+                await msg.term()
+            else:
+                self.log.warning(
+                    "handler failed; message will be redelivered",
+                    subject=msg.subject,
+                    attempts=attempts,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                await msg.nak(delay=min(0.05 * 2**attempts, 5.0))
+            return
+        finally:
+            keepalive.cancel()
+        metrics.HANDLER_SECONDS.labels(self.name, c.name).observe(time.perf_counter() - started)
+        metrics.MESSAGES.labels(self.name, c.name, "ok").inc()
+        await msg.ack()
+
+    def bad_message(self, subject: str, reason: str, detail: str) -> None:
+        metrics.BAD_MESSAGES.labels(self.name, reason).inc()
+        self.log.warning("bad message", subject=subject, reason=reason, detail=detail[:300])
+
+    # ------------------------------------------------------------------------- http and health
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics_handler)
+        app.router.add_get("/healthz", self._health_handler)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.http.host, self.http_port)
+        await site.start()
+        port = self._runner.addresses[0][1]
+        self.http_url = f"http://{self.config.http.host}:{port}"
+
+    async def _metrics_handler(self, _: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _health_handler(self, _: web.Request) -> web.Response:
+        detail = self.health()
+        ok = all(v for k, v in detail.items() if k.endswith("connected"))
+        body = {
+            "service": self.name,
+            "instance": self.instance,
+            "ok": ok,
+            "uptime_s": round((time.time_ns() - self.started_ns) / 1e9, 3),
+            **detail,
+        }
+        return web.json_response(body, status=200 if ok else 503)
+
+    async def _heartbeat_loop(self) -> None:
+        subject = self.subjects.health(self.name, self.instance)
+        while True:
+            if self.bus.connected:
+                with contextlib.suppress(nats.errors.Error):
+                    await self.bus.publish_core(subject, self.heartbeat())
+                    metrics.HEARTBEATS.labels(self.name).inc()
+            await asyncio.sleep(1.0)
+
+
+def run_service(make: Callable[[], Service], log_settings: Any, **bind: Any) -> int:
+    """Process entry point: logging, uvloop, run until SIGTERM/SIGINT. Returns the exit code."""
+    setup_logging(log_settings, **bind)
+    install_uvloop()
+    try:
+        service = make()
+        asyncio.run(service.run())
+    except ConfigError as exc:
+        print(f"ordermesh: config error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0

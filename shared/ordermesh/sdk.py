@@ -1,0 +1,462 @@
+"""The strategy SDK.
+
+    async with OrderMeshClient("my-strategy", account="paper-1") as om:
+        intent_id = await om.buy("EURUSD", Decimal("0.10"))
+        outcome = await om.wait(intent_id)          # the fill, or the refusal with its reason
+        async for report in om.reports(): ...        # every report about this strategy's orders
+                                                     # (or OrderMeshClient(..., on_report=callback))
+        print(await om.positions())
+
+Publishing is idempotent: an intent is stored once per ``intent_id`` (JetStream ``Nats-Msg-Id``), so calling
+``submit`` again with the same intent after a timeout can never create a second order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import nats.errors
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import DeliverPolicy, PubAck
+from nats.js.errors import KeyNotFoundError
+
+from ordermesh.contract.ids import client_order_id, new_intent_id
+from ordermesh.contract.subjects import EXEC, KV_ORDERS, kv_key
+from ordermesh.contract.wire import (
+    REPORT_CODEC,
+    AccountQuery,
+    AccountState,
+    BadMessage,
+    CancelAll,
+    CancelRequest,
+    ControlReply,
+    ErrorReply,
+    Fixed,
+    Intent,
+    IntentRejected,
+    OrderCanceled,
+    OrderDenied,
+    OrderExpired,
+    OrderFilled,
+    OrderRejected,
+    OrderType,
+    Position,
+    PositionsQuery,
+    PositionsReply,
+    Report,
+    Side,
+    SizingRequest,
+    TimeInForce,
+    decode_any,
+)
+from ordermesh.platform.bus import Bus
+from ordermesh.platform.config import NatsSettings, OrderMeshConfig
+from ordermesh.routing.orders import OrderRecord
+
+
+class OrderMeshError(Exception):
+    pass
+
+
+class CloseOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """What became of one position in ``close_all_positions``."""
+
+    account: str
+    symbol: str
+    strategy_id: str | None
+    quantity: Decimal  # signed, before the close
+    status: str  # closed | partial | failed
+    remaining: Decimal = Decimal(0)  # signed, after
+    reason: str = ""
+    intent_id: str | None = None
+    position_id: str | None = None  # hedging accounts: the ticket closed (one outcome per ticket)
+
+
+class CloseAllReport(msgspec.Struct, frozen=True, kw_only=True):
+    account: str
+    strategy_id: str | None
+    cancel: str  # what the router said about canceling the open orders
+    outcomes: list[CloseOutcome]
+
+    @property
+    def flat(self) -> bool:
+        return all(o.status == "closed" for o in self.outcomes)
+
+
+def is_final(report: Report) -> bool:
+    """True when nothing more will happen to the intent (fully filled, refused, canceled or expired)."""
+    if isinstance(report, OrderFilled):
+        return report.leaves_qty == 0
+    return isinstance(report, IntentRejected | OrderDenied | OrderRejected | OrderCanceled | OrderExpired)
+
+
+def _to_close(account: str, strategy: str | None, positions: list[Position]) -> list[Position]:
+    """What close-all closes: every open ticket (a position with a ``position_id``: hedging) on its own, and the
+    net per symbol of the rest (netting)."""
+    tickets = [p for p in positions if p.position_id is not None and p.quantity != 0]
+    net: dict[str, Decimal] = {}
+    for p in positions:
+        if p.position_id is None:
+            net[p.symbol] = net.get(p.symbol, Decimal(0)) + p.quantity
+    nets = [
+        Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy)
+        for sym, q in sorted(net.items())
+        if q != 0
+    ]
+    return nets + sorted(tickets, key=lambda p: (p.symbol, str(p.position_id)))
+
+
+def _key(p: Position) -> str:
+    return p.position_id if p.position_id is not None else p.symbol
+
+
+class OrderMeshClient:
+    def __init__(
+        self,
+        strategy_id: str,
+        *,
+        account: str = "paper-1",
+        url: str | None = None,
+        config: OrderMeshConfig | None = None,
+        remember: int = 10_000,
+        on_report: Callable[[Report], None] | None = None,
+    ) -> None:
+        settings = config.nats if config else NatsSettings()
+        if url is not None:
+            settings = msgspec.structs.replace(settings, url=url)
+        self.strategy_id = strategy_id
+        self.account = account
+        self.bus = Bus(settings, f"sdk:{strategy_id}")
+        self.subjects = self.bus.subjects
+        self._waiters: dict[str, asyncio.Future[Report]] = {}
+        self._final: OrderedDict[str, Report] = OrderedDict()  # recent outcomes, for wait() after the fact
+        self._remember = remember
+        self._queue: asyncio.Queue[Report] | None = None
+        self._subs: list[Subscription] = []
+        self._on_report_cb = on_report
+        self.bad_reports = 0
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def connect(self) -> OrderMeshClient:
+        await self.bus.connect()
+        await self.bus.provision()
+        # Ordered consumers from "now": gap-free across reconnects, no state left on the server.
+        for subject in (self.subjects.strategy_exec(self.strategy_id), self.subjects.reject(self.strategy_id)):
+            self._subs.append(
+                await self.bus.js.subscribe(
+                    subject, stream=EXEC, cb=self._on_report, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+                )
+            )
+        return self
+
+    async def close(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        self._subs.clear()
+        await self.bus.close()
+
+    async def __aenter__(self) -> OrderMeshClient:
+        return await self.connect()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -------------------------------------------------------------------------------- intents
+
+    async def submit(self, intent: Intent) -> str:
+        """Publish an intent (idempotent on its id); returns the intent id once the stream has stored it."""
+        await self.publish_intent(intent)
+        return intent.intent_id
+
+    async def publish_intent(self, intent: Intent) -> PubAck:
+        """Publish an intent; ``PubAck.duplicate`` tells that the stream already had this intent id."""
+        return await self.bus.publish(self.subjects.intent(intent.strategy_id), intent, msg_id=intent.intent_id)
+
+    async def order(self, intent_id: str, account: str | None = None) -> OrderRecord | None:
+        """The router's record of the order made from an intent (None if no order was made from it)."""
+        coid = client_order_id(account or self.account, intent_id)
+        try:
+            entry = await (await self.bus.kv(KV_ORDERS)).get(kv_key(coid))
+        except KeyNotFoundError:
+            return None
+        return msgspec.msgpack.decode(entry.value, type=OrderRecord) if entry.value else None
+
+    async def settled_order(self, intent_id: str, timeout: float = 5.0) -> OrderRecord | None:
+        """The router's record once it is final (or as it stands at the timeout). The record follows the
+        execution reports a moment later, so a report already seen here may not be in it yet."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            rec = await self.order(intent_id)
+            if (rec is not None and not rec.is_open) or asyncio.get_running_loop().time() >= deadline:
+                return rec
+            await asyncio.sleep(0.05)
+
+    def intent(
+        self,
+        side: Side,
+        symbol: str,
+        qty: Decimal | None = None,
+        *,
+        sizing: SizingRequest | None = None,
+        order_type: OrderType | None = None,
+        limit_price: Decimal | None = None,
+        stop_price: Decimal | None = None,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        reduce_only: bool = False,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+        reference_price: Decimal | None = None,
+        broker_id: str | None = None,
+        account: str | None = None,
+        intent_id: str | None = None,
+        position_id: str | None = None,
+    ) -> Intent:
+        """An intent of this strategy. ``position_id`` names the broker position (ticket) the order closes, in a
+        hedging account; use it with ``reduce_only=True``."""
+        if (qty is None) == (sizing is None):
+            raise ValueError("give either qty (a fixed size) or sizing (Fixed, Kelly or RiskPct)")
+        if order_type is None:
+            order_type = OrderType.LIMIT if limit_price is not None else OrderType.MARKET
+        return Intent(
+            intent_id=intent_id or new_intent_id(),
+            strategy_id=self.strategy_id,
+            account=account or self.account,
+            symbol=symbol,
+            side=side,
+            sizing=sizing if sizing is not None else Fixed(qty=Decimal(qty)),  # type: ignore[arg-type]
+            order_type=order_type,
+            limit_price=limit_price,
+            stop_price=stop_price,
+            time_in_force=time_in_force,
+            reduce_only=reduce_only,
+            stop_loss=stop_loss,
+            take_profit=take_profit,
+            reference_price=reference_price,
+            broker_id=broker_id,
+            position_id=position_id,
+        )
+
+    async def buy(self, symbol: str, qty: Decimal | None = None, **kw: Any) -> str:
+        return await self.submit(self.intent(Side.BUY, symbol, qty, **kw))
+
+    async def sell(self, symbol: str, qty: Decimal | None = None, **kw: Any) -> str:
+        return await self.submit(self.intent(Side.SELL, symbol, qty, **kw))
+
+    async def cancel(self, intent_id: str) -> ControlReply:
+        """Ask the router to cancel the order made from ``intent_id``; the outcome arrives as a report
+        (OrderCanceled, or OrderCancelRejected when it had already filled). ``reply.ok`` says whether the
+        cancel was sent (not whether it succeeded at the broker)."""
+        return await self._control(
+            "cancel", CancelRequest(account=self.account, strategy_id=self.strategy_id, intent_id=intent_id)
+        )
+
+    async def cancel_all(self) -> ControlReply:
+        """Cancel every open order of this strategy."""
+        return await self._control("cancel_all", CancelAll(account=self.account, strategy_id=self.strategy_id))
+
+    async def _control(self, name: str, msg: Any) -> ControlReply:
+        reply = decode_any(await self.bus.request(self.subjects.ctl(name), msg, timeout=10.0))
+        if not isinstance(reply, ControlReply):
+            raise OrderMeshError(f"unexpected reply {type(reply).__name__}")
+        return reply
+
+    async def wait(self, intent_id: str, timeout: float = 10.0) -> Report:
+        """The final report of an intent: the last fill, or the refusal/cancel with its reason."""
+        done = self._final.get(intent_id)
+        if done is not None:
+            return done
+        fut = self._waiters.get(intent_id)
+        if fut is None:
+            fut = self._waiters[intent_id] = asyncio.get_running_loop().create_future()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), timeout)
+        except TimeoutError:
+            raise OrderMeshError(f"no final report for intent {intent_id} within {timeout}s") from None
+
+    # -------------------------------------------------------------------------------- reports
+
+    async def reports(self) -> AsyncIterator[Report]:
+        """Every report about this strategy's intents, in the order they happened, from now on."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+        while True:
+            yield await self._queue.get()
+
+    async def _on_report(self, msg: Msg) -> None:
+        try:
+            report = REPORT_CODEC.decode(msg.data)
+        except BadMessage:
+            self.bad_reports += 1
+            return
+        if self._on_report_cb is not None:
+            self._on_report_cb(report)
+        if self._queue is not None:
+            self._queue.put_nowait(report)
+        if is_final(report):
+            self._final[report.intent_id] = report
+            if len(self._final) > self._remember:
+                self._final.popitem(last=False)
+            fut = self._waiters.pop(report.intent_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(report)
+
+    # ------------------------------------------------------------------------------ close all
+
+    async def close_all_positions(
+        self, account: str | None = None, strategy: str | None = None, *, timeout: float = 15.0
+    ) -> CloseAllReport:
+        """Cancel the open orders, send a reduce-only market intent for every open position, wait until the
+        keeper shows them flat (or ``timeout``), and report per position: closed, partial (with the rest) or
+        failed (with the reason).
+
+        Netting accounts: one intent per symbol for its net. Hedging accounts (the keeper lists one position per
+        ticket, with its ``position_id``): one intent per ticket, naming it, for the ticket's quantity on the
+        opposite side, and one outcome per ticket. Without ``strategy`` the account's positions are closed by
+        intents of this client's strategy; with it, that strategy's own positions by intents in its name."""
+        account = account or self.account
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        try:
+            cancel = (await self._control("cancel_all", CancelAll(account=account, strategy_id=strategy))).detail
+        except Exception as exc:  # no router: still close what is open
+            cancel = f"open orders not canceled: {type(exc).__name__} {exc}".strip()
+        held = _to_close(account, strategy, await self.positions(account=account, strategy_id=strategy))
+        if not held:
+            return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=[])
+        by = strategy or self.strategy_id
+        outcomes: dict[str, Report] = {}
+        done = asyncio.Event()
+        wanted: set[str] = set()
+
+        async def on_report(msg: Msg) -> None:
+            try:
+                report = REPORT_CODEC.decode(msg.data)
+            except BadMessage:
+                return
+            if report.intent_id in wanted and is_final(report):
+                outcomes[report.intent_id] = report
+                if wanted <= outcomes.keys():
+                    done.set()
+
+        subs = [
+            await self.bus.js.subscribe(
+                subject, stream=EXEC, cb=on_report, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+            )
+            for subject in (self.subjects.strategy_exec(by), self.subjects.reject(by))
+        ]
+        sent: list[tuple[Position, Intent | None, str]] = []
+        try:
+            for p in held:
+                intent = Intent(
+                    intent_id=new_intent_id(),
+                    strategy_id=by,
+                    account=account,
+                    symbol=p.symbol,
+                    side=Side.SELL if p.quantity > 0 else Side.BUY,
+                    sizing=Fixed(qty=abs(p.quantity)),
+                    reduce_only=True,
+                    position_id=p.position_id,
+                    tags={"close_all": "1"},
+                )
+                try:
+                    await self.submit(intent)
+                    wanted.add(intent.intent_id)
+                    sent.append((p, intent, ""))
+                except Exception as exc:
+                    sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
+            if wanted:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
+            # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
+            remaining = await self._remaining(account, strategy, {_key(p) for p, _, _ in sent}, deadline)
+        finally:
+            for sub in subs:
+                with contextlib.suppress(Exception):
+                    await sub.unsubscribe()
+        result = []
+        for p, intent, error in sent:
+            rest = p.quantity if remaining is None else remaining.get(_key(p), Decimal(0))
+            report = outcomes.get(intent.intent_id) if intent is not None else None
+            if remaining is None:
+                status, reason = "failed", error or "the position-keeper did not answer"
+            elif rest == 0:
+                status, reason = "closed", ""
+            elif error:
+                status, reason = "failed", error
+            elif rest != p.quantity and (rest > 0) == (p.quantity > 0):
+                status = "partial"
+                reason = getattr(report, "reason", "") or "not completely filled"
+            else:
+                status = "failed"
+                reason = getattr(report, "reason", "") if report is not None else ""
+                if not reason and isinstance(report, OrderFilled):
+                    reason = "filled, but the keeper does not show the position flat yet"
+                reason = reason or f"no outcome within {timeout:g}s"
+            result.append(
+                CloseOutcome(
+                    account=account,
+                    symbol=p.symbol,
+                    strategy_id=p.strategy_id,
+                    quantity=p.quantity,
+                    status=status,
+                    remaining=rest,
+                    reason=reason,
+                    intent_id=intent.intent_id if intent is not None else None,
+                    position_id=p.position_id,
+                )
+            )
+        return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=result)
+
+    async def _remaining(
+        self, account: str, strategy: str | None, keys: set[str], deadline: float
+    ) -> dict[str, Decimal] | None:
+        """Open quantity per key (a ticket's position id, or a symbol's net) once all are flat or at the
+        deadline; None if the keeper never answered."""
+        loop = asyncio.get_running_loop()
+        last: dict[str, Decimal] | None = None
+        while True:
+            try:
+                now: dict[str, Decimal] = {}
+                for p in await self.positions(account=account, strategy_id=strategy):
+                    for key in (p.symbol, p.position_id):
+                        if key is not None and key in keys:
+                            now[key] = now.get(key, Decimal(0)) + p.quantity
+                last = {key: q for key, q in now.items() if q != 0}
+            except (OrderMeshError, TimeoutError, nats.errors.Error):
+                pass
+            if (last is not None and not last) or loop.time() >= deadline:
+                return last
+            await asyncio.sleep(0.05)
+
+    # -------------------------------------------------------------------------------- queries
+
+    async def positions(
+        self, *, account: str | None = None, strategy_id: str | None = None, by_strategy: bool = False
+    ) -> list[Position]:
+        reply = await self.positions_reply(account=account, strategy_id=strategy_id, by_strategy=by_strategy)
+        return reply.positions
+
+    async def positions_reply(self, **query: Any) -> PositionsReply:
+        data = await self.bus.request(self.subjects.q("positions"), PositionsQuery(**query), timeout=5.0)
+        reply = decode_any(data)
+        if isinstance(reply, ErrorReply):
+            raise OrderMeshError(reply.reason)
+        return reply  # type: ignore[no-any-return]
+
+    async def account_state(self, account: str | None = None) -> AccountState:
+        data = await self.bus.request(
+            self.subjects.q("account"), AccountQuery(account=account or self.account), timeout=5.0
+        )
+        reply = decode_any(data)
+        if isinstance(reply, ErrorReply):
+            raise OrderMeshError(reply.reason)
+        return reply  # type: ignore[no-any-return]

@@ -1,0 +1,156 @@
+"""Closing MT5 positions by ticket: the adapter against the bridge simulator (hedging) over real ZeroMQ."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+import pytest
+
+from ordermesh.brokers.base import BrokerOrderState, OrderError
+from ordermesh.brokers.mt5.adapter import MT5Adapter
+from ordermesh.brokers.reports import reports_for
+from ordermesh.contract.wire import OrderFilled, PlaceOrder, Side
+from tests.mt5util import adapter_for, free_ports, place, sim_for
+from tools.mt5sim.engine import Account, Outcome, int32
+from tools.mt5sim.server import BridgeSimulator, Ports
+
+D = Decimal
+
+
+class Recorder:
+    """The TRADE requests the simulated EA received, in order."""
+
+    def __init__(self, account: Account) -> None:
+        self.trades: list[dict[str, Any]] = []
+        handle = account.handle
+
+        def spy(req: dict[str, Any]) -> Outcome:
+            if req.get("action") == "TRADE":
+                self.trades.append(dict(req))
+            return handle(req)
+
+        account.handle = spy  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def account() -> Account:
+    a = Account(hedging=True, seed=1)
+    a.step = lambda: []  # type: ignore[method-assign]  # a still market: the prices asserted are the ones set
+    a.set_price("EURUSD", D("1.08495"), D("1.08505"))
+    return a
+
+
+@pytest.fixture
+async def mt5(account: Account) -> AsyncIterator[MT5Adapter]:
+    ports = Ports(*free_ports())
+    sim: BridgeSimulator = sim_for(account, ports)
+    await sim.start()
+    adapter = adapter_for(ports)
+    await adapter.connect()
+    yield adapter
+    await adapter.close()
+    await sim.stop()
+
+
+def close(n: str, position_id: str, side: Side, qty: str) -> PlaceOrder:
+    return msgspec.structs.replace(place(n, side=side, qty=qty), reduce_only=True, position_id=position_id)
+
+
+async def test_close_one_ticket_by_id_and_part_of_the_other(mt5: MT5Adapter, account: Account) -> None:
+    spy = Recorder(account)
+    long = await mt5.place_order(place("long", Side.BUY, qty="0.30"))
+    short = await mt5.place_order(place("short", Side.SELL, qty="0.20"))
+    long_id, short_id = long.broker_order_id, short.broker_order_id
+    # MT5 names a position after the order that opened it; the opening fills say so
+    assert [f.position_id for f in long.fills] == [long_id] and [f.position_id for f in short.fills] == [short_id]
+    assert sorted((p.position_id, p.quantity) for p in account_positions(account)) == sorted(
+        [(long_id, D("0.3")), (short_id, D("-0.2"))]
+    )
+
+    # the whole long ticket: POSITION_CLOSE_ID with the ticket, no volume (0.30 x 100000 x (1.08595 - 1.08505))
+    account.set_price("EURUSD", D("1.08595"), D("1.08605"))
+    cmd = close("close-long", long_id, Side.SELL, "0.30")
+    closed = await mt5.place_order(cmd)
+    req = spy.trades[-1]
+    assert (req["actionType"], req["id"], "volume" in req) == ("POSITION_CLOSE_ID", int(long_id), False)
+    deal = account.deals[-1]
+    assert closed.state is BrokerOrderState.FILLED and closed.filled_qty == D("0.3")
+    assert [(f.fill_id, f.quantity, f.price, f.position_id) for f in closed.fills] == [
+        (str(int32(deal.ticket)), D("0.3"), D("1.08595"), long_id)
+    ]
+    assert (deal.entry, deal.volume, deal.profit, str(deal.position_id)) == (1, D("0.3"), D("27.00"), long_id)
+    fills = [e for e in reports_for(cmd, closed) if isinstance(e, OrderFilled)]
+    assert [(f.client_order_id, f.fill_id, f.side, f.last_qty, f.leaves_qty, f.position_id) for f in fills] == [
+        (cmd.client_order_id, str(int32(deal.ticket)), Side.SELL, D("0.3"), D(0), long_id)
+    ]
+    assert [(p.position_id, p.quantity) for p in await mt5.get_positions()] == [(short_id, D("-0.2"))]
+
+    # part of the short ticket: POSITION_PARTIAL with the volume
+    part = await mt5.place_order(close("part-short", short_id, Side.BUY, "0.05"))
+    req = spy.trades[-1]
+    assert (req["actionType"], req["id"], D(str(req["volume"]))) == ("POSITION_PARTIAL", int(short_id), D("0.05"))
+    assert part.state is BrokerOrderState.FILLED
+    assert [(f.quantity, f.price, f.position_id) for f in part.fills] == [(D("0.05"), D("1.08605"), short_id)]
+    assert account.deals[-1].profit == D("-5.50")  # 0.05 x 100000 x (1.08495 - 1.08605)
+    assert [(p.position_id, p.quantity, p.avg_price) for p in await mt5.get_positions()] == [
+        (short_id, D("-0.15"), D("1.08495"))
+    ]
+
+    # the rest of the short by id; the account is flat
+    rest = await mt5.place_order(close("rest-short", short_id, Side.BUY, "0.15"))
+    assert spy.trades[-1]["actionType"] == "POSITION_CLOSE_ID"
+    assert (rest.state, rest.filled_qty) == (BrokerOrderState.FILLED, D("0.15"))
+    assert account.positions == {} and await mt5.get_positions() == []
+    assert account.deals[-1].profit == D("-16.50")
+    # 100000 - 3.5 x (0.3 + 0.2 + 0.3 + 0.05 + 0.15) commission + 27 - 5.50 - 16.50 realized
+    assert account.balance == D("100001.50")
+
+
+async def test_a_ticket_hidden_by_the_upstream_listing_is_closed_with_its_volume(
+    mt5: MT5Adapter, account: Account
+) -> None:
+    spy = Recorder(account)
+    first = await mt5.place_order(place("a", Side.BUY, qty="0.10"))
+    second = await mt5.place_order(place("b", Side.BUY, qty="0.20"))
+    # the stock EA lists the symbol's first position twice: the second ticket is not in the listing
+    assert [p.position_id for p in await mt5.get_positions()] == [first.broker_order_id]
+    done = await mt5.place_order(close("close-b", second.broker_order_id, Side.SELL, "0.20"))
+    req = spy.trades[-1]
+    assert (req["actionType"], req["id"], D(str(req["volume"]))) == (
+        "POSITION_PARTIAL",
+        int(second.broker_order_id),
+        D("0.2"),
+    )
+    assert (done.state, done.filled_qty, done.fills[0].position_id) == (
+        BrokerOrderState.FILLED,
+        D("0.2"),
+        second.broker_order_id,
+    )
+    assert [(str(p.id), p.volume) for p in account.positions.values()] == [(first.broker_order_id, D("0.1"))]
+
+
+async def test_closing_a_ticket_the_wrong_way_or_an_unknown_ticket_is_refused(
+    mt5: MT5Adapter, account: Account
+) -> None:
+    long = await mt5.place_order(place("l", Side.BUY, qty="0.10"))
+    with pytest.raises(OrderError, match="does not close it"):
+        await mt5.place_order(close("wrong-side", long.broker_order_id, Side.BUY, "0.10"))
+    with pytest.raises(OrderError, match="INVALID"):
+        await mt5.place_order(close("unknown", "424242", Side.SELL, "0.10"))
+    with pytest.raises(OrderError, match="not an MT5 position ticket"):
+        await mt5.place_order(close("bad-id", "pos-1", Side.SELL, "0.10"))
+    # a close larger than the ticket closes the ticket and no more (a ticket never flips)
+    bigger = await mt5.place_order(close("bigger", long.broker_order_id, Side.SELL, "0.50"))
+    assert (bigger.state, bigger.filled_qty) == (BrokerOrderState.CANCELED, D("0.1"))
+    assert account.positions == {}
+
+
+def account_positions(account: Account) -> list[Any]:
+    class View(msgspec.Struct):
+        position_id: str
+        quantity: Decimal
+
+    return [View(str(int32(p.id)), p.volume if p.buy else -p.volume) for p in account.positions.values()]

@@ -1,0 +1,173 @@
+"""The ordermesh command, run as a user runs it (a separate process)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from ordermesh.brokers.registry import ADAPTER_TYPES
+from ordermesh.platform.natsserver import NatsServer, free_port, url_answers
+from tests.harness import ROOT, System
+
+KNOWN = ", ".join(sorted(ADAPTER_TYPES))
+
+
+def ordermesh(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT, timeout: float = 60):
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def aordermesh(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(ordermesh, *args, timeout=timeout)
+
+
+def test_config_error_is_one_line_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nats:\n  replicas: many\n")
+    out = ordermesh("--config", str(bad), "sizer")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("ordermesh: config error:") and "$.nats.replicas" in lines[0]
+
+
+def test_unset_variable_is_named(tmp_path: Path) -> None:
+    cfg = tmp_path / "vars.yaml"
+    cfg.write_text("nats:\n  url: ${OM_TEST_SURELY_UNSET}\n")
+    env = {k: v for k, v in os.environ.items() if k != "OM_TEST_SURELY_UNSET"}
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "--config", str(cfg), "router"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+        env=env,
+    )
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "ordermesh: config error: environment variable OM_TEST_SURELY_UNSET is not set (used at $.nats.url)"
+    )
+
+
+def test_unknown_gateway_is_refused_with_the_known_ones() -> None:
+    out = ordermesh("--nats", "nats://127.0.0.1:1", "gateway", "nowhere")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "ordermesh: config error: brokers.nowhere: no such broker in the configuration (known: paper)"
+    )
+
+
+async def test_submit_positions_and_tail(nats_server: NatsServer, tmp_path: Path) -> None:
+    url = nats_server.url
+    async with System(url, tmp_path) as system:
+        await system.start_all()
+        tail = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "--nats", url, "tail", "exec.>", "--count", "2",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=ROOT,
+        )  # fmt: skip
+        assert tail.stderr is not None
+        assert b"tailing om.exec.>" in await asyncio.wait_for(tail.stderr.readline(), 30)
+
+        out = await aordermesh("--nats", url, "submit", "buy", "EURUSD", "0.25", "--intent-id", "cli-1")
+        assert out.returncode == 0, out.stderr
+        assert re.search(r"OrderFilled: BUY 0\.25 EURUSD @ 1\.\d{5} at paper", out.stdout), out.stdout
+
+        # the same intent again is deduplicated and says what became of the first one
+        again = await aordermesh("--nats", url, "submit", "buy", "EURUSD", "0.25", "--intent-id", "cli-1")
+        assert again.returncode == 0, again.stderr
+        assert "was already submitted" in again.stdout and "is FILLED, filled 0.25 of 0.25" in again.stdout
+
+        refused = await aordermesh("--nats", url, "submit", "sell", "NOPE", "1")
+        assert refused.returncode == 1
+        assert "OrderDenied: INSTRUMENT: NOPE is not a known tradable instrument at paper" in refused.stdout
+
+        stdout, _ = await asyncio.wait_for(tail.communicate(), 30)
+        lines = stdout.decode().splitlines()
+        assert lines[0].startswith("om.exec.paper.cli ") and '"type":"order_accepted"' in lines[0]
+        assert '"type":"order_filled"' in lines[1] and '"last_qty":"0.25"' in lines[1]
+
+        pos = await aordermesh("--nats", url, "positions")
+        assert pos.returncode == 0, pos.stderr
+        assert re.search(r"paper-1\s+\*\s+EURUSD\s+0\.25\s+1\.\d+", pos.stdout), pos.stdout
+
+
+def test_positions_without_a_keeper_says_so(nats_server: NatsServer) -> None:
+    out = ordermesh("--nats", nats_server.url, "positions")
+    assert out.returncode == 1
+    assert "no position-keeper answered" in out.stderr
+
+
+def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    env = {
+        "ORDERMESH__NATS__URL": url,
+        "ORDERMESH__NATS__STORE_DIR": str(tmp_path / "nats"),
+        "ORDERMESH__DEMO__INTERVAL_S": "0.2",
+        **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "ROUTER", "KEEPER", "DEMO", "GATEWAY_BASE")},
+    }
+    out = ordermesh("up", "--duration", "8", "--no-view", env=env, cwd=tmp_path, timeout=90)
+    assert out.returncode == 0, out.stderr
+    summary = [line for line in out.stdout.splitlines() if line.startswith("ordermesh: ran")]
+    assert summary, out.stdout
+    fills = int(re.search(r"fills=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
+    intents = int(re.search(r"intents=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
+    orders = int(re.search(r"orders=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
+    # an order may fill in several parts (the venue walks its book), so fills may outnumber orders
+    assert fills > 0 and 0 < orders <= intents
+    assert "5 processes started" in out.stderr and "ordermesh: stopped" in out.stderr
+    # the embedded server and every child are gone
+    assert not url_answers(url)
+    for log in (tmp_path / ".ordermesh" / "logs").glob("*.log"):
+        assert "Traceback" not in log.read_text(), log.name
+
+
+def test_money_display_never_shows_negative_zero() -> None:
+    from decimal import Decimal
+
+    from services.up import money
+
+    assert str(money(Decimal("-0.0001"))) == "0.00"
+    assert str(money(Decimal("12.344"))) == "12.34"
+    assert str(money(Decimal("-3.5"))) == "-3.50"
+
+
+def test_brokers_validate_prints_one_clear_line_per_problem(tmp_path: Path) -> None:
+    cfg = tmp_path / "brokers.yaml"
+    cfg.write_text(
+        "brokers:\n"
+        "  paper:\n    type: paper\n"
+        "  mt5-live:\n    type: paper\n    seed: ${OM_TEST_MT5_SEED}\n"
+        "  fix-gw:\n    type: fix\n"
+        "  old-paper:\n    type: paper\n    enabled: false\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OM_TEST_MT5_SEED"}
+    out = subprocess.run(
+        [sys.executable, "-m", "services.cli", "--config", str(cfg), "brokers", "validate"],
+        capture_output=True, text=True, timeout=30, cwd=ROOT, env=env,
+    )  # fmt: skip
+    assert out.returncode == 1
+    assert out.stdout.splitlines() == [
+        f"error: brokers.fix-gw: unknown type 'fix' (known types: {KNOWN})",
+        "error: brokers.mt5-live: environment variable OM_TEST_MT5_SEED is not set (used at $.brokers.mt5-live.seed)",
+        "warning: brokers.old-paper: disabled (no gateway will run for it)",
+        "4 broker(s), 1 usable: paper",
+    ]
+    listing = ordermesh("--config", str(cfg), "brokers")
+    assert listing.returncode == 0
+    assert [line.split()[:3] for line in listing.stdout.splitlines()] == [
+        ["fix-gw", "fix", "invalid"],
+        ["mt5-live", "paper", "invalid"],
+        ["old-paper", "paper", "disabled"],
+        ["paper", "paper", "ok"],
+    ]
