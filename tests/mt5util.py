@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 from decimal import Decimal
 
-from ordermesh.brokers.mt5.adapter import MT5Adapter, TicketStore
+from ordermesh.brokers.mt5.adapter import MT5Adapter
+from ordermesh.brokers.mt5.tickets import TicketStore
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.wire import OrderType, PlaceOrder, Side
 from tools.mt5sim.engine import Account

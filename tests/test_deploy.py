@@ -4,7 +4,8 @@ from pathlib import Path
 
 import msgspec
 
-from ordermesh.brokers.registry import BrokerRegistry, PaperSettings
+from ordermesh.brokers.paper.settings import PaperSettings
+from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.platform.config import OrderMeshConfig, load_config
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ordermesh.books.positions import PositionBook
-from ordermesh.brokers.base import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
+from ordermesh.brokers.model import BrokerFill, BrokerOrder, BrokerOrderState, InsufficientFundsError
 from ordermesh.brokers.reports import attached_command, attached_parent, broker_rejection, reports_for
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.wire import (

@@ -3,42 +3,38 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
 
-from ordermesh.brokers.base import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
-from ordermesh.brokers.binance.adapter import BinanceSpotAdapter
-from ordermesh.brokers.mt5.adapter import KvTicketStore, MT5Adapter
-from ordermesh.brokers.paper.feed import book_quote
-from ordermesh.brokers.paper.venue import PaperBroker, paper_reports
-from ordermesh.brokers.registry import BrokerRegistry, MT5Settings, PaperSettings
+from ordermesh.brokers.model import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.brokers.reports import (
     attached_command,
     broker_rejection,
     cancel_rejected,
     cancel_reports,
-    child_reports,
     modify_rejected,
     modify_reports,
     rejection,
-    reports_for,
 )
-from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, KV_PAPER, kv_key, kv_key_parts
+from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key, kv_key_parts
 from ordermesh.contract.wire import (
+    BROKER_POSITIONS_CODEC,
     COMMAND_CODEC,
+    BadMessage,
+    BrokerPositionsReply,
+    BrokerPositionView,
     CancelOrder,
     Command,
+    ErrorReply,
     ExecEvent,
     Heartbeat,
     ModifyOrder,
     OrderFilled,
     PlaceOrder,
-    Quote,
     RejectCategory,
     UnresolvedReply,
     encode,
@@ -47,7 +43,7 @@ from ordermesh.platform import metrics
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import Service
-from ordermesh.sizing.instruments import InstrumentOverride, encode_override, instrument_key
+from ordermesh.sizing.instruments import encode_override, instrument_key
 
 
 class GatewayService(Service):
@@ -67,15 +63,13 @@ class GatewayService(Service):
 
     async def setup(self) -> None:
         self.adapter = self.registry.adapter(self.broker_id)
-        if isinstance(self.adapter, MT5Adapter):
-            # Tickets are persisted the moment a reply or event reveals them, so a restart can reconcile.
-            self.adapter.use_store(KvTicketStore(self.bus, self.broker_id))
-        if isinstance(self.adapter, PaperBroker):
-            self.adapter.store = KvPaperStore(await self.bus.kv(KV_PAPER), self.broker_id)
+        caps = self.adapter.capabilities
+        if caps.state_bucket is not None:
+            self.adapter.use_state_store(await self.bus.kv(caps.state_bucket))
         await self.adapter.connect()
         self._validated = await self.adapter.validate_connection()
         metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
-        if not self.adapter.keeps_commands:
+        if not caps.keeps_commands:
             # what was working when this gateway stopped: the adapter looks each up and reports what became of it
             await self.adapter.resume(await self.remembered())
         self.consume(
@@ -88,43 +82,29 @@ class GatewayService(Service):
         )
         self.spawn(self._order_updates(), "order-updates")
         await self.bus.subscribe(self.subjects.q(f"unresolved.{self.broker_id}"), self.on_unresolved_query)
-        if isinstance(self.adapter, MT5Adapter):
-            self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
-            await self.report_symbol_info(self.adapter)
-        if isinstance(self.adapter, BinanceSpotAdapter):
-            self.spawn(self._forward_quotes(self.adapter.quotes()), "quotes")
-            await self.report_markets(self.adapter)
         await self.bus.subscribe(self.subjects.q(f"broker_positions.{self.broker_id}"), self.on_broker_positions)
-        if isinstance(self.adapter, PaperBroker):
-            assert isinstance(self.settings, PaperSettings)
-            await self.report_instruments(self.settings)
-            self.spawn(self._paper_market(self.adapter), "paper-market")
+        if caps.reports_instruments:
+            await self.report_instruments()
+        if caps.streams_quotes:
+            self.spawn(self._forward_quotes(), "quotes")
 
-    async def report_instruments(self, settings: PaperSettings) -> None:
-        """Tell the router (KV ``om_instruments``) which symbols this venue trades, with their tick sizes."""
-        await self.put_instruments({s: InstrumentOverride(tick_size=f.tick_size) for s, f in settings.symbols.items()})
-
-    async def put_instruments(self, reports: dict[str, InstrumentOverride]) -> None:
-        """What the broker says about its symbols, into KV ``om_instruments`` (sizer and router read it)."""
+    async def report_instruments(self) -> None:
+        """What the broker says about its symbols goes to KV ``om_instruments`` (the sizer and the router read
+        it). When it cannot say, the instruments file stands and the report is made on the next start."""
+        try:
+            reports = await self.adapter.instruments()
+        except BrokerError as exc:
+            self.log.warning("instrument specs not available", error=exc.message)
+            return
         kv = await self.bus.kv(KV_INSTRUMENTS)
         for symbol, report in reports.items():
             await kv.put(instrument_key(self.broker_id, symbol), encode_override(report))
 
-    async def report_markets(self, adapter: BinanceSpotAdapter) -> None:
-        """The configured symbols as exchangeInfo describes them go to ``om_instruments`` (Binance unreachable: the
-        instruments file stands, and the report is made on the next start)."""
-        try:
-            reports = await adapter.instruments()
-        except BrokerError as exc:
-            self.log.warning("market specs not available", error=exc.message)
-            return
-        await self.put_instruments(reports)
-
     @property
     def broker_connected(self) -> bool:
         """The adapter's own view when it keeps one (heartbeats), else the check made at start."""
-        connected = getattr(self.adapter, "connected", None) if hasattr(self, "adapter") else None
-        return connected if isinstance(connected, bool) else self._validated
+        connected = self.adapter.connected if hasattr(self, "adapter") else None
+        return connected if connected is not None else self._validated
 
     async def teardown(self) -> None:
         await self.adapter.close()
@@ -155,7 +135,7 @@ class GatewayService(Service):
                     )
                 return
             if isinstance(cmd, PlaceOrder):
-                if msg.metadata.num_delivered > 1 and not self.adapter.keeps_commands:
+                if msg.metadata.num_delivered > 1 and not self.adapter.capabilities.keeps_commands:
                     # delivered again: the first delivery may have placed it (even finished it) before we died
                     await self.adapter.resume([cmd])
                 await self.on_place(cmd)
@@ -188,14 +168,10 @@ class GatewayService(Service):
                 return
             metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "ok").inc()
             metrics.HOP_SECONDS.labels("command_to_ack").observe(max(0, time.time_ns() - cmd.ts_ns) / 1e9)
-            if isinstance(self.adapter, PaperBroker):
-                # Marked before publishing, so the market loop does not report it too; a failed publish means
-                # a redelivered command, answered from the venue's stored order.
-                self.adapter.reported([self.adapter.order(cmd.client_order_id)])
-            await self.publish_reports(cmd, self._reports(cmd, order))
-            await self._publish_paper_changes()
+            await self.publish_reports(cmd, self.adapter.take_reports(cmd, order))
+            await self._publish_changes()
             working = order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
-            if working and not self.adapter.keeps_commands:
+            if working and not self.adapter.capabilities.keeps_commands:
                 await self.remember(cmd)
             await self._after_report(cmd, order)
 
@@ -204,7 +180,7 @@ class GatewayService(Service):
         with a stop-loss / take-profit leaves the commands of its protective orders, which the venue holds."""
         if order.state in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
             return
-        if order.filled_qty > 0 and self.adapter.places_protective_orders:
+        if order.filled_qty > 0 and self.adapter.capabilities.places_protective_orders:
             for kind, price in (("sl", cmd.stop_loss), ("tp", cmd.take_profit)):
                 if price is not None:
                     await self.remember(attached_command(cmd, kind, order.filled_qty))  # type: ignore[arg-type]
@@ -236,11 +212,11 @@ class GatewayService(Service):
             events = cancel_reports(cmd, order)
             metrics.COMMANDS.labels(self.broker_id, "CancelOrder", type(events[0]).__name__).inc()
             await self.publish_reports(None, events, strategy_id=cmd.strategy_id)
-            await self._publish_paper_changes()
+            await self._publish_changes()
             if order.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
                 place = await self.command_for(cmd.client_order_id)
                 if place is not None:  # fills before the cancel are reported by the updates; then it is forgotten
-                    await self.publish_reports(place, self._reports(place, order))
+                    await self.publish_reports(place, self.adapter.take_reports(place, order))
                     await self._after_report(place, order)
 
     async def on_modify(self, cmd: ModifyOrder) -> None:
@@ -269,7 +245,7 @@ class GatewayService(Service):
                     place, quantity=order.quantity, limit_price=order.limit_price
                 )
             await self.publish_reports(None, modify_reports(cmd, order), strategy_id=cmd.strategy_id)
-            await self._publish_paper_changes()
+            await self._publish_changes()
 
     async def publish_reports(
         self, cmd: PlaceOrder | None, events: list[ExecEvent], *, strategy_id: str | None = None
@@ -287,41 +263,26 @@ class GatewayService(Service):
                         max(0, time.time_ns() - event.intent_ts_ns) / 1e9
                     )
 
-    # -------------------------------------------------------------------------- paper market
+    # ------------------------------------------------------------------------ venue changes and quotes
 
-    def _reports(self, cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
-        """The reports of a placed order: the paper venue's carry triggers, slippage and position ids."""
-        if isinstance(self.adapter, PaperBroker):
-            return paper_reports(self.adapter.order(cmd.client_order_id))
-        return child_reports(reports_for(cmd, order), order.parent_client_order_id)
+    async def _publish_changes(self) -> None:
+        """Report every order the venue changed and has not reported yet (a venue that keeps its own commands:
+        attached SL/TP, triggers, fills, expiries); a finished one leaves memory."""
+        for change in self.adapter.take_changes():
+            await self._publish_until_stored(change.cmd, change.events)
+            if not change.working:
+                self._orders.pop(change.cmd.client_order_id, None)
 
-    async def _publish_paper_changes(self) -> None:
-        """Report every paper order that changed and is not reported yet (attached SL/TP, triggers, fills)."""
-        if not isinstance(self.adapter, PaperBroker):
-            return
-        for o in self.adapter.unreported():
-            self.adapter.reported([o])  # taken before the await: a concurrent caller does not publish it again
-            await self._publish_until_stored(o.cmd, paper_reports(o))
-            if not o.working:
-                self._orders.pop(o.coid, None)
-
-    async def _paper_market(self, broker: PaperBroker) -> None:
-        """Drive the paper venue's feed: publish each step's quotes, let the venue expire, trigger and fill its
-        working orders on the new books, and report what changed."""
-        assert isinstance(self.settings, PaperSettings)
-        interval = self.settings.quote_interval_ms / 1000
-        while True:
-            for book in broker.feed.step():
-                try:
-                    await self.bus.publish_core(
-                        self.subjects.md(self.broker_id, book.symbol), book_quote(self.broker_id, book)
-                    )
-                    metrics.QUOTES.labels(self.broker_id).inc()
-                except nats.errors.Error:
-                    pass  # quotes are latest-value: the next one replaces a lost one
-                await broker.on_book(book)
-            await self._publish_paper_changes()
-            await asyncio.sleep(interval)
+    async def _forward_quotes(self) -> None:
+        """Publish the adapter's quotes on ``om.md.<broker>.<symbol>`` (latest value: a lost one is replaced), and
+        after each what the venue changed meanwhile (the paper venue matches its orders as its market steps)."""
+        async for quote in self.adapter.quotes():
+            try:
+                await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
+                metrics.QUOTES.labels(self.broker_id).inc()
+            except nats.errors.Error:
+                pass
+            await self._publish_changes()
 
     async def _publish_until_stored(self, cmd: PlaceOrder, events: list[ExecEvent]) -> None:
         # A fill is a fact at the venue: keep trying until JetStream has it (ids make retries harmless).
@@ -392,20 +353,11 @@ class GatewayService(Service):
                     metrics.UNKNOWN_ORDER_UPDATES.labels(self.broker_id).inc()
                     self.log.warning("update for an order this gateway does not know", state=order.state.value)
                     continue
-                await self._publish_until_stored(cmd, self._reports(cmd, order))
+                await self._publish_until_stored(cmd, self.adapter.take_reports(cmd, order))
                 await self._after_report(cmd, order)
 
     async def on_broker_positions(self, msg: Msg) -> None:
         """``om.q.broker_positions.<broker_id>``: what the broker says it holds (the keeper reconciles with it)."""
-        from ordermesh.contract.wire import (
-            BROKER_POSITIONS_CODEC,
-            BadMessage,
-            BrokerPositionsReply,
-            BrokerPositionView,
-            ErrorReply,
-            encode,
-        )
-
         try:
             BROKER_POSITIONS_CODEC.decode(msg.data)
             held = await self.adapter.get_positions()
@@ -429,30 +381,6 @@ class GatewayService(Service):
         reply = UnresolvedReply(broker_id=self.broker_id, unresolved=self.adapter.unresolved())
         await msg.respond(encode(reply))
 
-    async def _forward_quotes(self, quotes: AsyncIterator[Quote]) -> None:
-        """Publish the adapter's own quotes on ``om.md.<broker>.<symbol>`` (latest value: a lost one is replaced)."""
-        async for quote in quotes:
-            try:
-                await self.bus.publish_core(self.subjects.md(self.broker_id, quote.symbol), quote)
-                metrics.QUOTES.labels(self.broker_id).inc()
-            except nats.errors.Error:
-                continue
-
-    async def report_symbol_info(self, adapter: MT5Adapter) -> None:
-        """What the broker says about its symbols goes to ``om_instruments`` (sizer and router read it). An EA
-        without the SYMBOLINFO extension answers nothing: the instruments file stands."""
-        assert isinstance(self.settings, MT5Settings)
-        reports = {}
-        for symbol in self.settings.symbols:
-            try:
-                report = await adapter.symbol_info(symbol)
-            except BrokerError as exc:
-                self.log.warning("symbol info not available", symbol=symbol, error=str(exc))
-                continue
-            if report is not None:
-                reports[symbol] = report
-        await self.put_instruments(reports)
-
 
 def observe_fill(broker_id: str, fill: OrderFilled) -> None:
     """TCA metrics of one new fill: its slippage (bps) and its commission."""
@@ -460,43 +388,3 @@ def observe_fill(broker_id: str, fill: OrderFilled) -> None:
         metrics.SLIPPAGE_BPS.labels(broker_id, fill.symbol).observe(float(fill.slippage_bps))
     if fill.commission:
         metrics.COMMISSIONS.labels(broker_id, fill.symbol, fill.commission_asset or "").inc(float(fill.commission))
-
-
-class KvPaperStore:
-    """The paper venue's tickets and orders in KV ``om_paper`` (keys ``<broker_id>.tickets`` and
-    ``<broker_id>.order.<client order id>``)."""
-
-    def __init__(self, kv: KeyValue, broker_id: str) -> None:
-        self.kv = kv
-        self.broker_id = broker_id
-
-    async def load(self) -> tuple[bytes | None, list[bytes]]:
-        try:
-            keys = await self.kv.keys()
-        except NoKeysError:
-            return None, []
-        tickets: bytes | None = None
-        orders: list[bytes] = []
-        for key in keys:
-            parts = kv_key_parts(key)
-            if parts[0] != self.broker_id:
-                continue
-            try:
-                entry = await self.kv.get(key)
-            except KeyNotFoundError:
-                continue
-            if not entry.value:
-                continue
-            if parts[1:] == ["tickets"]:
-                tickets = entry.value
-            elif len(parts) == 3 and parts[1] == "order":
-                orders.append(entry.value)
-        return tickets, orders
-
-    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
-        # Issued together: one connection keeps them in call order (so the stored ticket counters never go
-        # back), and the save costs one round trip instead of one per key.
-        await asyncio.gather(
-            self.kv.put(kv_key(self.broker_id, "tickets"), tickets),
-            *(self.kv.put(kv_key(self.broker_id, "order", coid), data) for coid, data in orders.items()),
-        )

@@ -8,14 +8,15 @@ from typing import Any
 
 import pytest
 
-from ordermesh.brokers.base import BrokerClient
+from ordermesh.brokers.client import BrokerClient, BrokerSettings
+from ordermesh.brokers.paper.settings import PaperSettings
 from ordermesh.brokers.paper.venue import PaperBroker
-from ordermesh.brokers.registry import ADAPTER_TYPES, AdapterType, BrokerRegistry, PaperSettings, _Broker
+from ordermesh.brokers.registry import ADAPTER_TYPES, AdapterType, BrokerRegistry
 from ordermesh.contract.wire import Heartbeat
 from ordermesh.platform.config import ConfigError
 
 
-class KeyedSettings(_Broker, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class KeyedSettings(BrokerSettings, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: str = "keyed"
     api_key: str
     api_secret: str

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ordermesh.brokers.registry import BrokerRegistry, PaperSettings
+from ordermesh.brokers.paper.settings import PaperSettings
+from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.platform.config import (
     ConfigError,
     FeedSymbol,

@@ -11,7 +11,7 @@ from typing import Literal
 
 import msgspec
 
-from ordermesh.brokers.base import BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.brokers.model import BrokerError, BrokerOrder, BrokerOrderState
 from ordermesh.contract.ids import fill_event_id, order_event_id
 from ordermesh.contract.wire import (
     CancelOrder,

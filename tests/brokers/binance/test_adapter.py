@@ -11,7 +11,9 @@ from decimal import Decimal
 import pytest
 import structlog
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.binance.adapter import BinanceSpotAdapter, dec
+from ordermesh.brokers.binance.settings import BinanceSpotSettings
+from ordermesh.brokers.model import (
     AuthenticationError,
     BookLevel,
     BrokerConnectionError,
@@ -23,8 +25,7 @@ from ordermesh.brokers.base import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.brokers.binance.adapter import BinanceSpotAdapter, dec
-from ordermesh.brokers.registry import BinanceSpotSettings, BrokerRegistry
+from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.wire import Liquidity, OrderType, PlaceOrder, Side, TimeInForce
 from ordermesh.platform.config import ConfigError

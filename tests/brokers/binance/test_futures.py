@@ -8,7 +8,8 @@ from decimal import Decimal
 
 import pytest
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.binance.adapter import BinanceFuturesAdapter
+from ordermesh.brokers.model import (
     BookLevel,
     BrokerConnectionError,
     BrokerOrderState,
@@ -19,7 +20,6 @@ from ordermesh.brokers.base import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.brokers.binance.adapter import BinanceFuturesAdapter
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.wire import Liquidity, OrderType, PlaceOrder, Side

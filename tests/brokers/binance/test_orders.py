@@ -8,7 +8,7 @@ from decimal import Decimal
 import msgspec
 import pytest
 
-from ordermesh.brokers.base import BrokerConnectionError, BrokerOrderState, OrderError
+from ordermesh.brokers.model import BrokerConnectionError, BrokerOrderState, OrderError
 from ordermesh.brokers.reports import attached_command
 from ordermesh.contract.wire import OrderType, PlaceOrder, Side
 from tests.brokers.binance import test_adapter as spot_t

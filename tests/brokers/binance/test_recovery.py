@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from ordermesh.brokers.base import BrokerOrderState
+from ordermesh.brokers.model import BrokerOrderState
 from ordermesh.contract.wire import OrderType, TimeInForce
 from tests.brokers.binance.test_adapter import make_adapter, place
 from tools.binance_server import BinanceServer

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from ordermesh.brokers.base import OrderError
 from ordermesh.brokers.binance.requests import (
     OrderTerms,
     WeightBudget,
@@ -13,6 +12,7 @@ from ordermesh.brokers.binance.requests import (
     order_request,
     position_side,
 )
+from ordermesh.brokers.model import OrderError
 from ordermesh.contract.wire import OrderType, Side, TimeInForce
 
 BUY, SELL = Side.BUY, Side.SELL

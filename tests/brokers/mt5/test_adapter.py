@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.model import (
     BrokerConnectionError,
     BrokerOrderState,
     InsufficientFundsError,
@@ -17,7 +17,9 @@ from ordermesh.brokers.base import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.brokers.mt5.adapter import MemoryTicketStore, MT5Adapter, num, retcode_error
+from ordermesh.brokers.mt5.adapter import MT5Adapter
+from ordermesh.brokers.mt5.protocol import num, retcode_error
+from ordermesh.brokers.mt5.tickets import MemoryTicketStore
 from ordermesh.contract.wire import OrderType, Side
 from tests.mt5util import adapter_for, free_ports, place, sim_for
 from tools.mt5sim.engine import Account, dumps, int32

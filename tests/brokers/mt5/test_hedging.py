@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from ordermesh.brokers.base import BrokerOrderState, OrderError
+from ordermesh.brokers.model import BrokerOrderState, OrderError
 from ordermesh.brokers.mt5.adapter import MT5Adapter
 from ordermesh.brokers.reports import reports_for
 from ordermesh.contract.wire import OrderFilled, PlaceOrder, Side

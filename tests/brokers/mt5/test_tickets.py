@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from ordermesh.brokers.base import BrokerFill
-from ordermesh.brokers.mt5.adapter import KvTicketStore, MT5Adapter, TicketRecord
-from ordermesh.brokers.registry import BrokerRegistry, MT5Settings
+from ordermesh.brokers.model import BrokerFill
+from ordermesh.brokers.mt5.adapter import MT5Adapter
+from ordermesh.brokers.mt5.settings import MT5Settings
+from ordermesh.brokers.mt5.tickets import KvTicketStore, TicketRecord
+from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.subjects import KV_MT5
 from ordermesh.contract.wire import Side
 from ordermesh.platform.bus import Bus
 
@@ -27,12 +30,13 @@ def test_registry_builds_an_mt5_adapter_with_substituted_ports() -> None:
 
 
 async def test_ticket_map_persists_in_kv(bus: Bus) -> None:
-    store = KvTicketStore(bus, "mt5")
+    kv = await bus.kv(KV_MT5)
+    store = KvTicketStore(kv, "mt5")
     rec = TicketRecord(client_order_id="om-" + "a" * 28, symbol="EURUSD", side=Side.BUY,
                        action_type="ORDER_TYPE_BUY", volume=Decimal("0.1"), order=-2147483648, position_id=7,
                        state="FILLED", fills=[BrokerFill(fill_id="150000001", quantity=Decimal("0.1"),
                                                          price=Decimal("1.08505"))])  # fmt: skip
     await store.put(rec)
-    await KvTicketStore(bus, "other").put(TicketRecord(client_order_id="x", symbol="GBPUSD", side=Side.SELL,
+    await KvTicketStore(kv, "other").put(TicketRecord(client_order_id="x", symbol="GBPUSD", side=Side.SELL,
                                                        action_type="ORDER_TYPE_SELL", volume=Decimal(1)))  # fmt: skip
-    assert await KvTicketStore(bus, "mt5").load() == [rec]
+    assert await KvTicketStore(kv, "mt5").load() == [rec]

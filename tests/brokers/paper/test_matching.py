@@ -7,7 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 
-from ordermesh.brokers.base import BookLevel, OrderBook
+from ordermesh.brokers.model import BookLevel, OrderBook
 from ordermesh.brokers.paper.matching import (
     Execution,
     SlippageModel,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.model import (
     BookLevel,
     BrokerOrderState,
     BrokerPosition,
@@ -22,8 +22,10 @@ from ordermesh.brokers.base import (
 from ordermesh.brokers.paper.commissions import CommissionModel
 from ordermesh.brokers.paper.feed import DepthProfile, ReplayFeed, SyntheticFeed, _levels, load_book_csv
 from ordermesh.brokers.paper.matching import SlippageModel
-from ordermesh.brokers.paper.venue import MemoryPaperStore, PaperBroker, paper_reports
-from ordermesh.brokers.registry import ADAPTER_TYPES, PaperSettings
+from ordermesh.brokers.paper.settings import PaperSettings
+from ordermesh.brokers.paper.store import MemoryPaperStore
+from ordermesh.brokers.paper.venue import PaperBroker, paper_reports
+from ordermesh.brokers.registry import ADAPTER_TYPES
 from ordermesh.contract.wire import (
     Liquidity,
     OrderAccepted,

@@ -47,11 +47,20 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 import structlog
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.binance.requests import (
+    ALGO_TYPES,
+    FUTURES_TYPES,
+    OrderTerms,
+    WeightBudget,
+    attached_requests,
+    is_algo,
+    order_request,
+)
+from ordermesh.brokers.client import BrokerClient, Capabilities
+from ordermesh.brokers.model import (
     AuthenticationError,
     Balance,
     BookLevel,
-    BrokerClient,
     BrokerConnectionError,
     BrokerError,
     BrokerFill,
@@ -64,15 +73,6 @@ from ordermesh.brokers.base import (
     OrderError,
     OrderNotFoundError,
     SymbolNotFoundError,
-)
-from ordermesh.brokers.binance.requests import (
-    ALGO_TYPES,
-    FUTURES_TYPES,
-    OrderTerms,
-    WeightBudget,
-    attached_requests,
-    is_algo,
-    order_request,
 )
 from ordermesh.brokers.reports import attached_command, attached_parent
 from ordermesh.contract.wire import Liquidity, OrderType, PlaceOrder, Quote, Side, TimeInForce
@@ -354,7 +354,7 @@ class BinanceSpotAdapter(BrokerClient):
     FUTURES = False
     EP = SPOT_API
     DUPLICATE = ("-2010", "Duplicate order sent.")
-    places_protective_orders = True
+    capabilities = Capabilities(places_protective_orders=True, streams_quotes=True, reports_instruments=True)
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
         return _SpotExchange(config)

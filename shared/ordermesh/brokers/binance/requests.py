@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
-from ordermesh.brokers.base import OrderError
+from ordermesh.brokers.model import OrderError
 from ordermesh.contract.wire import OrderType, Side, TimeInForce
 
 ZERO: Final = Decimal(0)

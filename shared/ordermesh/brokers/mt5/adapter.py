@@ -20,177 +20,59 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 import zmq
 import zmq.asyncio
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.client import BrokerClient, Capabilities
+from ordermesh.brokers.model import (
     Balance,
     BookLevel,
-    BrokerClient,
     BrokerConnectionError,
     BrokerError,
     BrokerFill,
     BrokerOrder,
     BrokerOrderState,
     BrokerPosition,
-    InsufficientFundsError,
     ModificationError,
     OrderBook,
     OrderError,
     OrderNotFoundError,
     SymbolNotFoundError,
 )
+from ordermesh.brokers.mt5.protocol import (
+    DEALING,
+    DONE,
+    MARKET,
+    PLACED,
+    PRICE_RETRY,
+    SUCCESS,
+    TOO_MANY,
+    ZERO,
+    _json,
+    num,
+    retcode_error,
+)
+from ordermesh.brokers.mt5.tickets import KvTicketStore, MemoryTicketStore, TicketRecord, TicketStore
+from ordermesh.contract.subjects import KV_MT5
 from ordermesh.contract.wire import OrderType, PlaceOrder, Quote, Side
 from ordermesh.platform import metrics
 from ordermesh.sizing.instruments import InstrumentOverride
 
 log = structlog.get_logger("mt5")
 
-DONE, PLACED, DONE_PARTIAL = 10009, 10008, 10010
-SUCCESS = (DONE, PLACED, DONE_PARTIAL)
-PRICE_RETRY = (10004, 10020, 10021)  # requote, price changed, price off: one bounded retry
-TOO_MANY = 10024
-CONNECTION = (10031, 10012)  # connection, timeout: unknown outcome
-INVALID = (10013, 10014, 10015, 10016, 10022, 10030, 10035, 10038)
-CLOSED = (10017, 10018)  # trade disabled, market closed
-NAMES = {
-    10004: "REQUOTE", 10006: "REJECT", 10007: "CANCEL", 10011: "ERROR", 10012: "TIMEOUT", 10013: "INVALID",
-    10014: "INVALID_VOLUME", 10015: "INVALID_PRICE", 10016: "INVALID_STOPS", 10017: "TRADE_DISABLED",
-    10018: "MARKET_CLOSED", 10019: "NO_MONEY", 10020: "PRICE_CHANGED", 10021: "PRICE_OFF",
-    10022: "INVALID_EXPIRATION", 10024: "TOO_MANY_REQUESTS", 10025: "NO_CHANGES", 10030: "INVALID_FILL",
-    10031: "CONNECTION", 10035: "INVALID_ORDER", 10038: "INVALID_CLOSE_VOLUME",
-}  # fmt: skip
-_json = msgspec.json.Decoder(float_hook=Decimal)  # the EA's 5-decimal doubles, exactly as written
-ZERO = Decimal(0)
-MARKET = ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL")
-DEALING = (*MARKET, "POSITION_CLOSE_ID", "POSITION_PARTIAL")  # requests that deal at once (no pending order)
-
-
-def clean(value: Decimal) -> Decimal:
-    """``0.10000`` -> ``0.1``, ``100000.00000`` -> ``100000``: the EA pads every double to 5 decimals."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
-
-
-def num(value: Any) -> Decimal:
-    """A number from the EA's JSON (null and missing are 0, as the EA writes empty values)."""
-    if value is None or value is False:
-        return ZERO
-    if isinstance(value, Decimal):
-        return clean(value)
-    if isinstance(value, int):
-        return Decimal(value)
-    try:
-        return clean(Decimal(str(value)))
-    except ArithmeticError:
-        raise ValueError(f"not a number: {value!r}") from None
-
-
-def retcode_error(retcode: int, description: str | None = None) -> BrokerError | None:
-    """Our error for an MT5 trade retcode (None for success). Retries are the caller's business."""
-    if retcode in SUCCESS:
-        return None
-    name = f"TRADE_RETCODE_{NAMES.get(retcode, retcode)}"
-    if retcode == 10019:
-        return InsufficientFundsError(f"{name}: not enough money", code=str(retcode))
-    if retcode in CONNECTION:
-        return BrokerConnectionError(f"{name}: outcome unknown", code=str(retcode))
-    if retcode == 10025:
-        return ModificationError(f"{name}: nothing to change", code=str(retcode))
-    return OrderError(name, code=str(retcode))
-
-
-class TicketRecord(msgspec.Struct, kw_only=True):
-    """What we know of one order at MT5, persisted under its client order id."""
-
-    client_order_id: str
-    symbol: str
-    side: Side
-    action_type: str
-    volume: Decimal
-    price: Decimal | None = None
-    sent_s: int = 0  # unix seconds just before the TRADE was sent
-    state: str = "sending"  # sending | unknown | NEW | PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED | REJECTED
-    order: int | None = None  # order ticket, as the EA writes it (32-bit)
-    position_id: int | None = None
-    fills: list[BrokerFill] = msgspec.field(default_factory=list)
-
-    def view(self) -> BrokerOrder:
-        filled = sum((f.quantity for f in self.fills), ZERO)
-        state = BrokerOrderState.NEW if self.state in ("sending", "unknown") else BrokerOrderState(self.state)
-        return BrokerOrder(
-            client_order_id=self.client_order_id,
-            broker_order_id=str(self.order if self.order is not None else ""),
-            symbol=self.symbol,
-            side=self.side,
-            quantity=self.volume,
-            state=state,
-            filled_qty=filled,
-            limit_price=self.price,
-            fills=list(self.fills),
-        )
-
-
-class TicketStore(Protocol):
-    async def load(self) -> list[TicketRecord]: ...
-    async def put(self, record: TicketRecord) -> None: ...
-
-
-class MemoryTicketStore:
-    def __init__(self) -> None:
-        self.records: dict[str, bytes] = {}
-
-    async def load(self) -> list[TicketRecord]:
-        return [msgspec.json.decode(v, type=TicketRecord) for v in self.records.values()]
-
-    async def put(self, record: TicketRecord) -> None:
-        self.records[record.client_order_id] = msgspec.json.encode(record)
-
-
-class KvTicketStore:
-    """The ticket map in JetStream KV ``om_mt5`` under ``<broker_id>.<client order id>``."""
-
-    def __init__(self, bus: Any, broker_id: str) -> None:
-        self.bus = bus
-        self.broker_id = broker_id
-
-    async def _kv(self) -> Any:
-        from ordermesh.contract.subjects import KV_MT5
-
-        return await self.bus.kv(KV_MT5)
-
-    async def load(self) -> list[TicketRecord]:
-        from ordermesh.contract.subjects import kv_key, kv_key_parts
-
-        kv = await self._kv()
-        try:
-            keys = await kv.keys()
-        except Exception:
-            return []
-        out = []
-        for key in keys:
-            if kv_key_parts(key)[0] != self.broker_id:
-                continue
-            entry = await kv.get(key)
-            if entry.value:
-                try:
-                    out.append(msgspec.json.decode(entry.value, type=TicketRecord))
-                except msgspec.DecodeError:
-                    log.warning("unreadable ticket record skipped", key=key)
-        del kv_key
-        return out
-
-    async def put(self, record: TicketRecord) -> None:
-        from ordermesh.contract.subjects import kv_key
-
-        await (await self._kv()).put(kv_key(self.broker_id, record.client_order_id), msgspec.json.encode(record))
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
 
 
 class MT5Adapter(BrokerClient):
     """A gateway's connection to one MT5 terminal running the MQL5-JSON-API EA (or ``ordermesh mt5-sim``)."""
+
+    # Tickets are persisted (KV om_mt5) the moment a reply or event reveals them, so a restart can reconcile.
+    capabilities = Capabilities(streams_quotes=True, reports_instruments=True, state_bucket=KV_MT5)
 
     def __init__(
         self,
@@ -239,8 +121,8 @@ class MT5Adapter(BrokerClient):
     def unresolved(self) -> dict[str, list[str]]:
         return {key: [str(t) for t in tickets] for key, tickets in self.ambiguous.items()}
 
-    def use_store(self, store: TicketStore) -> None:
-        self.store = store
+    def use_state_store(self, kv: KeyValue) -> None:
+        self.store = KvTicketStore(kv, self.broker_id)
 
     def _url(self, port: int) -> str:
         return f"tcp://{self.host}:{port}"
@@ -697,6 +579,20 @@ class MT5Adapter(BrokerClient):
             max_lot=num(r.get("volume_max")),
             tick_size=num(r.get("point")),
         )
+
+    async def instruments(self) -> dict[str, InstrumentOverride]:
+        """The configured symbols as the EA describes them. An EA without the SYMBOLINFO extension answers
+        nothing (the instruments file stands); a symbol it cannot describe is logged and left out."""
+        reports = {}
+        for symbol in self.symbols:
+            try:
+                report = await self.symbol_info(symbol)
+            except BrokerError as exc:
+                self.log.warning("symbol info not available", symbol=symbol, error=str(exc))
+                continue
+            if report is not None:
+                reports[symbol] = report
+        return reports
 
     async def get_positions(self) -> list[BrokerPosition]:
         reply = await self.request({"action": "POSITIONS"})

@@ -27,7 +27,7 @@ from typing import Final
 
 import msgspec
 
-from ordermesh.brokers.base import BookLevel, OrderBook
+from ordermesh.brokers.model import BookLevel, OrderBook
 from ordermesh.contract.wire import Quote
 from ordermesh.platform.config import ConfigError, FeedSymbol
 

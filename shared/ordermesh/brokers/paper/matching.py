@@ -22,7 +22,7 @@ from typing import Final, NamedTuple
 
 import msgspec
 
-from ordermesh.brokers.base import BookLevel, OrderBook
+from ordermesh.brokers.model import BookLevel, OrderBook
 from ordermesh.contract.wire import Liquidity, OrderType, Side, TimeInForce
 
 ZERO: Final = Decimal(0)

@@ -19,16 +19,17 @@ Everything is deterministic for a seed: the same orders against the same steps o
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from decimal import Decimal
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final
 
 import msgspec
 
-from ordermesh.brokers.base import (
+from ordermesh.brokers.client import BrokerClient, Capabilities, VenueChange
+from ordermesh.brokers.model import (
     Balance,
-    BrokerClient,
     BrokerFill,
     BrokerOrder,
     BrokerOrderState,
@@ -41,7 +42,7 @@ from ordermesh.brokers.base import (
     SymbolNotFoundError,
 )
 from ordermesh.brokers.paper.commissions import CommissionModel, charge, model_for
-from ordermesh.brokers.paper.feed import Feed, book_mid
+from ordermesh.brokers.paper.feed import Feed, book_mid, book_quote
 from ordermesh.brokers.paper.matching import (
     Execution,
     SlippageModel,
@@ -54,8 +55,10 @@ from ordermesh.brokers.paper.matching import (
     stop_triggered,
     with_extra_slippage,
 )
+from ordermesh.brokers.paper.store import KvPaperStore, MemoryPaperStore, PaperStore
 from ordermesh.brokers.reports import attached_command, reports_for
 from ordermesh.contract.ids import order_event_id
+from ordermesh.contract.subjects import KV_PAPER
 from ordermesh.contract.wire import (
     ExecEvent,
     Liquidity,
@@ -64,10 +67,14 @@ from ordermesh.contract.wire import (
     OrderTriggered,
     OrderType,
     PlaceOrder,
+    Quote,
     Side,
     TimeInForce,
 )
-from ordermesh.sizing.instruments import InstrumentSpec, conversion_rate, margin_per_lot
+from ordermesh.sizing.instruments import InstrumentOverride, InstrumentSpec, conversion_rate, margin_per_lot
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
 
 ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
@@ -173,31 +180,6 @@ def decode_tickets(data: bytes) -> Tickets:
     return _tickets_decoder.decode(data)
 
 
-class PaperStore(Protocol):
-    """Where the venue keeps its tickets and orders (bytes from :func:`encode_tickets` / :func:`encode_order`)."""
-
-    async def load(self) -> tuple[bytes | None, list[bytes]]: ...
-
-    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
-        """Store the tickets and the orders (by client order id); the tickets must never go back to an older
-        value (the KV store issues all puts together on one connection, tickets first)."""
-
-
-class MemoryPaperStore:
-    """A store in memory (tests; a venue without persistence). Share one between two venues to restart."""
-
-    def __init__(self) -> None:
-        self.tickets: bytes | None = None
-        self.orders: dict[str, bytes] = {}
-
-    async def load(self) -> tuple[bytes | None, list[bytes]]:
-        return self.tickets, list(self.orders.values())
-
-    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
-        self.tickets = tickets
-        self.orders.update(orders)
-
-
 class _Position:
     __slots__ = ("avg", "position_id", "qty")
 
@@ -210,7 +192,10 @@ class _Position:
 class PaperBroker(BrokerClient):
     """The simulated venue on a :class:`ordermesh.brokers.paper.feed.Feed`."""
 
-    keeps_commands = True  # every order, command included, is in the venue's store (KV om_paper)
+    # Every order, command included, is in the venue's store (KV om_paper); its market steps as its quotes are read.
+    capabilities = Capabilities(
+        keeps_commands=True, streams_quotes=True, reports_instruments=True, state_bucket=KV_PAPER
+    )
 
     def __init__(
         self,
@@ -225,6 +210,7 @@ class PaperBroker(BrokerClient):
         slippage: Mapping[str, SlippageModel] | None = None,
         store: PaperStore | None = None,
         clock: Callable[[], int] = time.time_ns,
+        quote_interval_s: float = 0.2,
     ) -> None:
         super().__init__(broker_id)
         self.feed = feed
@@ -233,11 +219,12 @@ class PaperBroker(BrokerClient):
         specs = dict(instruments or {})
         if leverage is not None:
             specs = {s: msgspec.structs.replace(spec, leverage=leverage) for s, spec in specs.items()}
-        self.instruments = specs
+        self.specs = specs
         self.commissions = dict(commissions or {})
         self.slippage = dict(slippage or {})
         self.store: PaperStore = store if store is not None else MemoryPaperStore()
         self.clock = clock
+        self.quote_interval_s = quote_interval_s
         self.tickets = Tickets()
         self._orders: dict[str, PaperOrder] = {}
         self._by_broker_id: dict[str, PaperOrder] = {}
@@ -271,6 +258,9 @@ class PaperBroker(BrokerClient):
     async def validate_connection(self) -> bool:
         return True
 
+    def use_state_store(self, kv: KeyValue) -> None:
+        self.store = KvPaperStore(kv, self.broker_id)
+
     async def _save(self) -> None:
         if not self._unsaved:
             return
@@ -301,6 +291,18 @@ class PaperBroker(BrokerClient):
     def order(self, client_order_id: str) -> PaperOrder:
         return self._find(client_order_id, None)
 
+    def take_reports(self, cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
+        o = self.order(cmd.client_order_id)
+        # Marked before publishing, so the market does not report it too; a failed publish means a redelivered
+        # command, answered from the venue's stored order.
+        self.reported([o])
+        return paper_reports(o)
+
+    def take_changes(self) -> Iterator[VenueChange]:
+        for o in self.unreported():
+            self.reported([o])  # taken before it is published: a concurrent caller does not publish it again
+            yield VenueChange(o.cmd, paper_reports(o), o.working)
+
     def _next(self, kind: str) -> str:
         value = getattr(self.tickets, kind) + 1
         setattr(self.tickets, kind, value)
@@ -309,7 +311,7 @@ class PaperBroker(BrokerClient):
     # ------------------------------------------------------------------------------ instruments
 
     def _spec(self, symbol: str) -> InstrumentSpec | None:
-        return self.instruments.get(symbol)
+        return self.specs.get(symbol)
 
     def _price_of(self, symbol: str) -> Decimal | None:
         return self.feed.mid(symbol) if symbol in self.feed.specs else None
@@ -564,6 +566,20 @@ class PaperBroker(BrokerClient):
             self._touch(sib)
 
     # ------------------------------------------------------------------------------ the market moves
+
+    async def quotes(self) -> AsyncIterator[Quote]:
+        """The venue's market: every ``quote_interval_s`` the feed steps; each new book first expires, triggers
+        and fills the working orders of its symbol (:meth:`on_book`), then its quote is yielded for publishing
+        (the changed orders wait in :meth:`take_changes`)."""
+        while True:
+            for book in self.feed.step():
+                await self.on_book(book)
+                yield book_quote(self.broker_id, book)
+            await asyncio.sleep(self.quote_interval_s)
+
+    async def instruments(self) -> dict[str, InstrumentOverride]:
+        """The symbols of the feed with their tick sizes."""
+        return {s: InstrumentOverride(tick_size=f.tick_size) for s, f in self.feed.specs.items()}
 
     async def on_book(self, book: OrderBook) -> list[PaperOrder]:
         """Expire, trigger and fill the working orders of ``book``'s symbol (oldest order first); returns the

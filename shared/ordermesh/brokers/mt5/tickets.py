@@ -1,0 +1,94 @@
+"""What the MT5 gateway knows of each order at MT5 (tickets, state, fills), by client order id, and where it is
+kept: in memory, or in the gateway's KV bucket ``om_mt5`` under ``<broker_id>.<client order id>``."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol
+
+import msgspec
+import structlog
+from nats.js.errors import NoKeysError
+from nats.js.kv import KeyValue
+
+from ordermesh.brokers.model import BrokerFill, BrokerOrder, BrokerOrderState
+from ordermesh.contract.subjects import kv_key, kv_key_parts
+from ordermesh.contract.wire import Side
+
+log = structlog.get_logger("mt5")
+ZERO = Decimal(0)
+
+
+class TicketRecord(msgspec.Struct, kw_only=True):
+    """What we know of one order at MT5, persisted under its client order id."""
+
+    client_order_id: str
+    symbol: str
+    side: Side
+    action_type: str
+    volume: Decimal
+    price: Decimal | None = None
+    sent_s: int = 0  # unix seconds just before the TRADE was sent
+    state: str = "sending"  # sending | unknown | NEW | PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED | REJECTED
+    order: int | None = None  # order ticket, as the EA writes it (32-bit)
+    position_id: int | None = None
+    fills: list[BrokerFill] = msgspec.field(default_factory=list)
+
+    def view(self) -> BrokerOrder:
+        filled = sum((f.quantity for f in self.fills), ZERO)
+        state = BrokerOrderState.NEW if self.state in ("sending", "unknown") else BrokerOrderState(self.state)
+        return BrokerOrder(
+            client_order_id=self.client_order_id,
+            broker_order_id=str(self.order if self.order is not None else ""),
+            symbol=self.symbol,
+            side=self.side,
+            quantity=self.volume,
+            state=state,
+            filled_qty=filled,
+            limit_price=self.price,
+            fills=list(self.fills),
+        )
+
+
+class TicketStore(Protocol):
+    async def load(self) -> list[TicketRecord]: ...
+    async def put(self, record: TicketRecord) -> None: ...
+
+
+class MemoryTicketStore:
+    def __init__(self) -> None:
+        self.records: dict[str, bytes] = {}
+
+    async def load(self) -> list[TicketRecord]:
+        return [msgspec.json.decode(v, type=TicketRecord) for v in self.records.values()]
+
+    async def put(self, record: TicketRecord) -> None:
+        self.records[record.client_order_id] = msgspec.json.encode(record)
+
+
+class KvTicketStore:
+    """The ticket map in JetStream KV ``om_mt5`` under ``<broker_id>.<client order id>``."""
+
+    def __init__(self, kv: KeyValue, broker_id: str) -> None:
+        self.kv = kv
+        self.broker_id = broker_id
+
+    async def load(self) -> list[TicketRecord]:
+        try:
+            keys = await self.kv.keys()
+        except NoKeysError:
+            return []  # an empty bucket; any other failure stops the start (no tickets known = orders doubled)
+        out = []
+        for key in keys:
+            if kv_key_parts(key)[0] != self.broker_id:
+                continue
+            entry = await self.kv.get(key)
+            if entry.value:
+                try:
+                    out.append(msgspec.json.decode(entry.value, type=TicketRecord))
+                except msgspec.DecodeError:
+                    log.warning("unreadable ticket record skipped", key=key)
+        return out
+
+    async def put(self, record: TicketRecord) -> None:
+        await self.kv.put(kv_key(self.broker_id, record.client_order_id), msgspec.json.encode(record))
