@@ -282,7 +282,8 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 async def _check(config: OrderMeshConfig) -> int:
     import nats.errors
 
-    from ordermesh.contract.wire import ReconcileQuery, ReconciliationReport, decode_any
+    from ordermesh.contract.codec import decode_any
+    from ordermesh.contract.wire import ReconcileQuery, ReconciliationReport
     from ordermesh.platform.bus import Bus
 
     bus = Bus(config.nats, "cli:check")
@@ -371,8 +372,8 @@ async def read_equity(config: OrderMeshConfig, account: str, timeout: float = 10
     """Every equity point of ``account`` in the OM_EQUITY stream, in order."""
     from nats.js.api import DeliverPolicy
 
+    from ordermesh.contract.codec import EQUITY_CODEC, BadMessage
     from ordermesh.contract.subjects import EQUITY
-    from ordermesh.contract.wire import EQUITY_CODEC, BadMessage
     from ordermesh.platform.bus import Bus
 
     bus = Bus(config.nats, "cli:equity")
@@ -524,7 +525,7 @@ def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 
 
 def cmd_tail(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    from ordermesh.contract.wire import BadMessage, decode_any
+    from ordermesh.contract.codec import BadMessage, decode_any
     from ordermesh.platform.bus import Bus
 
     _quiet(config)

@@ -26,16 +26,14 @@ from urllib.parse import urlparse
 import nats.errors
 
 from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.codec import HEARTBEAT_CODEC, BadMessage, decode_any
 from ordermesh.contract.wire import (
-    HEARTBEAT_CODEC,
-    BadMessage,
     IntentRejected,
     OrderDenied,
     OrderFilled,
     OrderRejected,
     PositionsQuery,
     PositionsReply,
-    decode_any,
 )
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig

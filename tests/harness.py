@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ordermesh.contract.wire import HEARTBEAT_CODEC, BadMessage
+from ordermesh.contract.codec import HEARTBEAT_CODEC, BadMessage
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import NatsSettings
 

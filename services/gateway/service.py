@@ -20,11 +20,9 @@ from ordermesh.brokers.reports import (
     modify_reports,
     rejection,
 )
+from ordermesh.contract.codec import BROKER_POSITIONS_CODEC, COMMAND_CODEC, BadMessage, encode
 from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key, kv_key_parts
 from ordermesh.contract.wire import (
-    BROKER_POSITIONS_CODEC,
-    COMMAND_CODEC,
-    BadMessage,
     BrokerPositionsReply,
     BrokerPositionView,
     CancelOrder,
@@ -37,7 +35,6 @@ from ordermesh.contract.wire import (
     PlaceOrder,
     RejectCategory,
     UnresolvedReply,
-    encode,
 )
 from ordermesh.platform import metrics
 from ordermesh.platform.config import OrderMeshConfig

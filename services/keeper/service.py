@@ -12,15 +12,19 @@ from nats.js.errors import KeyNotFoundError
 
 from ordermesh.books.accounting import BookSnapshot, Ledger, Rules, equity_point, reconcile
 from ordermesh.brokers.registry import BrokerRegistry
-from ordermesh.contract.subjects import EXEC, KV_ACCOUNTS, KV_KEEPER, kv_key
-from ordermesh.contract.wire import (
+from ordermesh.contract.codec import (
     EXEC_CODEC,
     QUERY_CODEC,
     QUOTE_CODEC,
     RECONCILE_CODEC,
+    BadMessage,
+    decode_any,
+    encode,
+)
+from ordermesh.contract.subjects import EXEC, KV_ACCOUNTS, KV_KEEPER, kv_key
+from ordermesh.contract.wire import (
     AccountQuery,
     AccountState,
-    BadMessage,
     BrokerPositionsQuery,
     BrokerPositionsReply,
     EquityPoint,
@@ -29,8 +33,6 @@ from ordermesh.contract.wire import (
     PositionsQuery,
     PositionsReply,
     ReconciliationReport,
-    decode_any,
-    encode,
 )
 from ordermesh.platform import metrics
 from ordermesh.platform.config import ConfigError, OrderMeshConfig

@@ -10,6 +10,7 @@ from typing import Any
 import nats.errors
 
 from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.codec import decode_any
 from ordermesh.contract.wire import (
     CancelAll,
     CancelRequest,
@@ -17,7 +18,6 @@ from ordermesh.contract.wire import (
     RegistryReload,
     SetTradingState,
     TradingState,
-    decode_any,
 )
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig

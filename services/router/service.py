@@ -13,6 +13,15 @@ from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
 from ordermesh.brokers.registry import BrokerRegistry
+from ordermesh.contract.codec import (
+    CONTROL_CODEC,
+    EXEC_CODEC,
+    HEARTBEAT_CODEC,
+    ORDER_CODEC,
+    QUOTE_CODEC,
+    BadMessage,
+    encode,
+)
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.subjects import (
     EXEC,
@@ -25,13 +34,7 @@ from ordermesh.contract.subjects import (
     kv_key_parts,
 )
 from ordermesh.contract.wire import (
-    CONTROL_CODEC,
-    EXEC_CODEC,
-    HEARTBEAT_CODEC,
-    ORDER_CODEC,
-    QUOTE_CODEC,
     AccountState,
-    BadMessage,
     CancelAll,
     CancelOrder,
     CancelRequest,
@@ -47,7 +50,6 @@ from ordermesh.contract.wire import (
     SetTradingState,
     TradingState,
     TradingStateQuery,
-    encode,
 )
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, KVMirror, stream_seq

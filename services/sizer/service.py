@@ -15,8 +15,9 @@ from decimal import Decimal
 import msgspec
 from nats.aio.msg import Msg
 
+from ordermesh.contract.codec import INTENT_CODEC, QUOTE_CODEC, BadMessage
 from ordermesh.contract.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv_key, kv_key_parts
-from ordermesh.contract.wire import INTENT_CODEC, QUOTE_CODEC, AccountState, BadMessage, Intent, OrderRequest
+from ordermesh.contract.wire import AccountState, Intent, OrderRequest
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import KVMirror
 from ordermesh.platform.config import OrderMeshConfig

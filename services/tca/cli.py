@@ -11,8 +11,9 @@ from typing import Any
 import msgspec
 
 from ordermesh.books.tca import analyse, format_report
+from ordermesh.contract.codec import EXEC_CODEC, BadMessage
 from ordermesh.contract.subjects import EXEC
-from ordermesh.contract.wire import EXEC_CODEC, BadMessage, OrderFilled
+from ordermesh.contract.wire import OrderFilled
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.log import setup_logging

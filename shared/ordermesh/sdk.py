@@ -27,13 +27,12 @@ from nats.aio.subscription import Subscription
 from nats.js.api import DeliverPolicy, PubAck
 from nats.js.errors import KeyNotFoundError
 
+from ordermesh.contract.codec import REPORT_CODEC, BadMessage, decode_any
 from ordermesh.contract.ids import client_order_id, new_intent_id
 from ordermesh.contract.subjects import EXEC, KV_ORDERS, kv_key
 from ordermesh.contract.wire import (
-    REPORT_CODEC,
     AccountQuery,
     AccountState,
-    BadMessage,
     CancelAll,
     CancelRequest,
     ControlReply,
@@ -54,7 +53,6 @@ from ordermesh.contract.wire import (
     Side,
     SizingRequest,
     TimeInForce,
-    decode_any,
 )
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import NatsSettings, OrderMeshConfig

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ordermesh.books.accounting import Ledger, Rules
-from ordermesh.contract.wire import EXEC_CODEC, OrderFilled, encode
+from ordermesh.contract.codec import EXEC_CODEC, encode
+from ordermesh.contract.wire import OrderFilled
 from ordermesh.platform.config import AccountSettings
 from ordermesh.sizing.instruments import load_instruments
 from tests.bench.sizing import write

@@ -12,9 +12,10 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, StreamConfig
 
+from ordermesh.contract.codec import encode
 from ordermesh.contract.ids import new_intent_id
 from ordermesh.contract.subjects import COMMANDS, EXEC, INTENTS, ORDERS, Subjects, Topology
-from ordermesh.contract.wire import Fixed, Intent, OrderFilled, Report, Side, encode
+from ordermesh.contract.wire import Fixed, Intent, OrderFilled, Report, Side
 from ordermesh.platform.bus import MSG_ID
 from ordermesh.sdk import OrderMeshClient, is_final
 from tests.bench.scenarios import QTY, SYMBOL, Target, Tracker

@@ -9,11 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from ordermesh.contract import codec as codecs
 from ordermesh.contract import wire
+from ordermesh.contract.codec import BadMessage
 from ordermesh.contract.wire import (
     AccountQuery,
     AccountState,
-    BadMessage,
     CancelAll,
     CancelOrder,
     CancelRequest,
@@ -284,15 +285,15 @@ BY_TYPE: dict[type, Any] = {type(m): m for m in SAMPLES}
 
 #: The codec of each subject family and the message types it must accept.
 FAMILIES = [
-    (wire.INTENT_CODEC, {Intent}),
-    (wire.ORDER_CODEC, {OrderRequest}),
-    (wire.COMMAND_CODEC, {PlaceOrder, CancelOrder, ModifyOrder}),
+    (codecs.INTENT_CODEC, {Intent}),
+    (codecs.ORDER_CODEC, {OrderRequest}),
+    (codecs.COMMAND_CODEC, {PlaceOrder, CancelOrder, ModifyOrder}),
     (
-        wire.EXEC_CODEC,
+        codecs.EXEC_CODEC,
         {OrderAccepted, OrderRejected, OrderFilled, OrderCanceled, OrderExpired, OrderModified},
     ),
     (
-        wire.REPORT_CODEC,
+        codecs.REPORT_CODEC,
         {
             OrderAccepted,
             OrderRejected,
@@ -304,15 +305,15 @@ FAMILIES = [
             OrderDenied,
         },
     ),
-    (wire.QUOTE_CODEC, {Quote}),
-    (wire.HEARTBEAT_CODEC, {Heartbeat}),
-    (wire.CONTROL_CODEC, {SetTradingState, CloseAll, CancelAll, RegistryReload}),
-    (wire.QUERY_CODEC, {PositionsQuery, AccountQuery}),
+    (codecs.QUOTE_CODEC, {Quote}),
+    (codecs.HEARTBEAT_CODEC, {Heartbeat}),
+    (codecs.CONTROL_CODEC, {SetTradingState, CloseAll, CancelAll, RegistryReload}),
+    (codecs.QUERY_CODEC, {PositionsQuery, AccountQuery}),
 ]
 
 
 def _raw(msg: msgspec.Struct) -> dict[str, Any]:
-    decoded = msgspec.msgpack.decode(wire.encode(msg))
+    decoded = msgspec.msgpack.decode(codecs.encode(msg))
     assert isinstance(decoded, dict)
     return decoded
 
@@ -327,7 +328,7 @@ def test_samples_cover_every_wire_message_type() -> None:
 
 @pytest.mark.parametrize("msg", SAMPLES, ids=SAMPLE_IDS)
 def test_every_message_round_trips_through_decode_any(msg: wire.Message) -> None:
-    decoded = wire.decode_any(wire.encode(msg))
+    decoded = codecs.decode_any(codecs.encode(msg))
     assert type(decoded) is type(msg)
     assert decoded == msg
     assert msgspec.structs.asdict(decoded) == msgspec.structs.asdict(msg)
@@ -337,7 +338,7 @@ def test_every_message_round_trips_through_decode_any(msg: wire.Message) -> None
 def test_every_message_round_trips_through_its_family_codecs(msg: wire.Message) -> None:
     families = [codec for codec, types in FAMILIES if type(msg) in types]
     for codec in families:
-        assert codec.decode(wire.encode(msg)) == msg
+        assert codec.decode(codecs.encode(msg)) == msg
 
 
 @pytest.mark.parametrize(
@@ -348,21 +349,21 @@ def test_decimals_travel_exactly_as_strings(text: str) -> None:
     quote = Quote(broker_id="paper", symbol="X", bid=Decimal(text), ask=Decimal(text), ts_ns=TS)
     raw = _raw(quote)
     assert raw["bid"] == str(Decimal(text))  # carried as a string, no float rounding
-    decoded = wire.QUOTE_CODEC.decode(wire.encode(quote))
+    decoded = codecs.QUOTE_CODEC.decode(codecs.encode(quote))
     assert str(decoded.bid) == str(Decimal(text))
     assert decoded.bid.as_tuple() == Decimal(text).as_tuple()
 
 
 def test_decimal_zero_point_ten_stays_zero_point_ten() -> None:
     quote = Quote(broker_id="paper", symbol="X", bid=Decimal("0.10"), ask=Decimal("0.10"), ts_ns=TS)
-    decoded = wire.decode_any(wire.encode(quote))
+    decoded = codecs.decode_any(codecs.encode(quote))
     assert str(decoded.bid) == "0.10"
     assert _raw(quote)["ask"] == "0.10"
 
 
 def test_decimal_trailing_zero_is_kept_in_nested_messages() -> None:
     req = OrderRequest(intent=_intent(), quantity=Decimal("0.10"), sizing_audit=_audit(), ts_ns=TS)
-    decoded = wire.ORDER_CODEC.decode(wire.encode(req))
+    decoded = codecs.ORDER_CODEC.decode(codecs.encode(req))
     assert str(decoded.quantity) == "0.10"
     assert isinstance(decoded.intent.sizing, Fixed)
     assert str(decoded.intent.sizing.qty) == "0.10"
@@ -405,8 +406,8 @@ def test_unknown_fields_are_ignored() -> None:
     data["another"] = "x"
     data["sizing"]["future_knob"] = 0.5
     raw = msgspec.msgpack.encode(data)
-    assert wire.INTENT_CODEC.decode(raw) == intent
-    assert wire.decode_any(raw) == intent
+    assert codecs.INTENT_CODEC.decode(raw) == intent
+    assert codecs.decode_any(raw) == intent
 
 
 def test_unknown_fields_are_ignored_in_every_family() -> None:
@@ -414,7 +415,7 @@ def test_unknown_fields_are_ignored_in_every_family() -> None:
         data = msgspec.to_builtins(msg)
         data["zz_future"] = 1
         raw = msgspec.msgpack.encode(data)
-        assert wire.decode_any(raw) == msg
+        assert codecs.decode_any(raw) == msg
         for codec, types in FAMILIES:
             if type(msg) in types:
                 assert codec.decode(raw) == msg
@@ -423,7 +424,7 @@ def test_unknown_fields_are_ignored_in_every_family() -> None:
 # ----------------------------------------------------------------------------------- bad messages
 
 
-def _reason(codec: wire.Codec[Any], data: bytes) -> BadMessage:
+def _reason(codec: codecs.Codec[Any], data: bytes) -> BadMessage:
     with pytest.raises(BadMessage) as info:
         codec.decode(data)
     return info.value
@@ -435,24 +436,24 @@ def _reason(codec: wire.Codec[Any], data: bytes) -> BadMessage:
         b"",
         b"\xc1",  # a byte msgpack never uses
         b"not msgpack at all",
-        wire.encode(_intent())[:-4],  # truncated
+        codecs.encode(_intent())[:-4],  # truncated
         msgspec.msgpack.encode([1, 2, 3]),  # not a mapping
         msgspec.msgpack.encode("intent"),
     ],
     ids=["empty", "c1", "text", "truncated", "array", "string"],
 )
 def test_undecodable(data: bytes) -> None:
-    exc = _reason(wire.INTENT_CODEC, data)
+    exc = _reason(codecs.INTENT_CODEC, data)
     assert exc.reason == "undecodable"
     assert str(exc).startswith("undecodable: ")
     with pytest.raises(BadMessage) as info:
-        wire.decode_any(data)
+        codecs.decode_any(data)
     assert info.value.reason == "undecodable"
 
 
 def test_schema_version_of_an_otherwise_valid_message() -> None:
     newer = msgspec.structs.replace(_intent(), v=2)
-    exc = _reason(wire.INTENT_CODEC, wire.encode(newer))
+    exc = _reason(codecs.INTENT_CODEC, codecs.encode(newer))
     assert exc.reason == "schema_version"
     assert exc.detail == "v=2, this reader speaks v=1"
 
@@ -462,16 +463,16 @@ def test_schema_version_wins_when_the_newer_shape_does_not_validate() -> None:
     data["v"] = 3
     del data["symbol"]  # a v3 writer renamed it; we must say "version", not "invalid"
     data["instrument"] = "EURUSD"
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "schema_version"
     assert "v=3" in exc.detail
     with pytest.raises(BadMessage) as info:
-        wire.decode_any(msgspec.msgpack.encode(data))
+        codecs.decode_any(msgspec.msgpack.encode(data))
     assert info.value.reason == "schema_version"
 
 
 def test_schema_version_zero_is_refused() -> None:
-    exc = _reason(wire.QUOTE_CODEC, wire.encode(msgspec.structs.replace(BY_TYPE[Quote], v=0)))
+    exc = _reason(codecs.QUOTE_CODEC, codecs.encode(msgspec.structs.replace(BY_TYPE[Quote], v=0)))
     assert exc.reason == "schema_version"
     assert "v=0" in exc.detail
 
@@ -479,16 +480,16 @@ def test_schema_version_zero_is_refused() -> None:
 @pytest.mark.parametrize(
     ("codec", "msg", "tag"),
     [
-        (wire.INTENT_CODEC, BY_TYPE[Quote], "quote"),
-        (wire.COMMAND_CODEC, BY_TYPE[OrderAccepted], "order_accepted"),
-        (wire.EXEC_CODEC, BY_TYPE[IntentRejected], "intent_rejected"),
-        (wire.QUOTE_CODEC, BY_TYPE[Heartbeat], "heartbeat"),
-        (wire.CONTROL_CODEC, BY_TYPE[PositionsQuery], "positions_query"),
-        (wire.QUERY_CODEC, BY_TYPE[SetTradingState], "set_trading_state"),
+        (codecs.INTENT_CODEC, BY_TYPE[Quote], "quote"),
+        (codecs.COMMAND_CODEC, BY_TYPE[OrderAccepted], "order_accepted"),
+        (codecs.EXEC_CODEC, BY_TYPE[IntentRejected], "intent_rejected"),
+        (codecs.QUOTE_CODEC, BY_TYPE[Heartbeat], "heartbeat"),
+        (codecs.CONTROL_CODEC, BY_TYPE[PositionsQuery], "positions_query"),
+        (codecs.QUERY_CODEC, BY_TYPE[SetTradingState], "set_trading_state"),
     ],
 )
-def test_wrong_type(codec: wire.Codec[Any], msg: wire.Message, tag: str) -> None:
-    exc = _reason(codec, wire.encode(msg))
+def test_wrong_type(codec: codecs.Codec[Any], msg: wire.Message, tag: str) -> None:
+    exc = _reason(codec, codecs.encode(msg))
     assert exc.reason == "wrong_type"
     assert exc.detail == f"type={tag!r} is not expected here"
 
@@ -496,7 +497,7 @@ def test_wrong_type(codec: wire.Codec[Any], msg: wire.Message, tag: str) -> None
 def test_invalid_when_a_required_field_is_missing() -> None:
     data = msgspec.to_builtins(_intent())
     del data["symbol"]
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
     assert "symbol" in exc.detail
 
@@ -504,7 +505,7 @@ def test_invalid_when_a_required_field_is_missing() -> None:
 def test_invalid_when_a_field_has_the_wrong_type() -> None:
     data = msgspec.to_builtins(BY_TYPE[Quote])
     data["bid"] = [1, 2]
-    exc = _reason(wire.QUOTE_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.QUOTE_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
     assert "$.bid" in exc.detail
 
@@ -512,19 +513,19 @@ def test_invalid_when_a_field_has_the_wrong_type() -> None:
 def test_invalid_decimal_text() -> None:
     data = msgspec.to_builtins(BY_TYPE[Quote])
     data["ask"] = "one point oh"
-    exc = _reason(wire.QUOTE_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.QUOTE_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
 
 
 def test_invalid_enum_value() -> None:
     data = msgspec.to_builtins(_intent())
     data["side"] = "HOLD"
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
 
 
 def test_unknown_type_tag_is_invalid() -> None:
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode({"type": "teleport", "v": 1}))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode({"type": "teleport", "v": 1}))
     assert exc.reason == "invalid"
 
 
@@ -565,7 +566,7 @@ def test_sizing_union_is_tagged_by_kind(sizing: Any, kind: str) -> None:
     intent = _intent(sizing=sizing)
     raw = _raw(intent)
     assert raw["sizing"]["kind"] == kind
-    decoded = wire.INTENT_CODEC.decode(wire.encode(intent))
+    decoded = codecs.INTENT_CODEC.decode(codecs.encode(intent))
     assert type(decoded.sizing) is type(sizing)
     assert decoded.sizing == sizing
     # the union decodes on its own, too
@@ -595,14 +596,14 @@ def test_kelly_defaults() -> None:
 def test_unknown_sizing_kind_is_invalid() -> None:
     data = msgspec.to_builtins(_intent())
     data["sizing"] = {"kind": "martingale", "qty": "1"}
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
 
 
 def test_sizing_fields_of_another_kind_do_not_validate() -> None:
     data = msgspec.to_builtins(_intent())
     data["sizing"] = {"kind": "risk_pct", "qty": "0.10"}  # Fixed's field under RiskPct's tag
-    exc = _reason(wire.INTENT_CODEC, msgspec.msgpack.encode(data))
+    exc = _reason(codecs.INTENT_CODEC, msgspec.msgpack.encode(data))
     assert exc.reason == "invalid"
 
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+from ordermesh.contract.codec import INTENT_CODEC
 from ordermesh.contract.subjects import INTENTS
-from ordermesh.contract.wire import INTENT_CODEC, Fixed, Intent, Side
+from ordermesh.contract.wire import Fixed, Intent, Side
 from ordermesh.platform.bus import Bus
 
 

@@ -7,8 +7,9 @@ from decimal import Decimal
 
 from nats.aio.msg import Msg
 
+from ordermesh.contract.codec import INTENT_CODEC
 from ordermesh.contract.subjects import INTENTS
-from ordermesh.contract.wire import INTENT_CODEC, Fixed, Intent, Side
+from ordermesh.contract.wire import Fixed, Intent, Side
 from ordermesh.platform.config import NatsSettings, OrderMeshConfig
 from ordermesh.platform.runtime import Service
 

@@ -13,9 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ordermesh.contract.codec import ORDER_CODEC, REPORT_CODEC, encode
 from ordermesh.contract.wire import (
-    ORDER_CODEC,
-    REPORT_CODEC,
     Fixed,
     Intent,
     IntentRejected,
@@ -27,7 +26,6 @@ from ordermesh.contract.wire import (
     RiskPct,
     Side,
     SizingRequest,
-    encode,
 )
 from ordermesh.sizing.engine import AccountView, Sizer, outcome_labels, size_intent
 from ordermesh.sizing.instruments import InstrumentOverride, load_instruments

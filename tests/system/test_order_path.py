@@ -10,16 +10,9 @@ from pathlib import Path
 
 import msgspec
 
+from ordermesh.contract.codec import encode
 from ordermesh.contract.subjects import COMMANDS, EXEC
-from ordermesh.contract.wire import (
-    Fixed,
-    Intent,
-    OrderFilled,
-    OrderRequest,
-    PositionSizingResult,
-    Side,
-    encode,
-)
+from ordermesh.contract.wire import Fixed, Intent, OrderFilled, OrderRequest, PositionSizingResult, Side
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient
@@ -123,7 +116,7 @@ async def test_same_intent_twice_yields_one_order(nats_server: NatsServer, tmp_p
 
 
 async def _fills_in_stream(bus: Bus) -> list[OrderFilled]:
-    from ordermesh.contract.wire import EXEC_CODEC
+    from ordermesh.contract.codec import EXEC_CODEC
 
     last = await bus.stream_last_seq(EXEC)
     out = []

@@ -9,8 +9,9 @@ import sys
 from decimal import Decimal
 from pathlib import Path
 
+from ordermesh.contract.codec import EXEC_CODEC
 from ordermesh.contract.subjects import KV_PAPER, kv_key
-from ordermesh.contract.wire import EXEC_CODEC, OrderFilled
+from ordermesh.contract.wire import OrderFilled
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import NatsSettings
 from ordermesh.platform.natsserver import NatsServer

@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ordermesh.brokers.registry import ADAPTER_TYPES
+from ordermesh.contract.codec import decode_any
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.wire import (
     CancelAll,
@@ -23,7 +24,6 @@ from ordermesh.contract.wire import (
     SetTradingState,
     Side,
     TradingState,
-    decode_any,
 )
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.routing.orders import OrderRecord

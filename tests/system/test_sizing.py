@@ -9,18 +9,9 @@ from pathlib import Path
 from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
+from ordermesh.contract.codec import ORDER_CODEC, encode
 from ordermesh.contract.subjects import KV_ACCOUNTS, KV_INSTRUMENTS, ORDERS, kv_key
-from ordermesh.contract.wire import (
-    ORDER_CODEC,
-    AccountState,
-    IntentRejected,
-    Kelly,
-    OrderFilled,
-    OrderRequest,
-    RejectCategory,
-    Side,
-    encode,
-)
+from ordermesh.contract.wire import AccountState, IntentRejected, Kelly, OrderFilled, OrderRequest, RejectCategory, Side
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import time
 from decimal import Decimal
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final
 
 import msgspec
 
@@ -754,90 +754,3 @@ AnyMessage = (
     | ReconcileQuery
     | ReconciliationReport
 )
-
-
-# ------------------------------------------------------------------------------------- codec
-
-
-class BadMessage(Exception):
-    """A message that cannot be used. ``reason`` is a metric label: undecodable (not msgpack / not a message),
-    schema_version (another major version), wrong_type (a valid message of a type not expected on the subject),
-    invalid (a message of the right type with bad fields)."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
-
-
-class _Peek(msgspec.Struct):
-    v: int = 0
-    type: str = ""
-
-
-_encoder = msgspec.msgpack.Encoder()
-_any_decoder = msgspec.msgpack.Decoder(AnyMessage)
-_peek_decoder = msgspec.msgpack.Decoder(_Peek)
-
-
-def encode(msg: msgspec.Struct) -> bytes:
-    return _encoder.encode(msg)
-
-
-T = TypeVar("T")
-
-
-class Codec(Generic[T]):
-    """Decoder for one subject family. The fast path is a single typed decode plus a version check; the
-    reason for a failure is worked out only on the slow path."""
-
-    def __init__(self, typ: Any) -> None:
-        self._decoder = msgspec.msgpack.Decoder(typ)
-
-    def decode(self, data: bytes) -> T:
-        try:
-            msg = self._decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            raise _classify(data, exc) from None
-        if msg.v != SCHEMA_VERSION:
-            raise BadMessage("schema_version", f"v={msg.v}, this reader speaks v={SCHEMA_VERSION}")
-        return msg
-
-
-def _classify(data: bytes, exc: Exception) -> BadMessage:
-    try:
-        peek = _peek_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return BadMessage("undecodable", str(exc))
-    if peek.v and peek.v != SCHEMA_VERSION:
-        return BadMessage("schema_version", f"v={peek.v}, this reader speaks v={SCHEMA_VERSION}")
-    try:
-        _any_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return BadMessage("invalid", str(exc))
-    return BadMessage("wrong_type", f"type={peek.type!r} is not expected here")
-
-
-def decode_any(data: bytes) -> Any:
-    """Decode any ordermesh message (for tools such as ``ordermesh tail``)."""
-    try:
-        msg = _any_decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise _classify(data, exc) from None
-    if msg.v != SCHEMA_VERSION:
-        raise BadMessage("schema_version", f"v={msg.v}, this reader speaks v={SCHEMA_VERSION}")
-    return msg
-
-
-INTENT_CODEC: Codec[Intent] = Codec(Intent)
-ORDER_CODEC: Codec[OrderRequest] = Codec(OrderRequest)
-COMMAND_CODEC: Codec[Command] = Codec(Command)
-EXEC_CODEC: Codec[ExecEvent] = Codec(ExecEvent)
-REPORT_CODEC: Codec[Report] = Codec(Report)
-QUOTE_CODEC: Codec[Quote] = Codec(Quote)
-HEARTBEAT_CODEC: Codec[Heartbeat] = Codec(Heartbeat)
-CONTROL_CODEC: Codec[Control] = Codec(Control)
-QUERY_CODEC: Codec[Query] = Codec(Query)
-RECONCILE_CODEC: Codec[ReconcileQuery] = Codec(ReconcileQuery)
-BROKER_POSITIONS_CODEC: Codec[BrokerPositionsQuery] = Codec(BrokerPositionsQuery)
-EQUITY_CODEC: Codec[EquityPoint] = Codec(EquityPoint)

@@ -26,8 +26,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, PubAck
 from nats.js.kv import KeyValue
 
+from ordermesh.contract.codec import encode
 from ordermesh.contract.subjects import Subjects, Topology, provision
-from ordermesh.contract.wire import encode
 from ordermesh.platform import metrics
 from ordermesh.platform.config import NatsSettings
 

@@ -31,7 +31,8 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ordermesh.contract.wire import BadMessage, Codec, Heartbeat
+from ordermesh.contract.codec import BadMessage, Codec
+from ordermesh.contract.wire import Heartbeat
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, msg_delivery_count
 from ordermesh.platform.config import ConfigError, OrderMeshConfig
