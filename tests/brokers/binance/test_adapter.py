@@ -11,8 +11,9 @@ from decimal import Decimal
 import pytest
 import structlog
 
-from ordermesh.brokers.binance.adapter import BinanceSpotAdapter, dec
+from ordermesh.brokers.binance.records import dec
 from ordermesh.brokers.binance.settings import BinanceSpotSettings
+from ordermesh.brokers.binance.spot import BinanceSpotAdapter
 from ordermesh.brokers.model import (
     AuthenticationError,
     BookLevel,

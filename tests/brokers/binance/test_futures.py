@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from ordermesh.brokers.binance.adapter import BinanceFuturesAdapter
+from ordermesh.brokers.binance.futures import BinanceFuturesAdapter
 from ordermesh.brokers.model import (
     BookLevel,
     BrokerConnectionError,

@@ -9,8 +9,9 @@ from decimal import Decimal
 import pytest
 from prometheus_client import REGISTRY
 
-from ordermesh.brokers.binance.adapter import BinanceFuturesAdapter, BinanceSpotAdapter
+from ordermesh.brokers.binance.futures import BinanceFuturesAdapter
 from ordermesh.brokers.binance.requests import WeightBudget
+from ordermesh.brokers.binance.spot import BinanceSpotAdapter
 from ordermesh.brokers.model import BrokerConnectionError, BrokerOrderState
 from ordermesh.contract.wire import OrderType
 from ordermesh.sizing.instruments import InstrumentOverride

@@ -72,7 +72,7 @@ def _binance_common(settings: BinanceSpotSettings) -> dict[str, Any]:
 
 
 def build_spot(broker_id: str, settings: BinanceSpotSettings) -> BrokerClient:
-    from ordermesh.brokers.binance.adapter import BinanceSpotAdapter
+    from ordermesh.brokers.binance.spot import BinanceSpotAdapter
 
     return BinanceSpotAdapter(broker_id, **_binance_common(settings))
 
@@ -88,7 +88,7 @@ class BinanceUsdmSettings(BinanceSpotSettings, frozen=True, kw_only=True, forbid
 
 
 def build_usdm(broker_id: str, settings: BinanceUsdmSettings) -> BrokerClient:
-    from ordermesh.brokers.binance.adapter import BinanceFuturesAdapter
+    from ordermesh.brokers.binance.futures import BinanceFuturesAdapter
 
     return BinanceFuturesAdapter(
         broker_id,
