@@ -16,8 +16,7 @@ from ordermesh.contract.subjects import EXEC
 from ordermesh.contract.wire import OrderFilled
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig
-from ordermesh.platform.log import setup_logging
-from ordermesh.platform.runtime import install_uvloop
+from services.cli.common import Command, quiet
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -35,7 +34,7 @@ def when(text: str) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def add_parser(sub: Any) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     tc = sub.add_parser("tca", help="slippage and commission by symbol and strategy over a period (from OM_EXEC)")
     tc.add_argument("--since", type=when, help="start: a duration ago (30m, 2h, 7d) or an ISO time (default: all)")
     tc.add_argument("--until", type=when, help="end (default: now)")
@@ -80,8 +79,7 @@ async def read_fills(bus: Bus, since: dt.datetime | None, until: dt.datetime | N
 
 
 def cmd_tca(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    setup_logging(msgspec.structs.replace(config.log, level="warning"))
-    install_uvloop()
+    quiet(config)
 
     async def go() -> int:
         bus = Bus(config.nats, "cli:tca")
@@ -105,3 +103,6 @@ def cmd_tca(config: OrderMeshConfig, args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+COMMANDS: dict[str, Command] = {"tca": cmd_tca}

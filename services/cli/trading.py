@@ -1,0 +1,149 @@
+"""Order commands: ``submit`` one intent, ``cancel`` one order, list the ``orders``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from ordermesh.contract.wire import OrderType, Side
+from ordermesh.platform.config import OrderMeshConfig
+from services.cli.common import Command, decimal, quiet, request_ctl
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    sm = sub.add_parser("submit", help="send one intent, wait for its outcome and print it")
+    sm.add_argument("side", type=str.upper, choices=[s.value for s in Side])
+    sm.add_argument("symbol")
+    sm.add_argument("qty", type=decimal)
+    sm.add_argument("--limit", type=decimal, help="limit price (makes it a LIMIT order)")
+    sm.add_argument("--strategy", default="cli")
+    sm.add_argument("--account", default="paper-1")
+    sm.add_argument("--broker", help="route to this broker id")
+    sm.add_argument("--intent-id", help="explicit intent id (sending it again is deduplicated)")
+    sm.add_argument("--timeout", type=float, default=15.0)
+
+    cn = sub.add_parser("cancel", help="cancel one order by its intent id")
+    cn.add_argument("intent_id")
+    cn.add_argument("--account", default="paper-1")
+    cn.add_argument("--strategy", default="cli")
+
+    od = sub.add_parser("orders", help="open orders (the router's records); --unknown: what gateways could not resolve")
+    od.add_argument("--all", action="store_true", help="finished orders too")
+    od.add_argument("--unknown", action="store_true", help="tickets and orders gateways could not match, never guessed")
+
+
+def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from ordermesh.contract.wire import OrderFilled
+    from ordermesh.sdk import OrderMeshClient, OrderMeshError
+
+    quiet(config)
+
+    async def go() -> int:
+        async with OrderMeshClient(args.strategy, account=args.account, config=config) as om:
+            intent = om.intent(
+                Side(args.side),
+                args.symbol,
+                args.qty,
+                order_type=OrderType.LIMIT if args.limit is not None else OrderType.MARKET,
+                limit_price=args.limit,
+                broker_id=args.broker,
+                intent_id=args.intent_id,
+            )
+            ack = await om.publish_intent(intent)
+            if ack.duplicate:
+                # Deduplicated by the stream: report what became of the first submission instead of waiting.
+                rec = await om.settled_order(intent.intent_id, timeout=args.timeout)
+                if rec is None:
+                    print(f"intent {intent.intent_id} was already submitted; no order was made from it")
+                    return 1
+                print(
+                    f"intent {intent.intent_id} was already submitted: order {rec.client_order_id} is "
+                    f"{rec.status.value}, filled {rec.filled_qty} of {rec.quantity}"
+                    + (f" @ {rec.avg_px}" if rec.avg_px is not None else "")
+                )
+                return 0
+            print(f"intent {intent.intent_id} sent: {args.side} {args.qty} {args.symbol}")
+            try:
+                outcome = await om.wait(intent.intent_id, timeout=args.timeout)
+            except OrderMeshError as exc:
+                print(f"no outcome: {exc}", file=sys.stderr)
+                return 1
+            kind = type(outcome).__name__
+            if isinstance(outcome, OrderFilled):
+                print(
+                    f"{kind}: {outcome.side.value} {outcome.cum_qty} {outcome.symbol} @ {outcome.last_px} "
+                    f"at {outcome.broker_id} (client order id {outcome.client_order_id}, fill {outcome.fill_id})"
+                )
+                return 0
+            print(f"{kind}: {getattr(outcome, 'reason', '')}")
+            return 1
+
+    return asyncio.run(go())
+
+
+def cmd_orders(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    import msgspec
+    import nats.errors
+
+    from ordermesh.brokers.registry import BrokerRegistry
+    from ordermesh.contract.codec import decode_any
+    from ordermesh.contract.subjects import KV_ORDERS
+    from ordermesh.contract.wire import UnresolvedQuery, UnresolvedReply
+    from ordermesh.platform.bus import Bus
+    from ordermesh.routing.orders import OrderRecord
+
+    quiet(config)
+
+    async def go() -> int:
+        bus = Bus(config.nats, "cli:orders")
+        await bus.connect()
+        try:
+            if args.unknown:
+                found = 0
+                for broker_id in BrokerRegistry(config.brokers).usable():
+                    try:
+                        data = await bus.request(
+                            bus.subjects.q(f"unresolved.{broker_id}"), UnresolvedQuery(), timeout=5
+                        )
+                    except (nats.errors.NoRespondersError, nats.errors.TimeoutError):
+                        print(f"{broker_id:<12} no gateway answered")
+                        continue
+                    reply = decode_any(data)
+                    assert isinstance(reply, UnresolvedReply)
+                    for key, tickets in sorted(reply.unresolved.items()):
+                        print(f"{broker_id:<12} {key:<34} candidates: {', '.join(tickets) or 'none'}")
+                        found += 1
+                print(f"{found} unresolved")
+                return 1 if found else 0
+            watcher = await (await bus.kv(KV_ORDERS)).watchall(ignore_deletes=True)
+            rows = []
+            while (entry := await watcher.updates(timeout=10)) is not None:
+                rec = msgspec.msgpack.decode(entry.value, type=OrderRecord)
+                if args.all or rec.is_open:
+                    rows.append(rec)
+            await watcher.stop()
+        finally:
+            await bus.close()
+        rows.sort(key=lambda r: r.updated_ns)
+        for r in rows:
+            price = f" @ {r.avg_px.normalize()}" if r.avg_px is not None else ""
+            limit = f" limit {r.limit_price}" if r.limit_price is not None else ""
+            print(
+                f"{r.client_order_id}  {r.account:<10} {r.strategy_id:<14} {r.broker_id:<8} {r.side.value:<4} "
+                f"{r.quantity!s:>8} {r.symbol:<10}{limit:<16} {r.status.value:<16} filled {r.filled_qty}{price}"
+            )
+        print(f"{len(rows)} {'orders' if args.all else 'open orders'}")
+        return 0
+
+    return asyncio.run(go())
+
+
+def cmd_cancel(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from ordermesh.contract.wire import CancelRequest
+
+    msg = CancelRequest(account=args.account, strategy_id=args.strategy, intent_id=args.intent_id)
+    return request_ctl(config, "cancel", msg)
+
+
+COMMANDS: dict[str, Command] = {"submit": cmd_submit, "cancel": cmd_cancel, "orders": cmd_orders}

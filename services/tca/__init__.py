@@ -1,1 +1,0 @@
-"""ordermesh tca: transaction cost analysis over the fill history."""
