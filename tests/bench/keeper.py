@@ -26,7 +26,7 @@ from ordermesh.contract.wire import OrderFilled
 from ordermesh.platform.config import AccountSettings
 from ordermesh.sizing.instruments import load_instruments
 from tests.bench.sizing import write
-from tests.test_system_keeper import make_fills
+from tests.system.test_keeper import make_fills
 
 ROOT = Path(__file__).resolve().parents[2]
 SECTION = "## Keeper replay speed"
