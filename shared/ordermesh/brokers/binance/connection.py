@@ -38,7 +38,7 @@ from ordermesh.brokers.model import BrokerConnectionError, BrokerError, BrokerOr
 from ordermesh.platform import metrics
 
 if TYPE_CHECKING:
-    from ordermesh.brokers.binance.records import OrderRecord
+    from ordermesh.brokers.binance.records import TrackedOrder
 
 log = structlog.get_logger("binance")
 
@@ -164,8 +164,8 @@ class BinanceConnection(BrokerClient):
             self.exchange.set_sandbox_mode(True)
         host = self.base_url or ("testnet" if testnet else "binance")
         self.budget = budget or WeightBudget.shared(host, self.API, self.DEFAULT_WEIGHT_LIMIT, weight_headroom)
-        self._records: dict[str, OrderRecord] = {}
-        self._by_order_id: dict[tuple[str, str], OrderRecord] = {}  # (market, Binance orderId) -> record
+        self._records: dict[str, TrackedOrder] = {}
+        self._by_order_id: dict[tuple[str, str], TrackedOrder] = {}  # (market, Binance orderId) -> record
         self._foreign: set[tuple[str, str]] = set()  # orders in the account's trades that are not ours
         self._cursor: dict[str, int] = {}  # market -> the next trade id to read
         self._emitted: dict[str, BrokerOrder] = {}

@@ -18,7 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from ordermesh.brokers.binance.endpoints import ALGO_CANCEL, ALGO_NEW
-from ordermesh.brokers.binance.records import ZERO, OrderRecord, Records
+from ordermesh.brokers.binance.records import ZERO, Records, TrackedOrder
 from ordermesh.brokers.binance.requests import OrderTerms, order_request
 from ordermesh.brokers.model import (
     BrokerConnectionError,
@@ -54,7 +54,7 @@ class Orders(Records):
         self._records[coid] = rec
         return await self._send(rec)
 
-    def _terms(self, rec: OrderRecord, qty: Decimal) -> dict[str, str]:
+    def _terms(self, rec: TrackedOrder, qty: Decimal) -> dict[str, str]:
         """The request for the record's current leg of ``qty``, at the market's precision."""
         amount = self.amount_to_precision(rec.market, qty)
         price = self.price_to_precision(rec.market, rec.limit_price) if rec.limit_price else None
@@ -72,7 +72,7 @@ class Orders(Records):
     def _hedge(self) -> bool:
         return False
 
-    async def _send(self, rec: OrderRecord, quantity: Decimal | None = None) -> BrokerOrder:
+    async def _send(self, rec: TrackedOrder, quantity: Decimal | None = None) -> BrokerOrder:
         """Send the record's current leg (``quantity`` defaults to the whole order)."""
         request = self._terms(rec, rec.quantity if quantity is None else quantity)
         rec.state = "sending"
@@ -119,7 +119,7 @@ class Orders(Records):
             return rec.view()
         return await self._refresh(rec)
 
-    async def _cancel_leg(self, rec: OrderRecord) -> None:
+    async def _cancel_leg(self, rec: TrackedOrder) -> None:
         """Cancel the record's live leg and fold the answer in: an algo order not triggered yet in the Algo
         Service, the order its trigger placed by ``orderId``, any other by its client order id."""
         if rec.algo and not rec.order_id:
@@ -149,7 +149,7 @@ class Orders(Records):
         await self._protect(rec)
         return rec.view()
 
-    def _cancel_answer(self, raw: dict[str, Any], rec: OrderRecord) -> dict[str, Any]:
+    def _cancel_answer(self, raw: dict[str, Any], rec: TrackedOrder) -> dict[str, Any]:
         """A spot cancel of an OCO leg answers the whole list: the report of this leg."""
         for report in raw.get("orderReports") or []:
             if str(report.get("clientOrderId")) == rec.venue_coid:

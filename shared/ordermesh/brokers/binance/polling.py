@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from ordermesh.brokers.binance.endpoints import ALGO_OPEN, ALGO_OPEN_ALL
-from ordermesh.brokers.binance.records import ALGO_WAITING, OrderRecord, Records, dec, order_type_of
+from ordermesh.brokers.binance.records import ALGO_WAITING, Records, TrackedOrder, dec, order_type_of
 from ordermesh.brokers.model import BrokerError, BrokerOrder, SymbolNotFoundError
 from ordermesh.contract.wire import PlaceOrder, Side, TimeInForce
 
@@ -67,7 +67,7 @@ class Polling(Records):
         self._stale = False
         return [rec.view() for rec in adopted]
 
-    def _adopt(self, info: dict[str, Any], *, reported: bool = False) -> OrderRecord | None:
+    def _adopt(self, info: dict[str, Any], *, reported: bool = False) -> TrackedOrder | None:
         """A record for an order of ours found at Binance (open orders, trades) that this adapter does not hold;
         None when it is not ours or already held. ``reported``: finished before we looked, so its reports were
         published by whoever placed it; the gateway is told of it again only if it resumes it."""
@@ -84,7 +84,7 @@ class Polling(Records):
                 parent = coid[: -len(kind)]
         binance_type = str(info.get("orderType") if algo else info.get("origType") or info.get("type") or "LIMIT")
         tif = info.get("timeInForce")
-        rec = held or OrderRecord(
+        rec = held or TrackedOrder(
             client_order_id=coid, symbol=market, market=market, side=Side(info["side"]),
             quantity=dec(info["quantity" if algo else "origQty"]), limit_price=dec(info.get("price")) or None,
             order_type=order_type_of(binance_type), stop_price=dec(info.get("triggerPrice" if algo else "stopPrice"))
@@ -101,10 +101,10 @@ class Polling(Records):
         self.log.info("order adopted", client_order_id=coid, order_id=rec.order_id, state=rec.state)
         return rec
 
-    async def _read_trades(self, market: str) -> list[OrderRecord]:
+    async def _read_trades(self, market: str) -> list[TrackedOrder]:
         """The account's new trades in ``market`` (from the cursor, or the lookback on first read), each added to
         its order; orders of ours not held yet are looked up and adopted. Returns the adopted records."""
-        adopted: list[OrderRecord] = []
+        adopted: list[TrackedOrder] = []
         market_id = self._market_id(market)
         while True:
             params: dict[str, Any] = {"symbol": market_id, "limit": 1000}
@@ -152,7 +152,7 @@ class Polling(Records):
             self.log.warning("reconciliation failed; retried by the next poll", error=exc.message)
         except Exception:  # retried by the next poll too: the reconciliation is still due
             self._unreadable("reconcile")
-        by_market: dict[str, list[OrderRecord]] = {}
+        by_market: dict[str, list[TrackedOrder]] = {}
         for rec in list(self._records.values()):
             unprotected = not rec.protected and (rec.stop_loss is not None or rec.take_profit is not None)
             if rec.pending or rec.working or unprotected:
@@ -175,7 +175,7 @@ class Polling(Records):
         self._prune()
         return changed
 
-    async def _poll_market(self, market: str, recs: list[OrderRecord]) -> None:
+    async def _poll_market(self, market: str, recs: list[TrackedOrder]) -> None:
         for rec in recs:
             if rec.pending:
                 await self._resolve(rec)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from ordermesh.brokers.binance.endpoints import ALGO_NEW, OCO
-from ordermesh.brokers.binance.records import ZERO, OrderRecord, Records, dec
+from ordermesh.brokers.binance.records import ZERO, Records, TrackedOrder, dec
 from ordermesh.brokers.binance.requests import attached_requests, is_algo
 from ordermesh.brokers.model import BrokerConnectionError, BrokerError, OrderNotFoundError
 from ordermesh.brokers.reports import attached_command
@@ -18,7 +18,7 @@ from ordermesh.platform import metrics
 class Protection(Records):
     """The protective orders of a filled order with a stop-loss / take-profit, and one-cancels-other on futures."""
 
-    async def _protect(self, rec: OrderRecord) -> None:
+    async def _protect(self, rec: TrackedOrder) -> None:
         """Once an order with a stop-loss / take-profit has finished with a fill, place its protective orders for
         what it filled (spot: an OCO list when both, since the asset can be locked once). They are orders of
         their own (``<coid>-sl`` / ``<coid>-tp``), reported with the parent's id; a failure is logged and left
@@ -80,7 +80,7 @@ class Protection(Records):
                     (self._apply_algo if algo else self._apply)(child, report)
         rec.protected = True
 
-    def _protect_qty(self, rec: OrderRecord) -> Decimal:
+    def _protect_qty(self, rec: TrackedOrder) -> Decimal:
         """What the protective orders cover: what was bought, less a commission taken in the bought asset (spot
         holds only that); on futures the filled quantity."""
         filled = rec.prior_filled + rec.leg_filled
@@ -89,7 +89,7 @@ class Protection(Records):
         base = self.exchange.market(rec.market)["base"]
         return filled - sum((f.commission for f in rec.fills.values() if f.commission_asset == base), ZERO)
 
-    async def _one_cancels_other(self, rec: OrderRecord) -> None:
+    async def _one_cancels_other(self, rec: TrackedOrder) -> None:
         """A futures stop-loss or take-profit that filled cancels its sibling (a spot OCO list does this itself;
         separate futures orders do not, and a reduce-only order left behind would act on a later position)."""
         if not self.FUTURES or rec.parent is None or rec.prior_filled + rec.leg_filled <= 0:

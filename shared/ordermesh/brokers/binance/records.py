@@ -1,4 +1,4 @@
-"""What the adapters know of each order at Binance (:class:`OrderRecord`, by client order id) and how Binance's
+"""What the adapters know of each order at Binance (:class:`TrackedOrder`, by client order id) and how Binance's
 answers fold into it (:class:`Records`): order answers (POST / GET / DELETE / openOrders), algo order answers, the
 account's trades, an order queried again.
 
@@ -61,7 +61,7 @@ def dec(value: Any) -> Decimal:
 
 
 @dataclass
-class OrderRecord:
+class TrackedOrder:
     """What we know of one order at Binance, by our client order id."""
 
     client_order_id: str
@@ -134,11 +134,11 @@ def order_type_of(binance_type: str) -> OrderType:
 class Records(BinanceConnection):
     """Reading orders: Binance's answers folded into the records, an order queried again, its fills completed."""
 
-    def _index(self, rec: OrderRecord) -> None:
+    def _index(self, rec: TrackedOrder) -> None:
         if rec.order_id:
             self._by_order_id[(rec.market, rec.order_id)] = rec
 
-    def _apply(self, rec: OrderRecord, info: dict[str, Any]) -> None:
+    def _apply(self, rec: TrackedOrder, info: dict[str, Any]) -> None:
         """Fold a raw Binance order answer (POST / GET / DELETE / openOrders) into the record."""
         if info.get("orderId") is not None:
             rec.order_id = str(info["orderId"])
@@ -163,7 +163,7 @@ class Records(BinanceConnection):
                 ),
             )  # fmt: skip
 
-    def _apply_algo(self, rec: OrderRecord, info: dict[str, Any]) -> None:
+    def _apply_algo(self, rec: TrackedOrder, info: dict[str, Any]) -> None:
         """Fold a raw algo order answer (POST / GET ``algoOrder``, ``openAlgoOrders``) into the record: its status
         until it triggers; from then on the order its trigger placed (``actualOrderId``) is the order, folded by
         :meth:`_apply` from its own answers."""
@@ -187,7 +187,7 @@ class Records(BinanceConnection):
         side = info.get("positionSide")
         return side if side in ("LONG", "SHORT") else None
 
-    def _add_trade(self, rec: OrderRecord, info: dict[str, Any]) -> None:
+    def _add_trade(self, rec: TrackedOrder, info: dict[str, Any]) -> None:
         """One of the account's trades (``myTrades`` / ``userTrades``), kept by trade id."""
         fid = str(info["id"])
         rec.fills.setdefault(
@@ -200,10 +200,10 @@ class Records(BinanceConnection):
             ),
         )  # fmt: skip
 
-    def _known_qty(self, rec: OrderRecord) -> Decimal:
+    def _known_qty(self, rec: TrackedOrder) -> Decimal:
         return sum((f.quantity for f in rec.fills.values()), ZERO)
 
-    async def _complete_fills(self, rec: OrderRecord) -> None:
+    async def _complete_fills(self, rec: TrackedOrder) -> None:
         """Fetch the order's own trades when Binance reports more executed than the fills we hold (a spot
         answer without fills, a futures answer, a closed order whose trades the account poll has not read)."""
         if rec.order_id and self._known_qty(rec) < rec.prior_filled + rec.leg_filled:
@@ -211,7 +211,7 @@ class Records(BinanceConnection):
             for t in await self._api(self.EP.trades_of_order, params):
                 self._add_trade(rec, t)
 
-    async def _refresh(self, rec: OrderRecord) -> BrokerOrder:
+    async def _refresh(self, rec: TrackedOrder) -> BrokerOrder:
         """Query the order by client order id and complete its fills. An algo order is queried by its
         ``clientAlgoId`` until it triggers, then the order it placed by ``orderId``."""
         if rec.algo and not rec.order_id:
@@ -227,7 +227,7 @@ class Records(BinanceConnection):
         await self._complete_fills(rec)
         return rec.view()
 
-    async def _resolve(self, rec: OrderRecord) -> BrokerOrder | None:
+    async def _resolve(self, rec: TrackedOrder) -> BrokerOrder | None:
         """An order whose placement outcome is unknown: the order if Binance has it, None if it never arrived."""
         try:
             view = await self._refresh(rec)
@@ -236,9 +236,9 @@ class Records(BinanceConnection):
         self.log.info("unknown outcome resolved: the order exists", client_order_id=rec.client_order_id)
         return view
 
-    def _new_record(self, order: PlaceOrder, market: str, *, state: str = "sending") -> OrderRecord:
+    def _new_record(self, order: PlaceOrder, market: str, *, state: str = "sending") -> TrackedOrder:
         parent = attached_parent(order)  # a protective order remembered by the gateway, resumed after a restart
-        return OrderRecord(
+        return TrackedOrder(
             client_order_id=order.client_order_id, symbol=order.symbol, market=market, side=order.side,
             quantity=order.quantity, limit_price=order.limit_price, order_type=order.order_type,
             time_in_force=order.time_in_force, venue_coid=order.client_order_id, stop_price=order.stop_price,
@@ -247,7 +247,7 @@ class Records(BinanceConnection):
             algo=self.FUTURES and (parent is not None or FUTURES_TYPES[order.order_type] in ALGO_TYPES), command=order,
         )  # fmt: skip
 
-    def _record(self, client_order_id: str) -> OrderRecord:
+    def _record(self, client_order_id: str) -> TrackedOrder:
         rec = self._records.get(client_order_id)
         if rec is None:
             raise OrderNotFoundError(f"unknown client order id {client_order_id}", code="-2013")
