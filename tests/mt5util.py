@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from decimal import Decimal
+from typing import Any
 
 from ordermesh.brokers.mt5.adapter import MT5Adapter
 from ordermesh.brokers.mt5.tickets import TicketStore
@@ -28,8 +29,15 @@ def sim_for(account: Account, ports: Ports, *, single_socket: bool = False) -> B
 
 
 def adapter_for(
-    ports: Ports, *, single_socket: bool = False, store: TicketStore | None = None, timeout: float = 0.5
+    ports: Ports,
+    *,
+    single_socket: bool = False,
+    store: TicketStore | None = None,
+    timeout: float = 0.5,
+    **settings: Any,
 ) -> MT5Adapter:
+    """An adapter on the simulator's ports: fast heartbeats, short settle times (a test waits on events)."""
+    kw: dict[str, Any] = {"heartbeat_interval_s": 0.05, "symbols": ("EURUSD",), "settle_s": 1.0, **settings}
     return MT5Adapter(
         "mt5",
         command_port=ports.command,
@@ -38,9 +46,8 @@ def adapter_for(
         events_port=ports.events,
         single_socket=single_socket,
         request_timeout_s=timeout,
-        heartbeat_interval_s=0.05,
-        symbols=("EURUSD",),
         store=store,
+        **kw,
     )
 
 

@@ -157,6 +157,10 @@ class GatewayService(Service):
                 # Unknown outcome: never reject by guess. Redelivery retries; the adapter is idempotent on the
                 # client order id, so the retry finds the order if the first attempt reached the broker.
                 metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "unknown").inc()
+                if not self.adapter.capabilities.keeps_commands:
+                    # kept like a working order's: the adapter settles the outcome later (order_updates), maybe
+                    # after this gateway restarted, and its reports need the command's ids
+                    await self.remember(cmd)
                 raise
             except BrokerError as err:
                 metrics.COMMANDS.labels(self.broker_id, "PlaceOrder", "rejected").inc()
@@ -226,6 +230,8 @@ class GatewayService(Service):
                         quantity=cmd.quantity,
                         limit_price=cmd.limit_price,
                         stop_price=cmd.stop_price,
+                        stop_loss=cmd.stop_loss,
+                        take_profit=cmd.take_profit,
                     ),
                 )
             except BrokerConnectionError:

@@ -34,7 +34,7 @@ async def test_close_all_closes_every_hedging_ticket_by_its_id(
         "accounts:\n  mt5-h:\n    mode: hedging\n"
         "brokers:\n  mt5:\n    type: mt5\n"
         f"    command_port: {cmd}\n    data_port: {data}\n    live_port: {live}\n    events_port: {events}\n"
-        "    heartbeat_interval_ms: 200\n"
+        "    heartbeat_interval_ms: 200\n    hedging: true\n"
     )
     monkeypatch.setitem(harness.SERVICES, "gateway-mt5", ["gateway", "mt5"])
     sim_log = open(tmp_path / "mt5-sim.log", "ab")  # noqa: SIM115

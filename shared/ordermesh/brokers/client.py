@@ -103,7 +103,12 @@ class BrokerClient(abc.ABC):
         quantity: Decimal | None = None,
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
-    ) -> BrokerOrder: ...
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
+    ) -> BrokerOrder:
+        """Change a working order (quantity, price) or its protection (stop-loss / take-profit; for a filled
+        order, of the position it opened, where the broker keeps them there). ModificationError says what the
+        broker cannot change."""
 
     @abc.abstractmethod
     async def get_order_status(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:

@@ -84,6 +84,8 @@ class BrokerOrder(msgspec.Struct, frozen=True, kw_only=True):
     fills: list[BrokerFill] = msgspec.field(default_factory=list)
     #: An order the adapter placed to protect one of ours (attached stop-loss / take-profit): that order's id.
     parent_client_order_id: str | None = None
+    #: Why the broker refused or dropped it (REJECTED / CANCELED), when the adapter knows.
+    reason: str | None = None
 
     @property
     def leaves_qty(self) -> Decimal:

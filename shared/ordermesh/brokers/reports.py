@@ -94,7 +94,7 @@ def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
             OrderRejected(
                 event_id=order_event_id(coid, "rejected"),
                 category=RejectCategory.BROKER,
-                reason="BROKER: rejected by the venue",
+                reason=f"BROKER: {order.reason}" if order.reason else "BROKER: rejected by the venue",
                 **common,
             )
         ]
@@ -128,7 +128,7 @@ def reports_for(cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
             OrderCanceled(
                 event_id=order_event_id(coid, "canceled"),
                 broker_order_id=order.broker_order_id,
-                reason="canceled on request" if not cum else "unfilled quantity canceled",
+                reason=order.reason or ("canceled on request" if not cum else "unfilled quantity canceled"),
                 **common,
             )
         )

@@ -163,3 +163,13 @@ MT5_AMBIGUOUS = Counter(
     "MT5 tickets or unknown-outcome orders reconciliation could not match uniquely (reported, never guessed)",
     ["broker_id", "kind"],
 )
+MT5_RESYNCS = Counter(
+    "ordermesh_mt5_resyncs_total",
+    "Resynchronisations with the MT5 expert advisor after a request timed out (late answers drained)",
+    ["broker_id"],
+)
+MT5_SUBSCRIPTIONS = Counter(
+    "ordermesh_mt5_subscriptions_total",
+    "Tick subscriptions (re)sent to the MT5 expert advisor, by reason (connect, reload, stale)",
+    ["broker_id", "reason"],
+)

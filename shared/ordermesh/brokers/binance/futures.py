@@ -152,8 +152,12 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         quantity: Decimal | None = None,
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
     ) -> BrokerOrder:
         """An amend of the working limit order (quantity and price; the order keeps its id)."""
+        if stop_loss is not None or take_profit is not None:
+            raise ModificationError("this venue does not change an order's stop-loss / take-profit")
         rec = self._record(client_order_id)
         if stop_price is not None or rec.order_type is not OrderType.LIMIT or rec.algo:
             raise ModificationError("only the quantity and price of limit orders can be amended")

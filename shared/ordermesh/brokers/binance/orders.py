@@ -163,9 +163,13 @@ class Orders(Records):
         quantity: Decimal | None = None,
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
     ) -> BrokerOrder:
         """Cancel-replace: the working leg canceled, a new leg (``<coid>.<n>`` as newClientOrderId) for what is
         left of the new quantity at the new price. Fills of every leg stay on the order."""
+        if stop_loss is not None or take_profit is not None:
+            raise ModificationError("this venue does not change an order's stop-loss / take-profit")
         rec = self._record(client_order_id)
         if stop_price is not None:
             raise ModificationError("stop prices are not modified by the Binance spot adapter: cancel and place")

@@ -1,15 +1,18 @@
-"""MetaTrader 5 over ZeroMQ: a ``BrokerClient`` speaking the public MQL5-JSON-API expert advisor's protocol.
+"""MetaTrader 5 over ZeroMQ: a ``BrokerClient`` for the public MQL5-JSON-API expert advisor, as its source behaves.
 
-The EA binds; we connect. Command REQ/REP (the EA answers ``OK``), data PUSH->PULL (the JSON reply to each
-command), live PUSH->PULL (ticks after a ``CONFIG`` subscription), trade events PUSH->PULL (request/result pairs).
-Replies carry no request id and match requests only by order, so one request is in flight per connection (a
-lock); data left over from an abandoned request is drained before the next one; a REQ socket that timed out is
-closed and recreated with its data socket. A TRADE without a known ``symbol`` makes the EA push an error before
-the reply, so TRADE replies are read up to the message that carries ``retcode``.
+The link (:mod:`ordermesh.brokers.mt5.transport`) makes requests safe without request ids; the listings and the
+rules that settle unknown outcomes and server-side fills are in :mod:`ordermesh.brokers.mt5.listings` and
+:mod:`ordermesh.brokers.mt5.reconcile`; tickets are kept per client order id in :mod:`ordermesh.brokers.mt5.tickets`
+(KV ``om_mt5`` in a gateway) the moment anything reveals them. This module holds the BrokerClient methods and
+the background loops:
 
-Tickets: the order ticket (``broker_order_id``), the deal ticket (the fill id) and the position id are kept apart,
-by client order id, in a :class:`TicketStore` (JetStream KV ``om_mt5`` in a gateway) the moment a reply or a trade
-event reveals them. The client order id travels as the MT5 comment, which the EA returns only in trade events.
+* **heartbeat** — an ACCOUNT round trip sets the connection state; after a reconnect everything is reconciled;
+  each beat polls working orders (pending fills happen on the server with no event) and keeps ticks subscribed;
+* **ticks** — the EA streams only after a CONFIG subscription, and an EA reload drops every subscription: the
+  subscription (RESET, then CONFIG per symbol, so a repeat never doubles the stream) is renewed whenever the live
+  socket completes a new handshake (a reload or restart of the EA) and when ticks stop while the EA answers;
+* **trade events** — the only place the EA shows our comment (the client order id), with the order ticket.
+
 Money is ``Decimal`` parsed from the JSON text (never through float).
 """
 
@@ -22,10 +25,8 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import msgspec
 import structlog
 import zmq
-import zmq.asyncio
 
 from ordermesh.brokers.client import BrokerClient, Capabilities
 from ordermesh.brokers.model import (
@@ -43,20 +44,22 @@ from ordermesh.brokers.model import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
+from ordermesh.brokers.mt5.listings import PositionRow, ServerClock, addressable, parse_positions, same_ticket
 from ordermesh.brokers.mt5.protocol import (
-    DEALING,
-    DONE,
+    CONNECTION,
+    DONE_PARTIAL,
     MARKET,
-    PLACED,
+    PENDING,
     PRICE_RETRY,
     SUCCESS,
     TOO_MANY,
     ZERO,
-    _json,
     num,
     retcode_error,
 )
+from ordermesh.brokers.mt5.reconcile import Reconciliation
 from ordermesh.brokers.mt5.tickets import KvTicketStore, MemoryTicketStore, TicketRecord, TicketStore
+from ordermesh.brokers.mt5.transport import EALink, decode
 from ordermesh.contract.subjects import KV_MT5
 from ordermesh.contract.wire import OrderType, PlaceOrder, Quote, Side
 from ordermesh.platform import metrics
@@ -68,10 +71,9 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 
-class MT5Adapter(BrokerClient):
+class MT5Adapter(Reconciliation, BrokerClient):
     """A gateway's connection to one MT5 terminal running the MQL5-JSON-API EA (or ``ordermesh mt5-sim``)."""
 
-    # Tickets are persisted (KV om_mt5) the moment a reply or event reveals them, so a restart can reconcile.
     capabilities = Capabilities(streams_quotes=True, reports_instruments=True, state_bucket=KV_MT5)
 
     def __init__(
@@ -88,35 +90,51 @@ class MT5Adapter(BrokerClient):
         heartbeat_interval_s: float = 1.0,
         currency: str = "USD",
         symbols: tuple[str, ...] = (),
+        hedging: bool = False,
+        server_utc_offset_s: int | None = None,
         match_window_s: int = 120,
+        settle_s: float = 10.0,
+        tick_stale_s: float = 30.0,
         store: TicketStore | None = None,
     ) -> None:
         super().__init__(broker_id)
-        self.host = host
         self.ports = (command_port, data_port, live_port, events_port)
         self.single_socket = single_socket
-        self.timeout = request_timeout_s
         self.heartbeat_interval = heartbeat_interval_s
         self.currency = currency
         self.symbols = symbols
+        self.hedging = hedging
         self.match_window_s = match_window_s
+        self.settle_s = settle_s
+        self.tick_stale_s = tick_stale_s
+        self.clock = ServerClock(server_utc_offset_s)
         self.store: TicketStore = store or MemoryTicketStore()
         self.records: dict[str, TicketRecord] = {}
-        self.ambiguous: dict[str, list[int]] = {}  # client order id (or "ticket:<n>") -> candidate tickets
+        self.ambiguous: dict[str, list[int]] = {}  # client order id -> candidate tickets (never guessed)
         self.connected = False
         self.ticks: dict[str, Quote] = {}
         self.log = log.bind(broker_id=broker_id)
-        self._ctx: zmq.asyncio.Context | None = None
-        self._cmd: zmq.asyncio.Socket | None = None
-        self._data: zmq.asyncio.Socket | None = None
-        self._lock = asyncio.Lock()
+        self.link = EALink(
+            broker_id,
+            host,
+            self.ports,
+            single_socket=single_socket,
+            timeout_s=request_timeout_s,
+            on_late_trade=self._on_late_trade,
+        )
+        self.in_flight: set[str] = set()  # client order ids whose TRADE is being sent right now
+        self._inflight: TicketRecord | None = None  # the TRADE whose answer a resynchronisation may bring late
         self._updates: asyncio.Queue[BrokerOrder] = asyncio.Queue()
         self._quotes: asyncio.Queue[Quote] = asyncio.Queue(maxsize=10_000)
         self._emitted: dict[str, tuple[str, int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._was_connected = False
+        self._live: Any = None
+        self._sub_generation = 0  # the live socket's handshake the current subscription was made on
+        self._sub_at = 0.0
+        self._last_tick = 0.0
 
-    # ------------------------------------------------------------------------------ connection
+    # ------------------------------------------------------------------------------ lifecycle
 
     def unresolved(self) -> dict[str, list[str]]:
         return {key: [str(t) for t in tickets] for key, tickets in self.ambiguous.items()}
@@ -124,40 +142,18 @@ class MT5Adapter(BrokerClient):
     def use_state_store(self, kv: KeyValue) -> None:
         self.store = KvTicketStore(kv, self.broker_id)
 
-    def _url(self, port: int) -> str:
-        return f"tcp://{self.host}:{port}"
-
-    def _open(self) -> None:
-        assert self._ctx is not None
-        self._cmd = self._ctx.socket(zmq.REQ)
-        self._cmd.setsockopt(zmq.LINGER, 0)
-        self._cmd.connect(self._url(self.ports[0]))
-        if not self.single_socket:
-            self._data = self._ctx.socket(zmq.PULL)
-            self._data.setsockopt(zmq.LINGER, 0)
-            self._data.connect(self._url(self.ports[1]))
-
-    def _reset(self) -> None:
-        """A REQ socket that timed out cannot send again: close it (and its data socket, whose queue may hold the
-        late reply) and open fresh ones."""
-        for sock in (self._cmd, self._data):
-            if sock is not None:
-                sock.close(0)
-        self._cmd = self._data = None
-        if self._ctx is not None:
-            self._open()
-
     async def connect(self) -> None:
-        if self._ctx is not None:
+        if self.link.ctx is not None:
             return
-        self._ctx = zmq.asyncio.Context()
         for r in await self.store.load():
             self.records[r.client_order_id] = r
-        self._open()
-        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
+        await self.link.open()
+        self._live = self.link.monitored(zmq.PULL, self.ports[2], "live")
+        self._tasks.append(asyncio.create_task(self._pull(self._live.sock, self._on_tick)))
         if not self.single_socket:
-            self._tasks.append(asyncio.create_task(self._pull_loop(self.ports[3], self._on_event)))
-        self._tasks.append(asyncio.create_task(self._pull_loop(self.ports[2], self._on_tick)))
+            events = self.link.monitored(zmq.PULL, self.ports[3], "events")
+            self._tasks.append(asyncio.create_task(self._pull(events.sock, self._on_event, events)))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -166,13 +162,10 @@ class MT5Adapter(BrokerClient):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
-        for sock in (self._cmd, self._data):
-            if sock is not None:
-                sock.close(0)
-        self._cmd = self._data = None
-        if self._ctx is not None:
-            self._ctx.destroy(linger=0)
-            self._ctx = None
+        if self._live is not None:
+            await self._live.close()
+            self._live = None
+        await self.link.close()
 
     def _set_connected(self, up: bool) -> None:
         self.connected = up
@@ -180,89 +173,40 @@ class MT5Adapter(BrokerClient):
         if up:
             metrics.BROKER_LAST_HEARTBEAT.labels(self.broker_id).set(time.time())
 
-    # ------------------------------------------------------------------------------ requests
-
-    async def request(self, payload: dict[str, Any], *, trade: bool = False) -> dict[str, Any]:
-        """One request, one reply; raises BrokerConnectionError when the EA does not answer in time."""
-        if not payload or not payload.get("action"):
-            raise ValueError("never send an empty request: it wedges the EA's command socket")
-        if trade and not payload.get("symbol"):
-            raise ValueError("a TRADE request needs its symbol (the EA shifts every later reply otherwise)")
-        async with self._lock:
-            if self._ctx is None:
-                raise BrokerConnectionError("not connected")
-            if self._cmd is None:
-                self._open()
-            assert self._cmd is not None
-            started = time.perf_counter()
-            try:
-                await self._drain()
-                await self._cmd.send(msgspec.json.encode(payload))
-                first = await asyncio.wait_for(self._cmd.recv(), self.timeout)
-                if self.single_socket:
-                    reply = self._decode(first)
-                else:
-                    assert self._data is not None
-                    before: list[dict[str, Any]] = []
-                    while True:
-                        reply = self._decode(await asyncio.wait_for(self._data.recv(), self.timeout))
-                        if not trade or "retcode" in reply:
-                            break
-                        self.log.info("EA error before the trade reply", reply=reply)
-                        before.append(reply)
-                    if before:
-                        reply["_errors_before"] = before
-            except (TimeoutError, zmq.ZMQError) as exc:
-                self._reset()
-                self._set_connected(False)
-                raise BrokerConnectionError(f"MT5 EA did not answer {payload['action']} in time") from exc
-            metrics.MT5_REQUEST_SECONDS.labels(self.broker_id, str(payload["action"])).observe(
-                time.perf_counter() - started
-            )
-            return reply
-
-    async def _drain(self) -> None:
-        if self._data is None:
-            return
-        while True:
-            try:
-                stale = await self._data.recv(zmq.NOBLOCK)
-            except zmq.Again:
-                return
-            self.log.warning("stale EA message dropped", size=len(stale))
-
-    def _decode(self, raw: bytes) -> dict[str, Any]:
-        try:
-            value = _json.decode(raw)
-        except msgspec.DecodeError:
-            return {"error": True, "description": "undecodable reply", "raw": raw[:200].decode(errors="replace")}
-        return value if isinstance(value, dict) else {"error": True, "description": "reply is not an object"}
+    async def request(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """One request's answer (errors the EA pushed before it are under ``_errors_before``)."""
+        answer = await self.link.request(payload)
+        if answer.errors:
+            return {**answer.reply, "_errors_before": answer.errors}
+        return answer.reply
 
     # ------------------------------------------------------------------------------ background
 
-    async def _pull_loop(self, port: int, handler: Any) -> None:
-        assert self._ctx is not None
-        sock = self._ctx.socket(zmq.PULL)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.connect(self._url(port))
+    async def _pull(self, sock: Any, handler: Any, owner: Any = None) -> None:
         try:
             while True:
                 raw = await sock.recv()
                 try:
-                    msg = self._decode(raw)
-                    await handler(msg)
+                    await handler(decode(raw))
                 except Exception:  # bad input never stops the loop
+                    metrics.BROKER_BAD_ANSWERS.labels(self.broker_id, "stream").inc()
                     self.log.exception("bad message from the EA ignored")
         finally:
-            sock.close(0)
+            if owner is not None:
+                await owner.close()
 
     async def _on_tick(self, msg: dict[str, Any]) -> None:
-        data = msg.get("data")
-        symbol = msg.get("symbol")
+        data, symbol = msg.get("data"), msg.get("symbol")
         if msg.get("timeframe") != "TICK" or not isinstance(data, list) or len(data) < 3 or not symbol:
             return
-        quote = Quote(broker_id=self.broker_id, symbol=str(symbol), bid=num(data[1]), ask=num(data[2]))
+        bid, ask = num(data[1]), num(data[2])
+        if not (bid.is_finite() and ask.is_finite()) or bid <= 0 or ask <= 0:
+            return
+        with contextlib.suppress(ValueError, TypeError):
+            self.clock.observe_tick(int(num(data[0])))
+        quote = Quote(broker_id=self.broker_id, symbol=str(symbol), bid=bid, ask=ask)
         self.ticks[quote.symbol] = quote
+        self._last_tick = time.monotonic()
         with contextlib.suppress(asyncio.QueueFull):
             self._quotes.put_nowait(quote)
 
@@ -272,28 +216,50 @@ class MT5Adapter(BrokerClient):
             yield await self._quotes.get()
 
     async def _on_event(self, msg: dict[str, Any]) -> None:
-        """A trade event: the only place the EA shows the comment, i.e. our client order id."""
+        """A trade event (OnTradeTransaction, TRADE_TRANSACTION_REQUEST): our comment and the order ticket."""
         req, res = msg.get("request"), msg.get("result")
         if not isinstance(req, dict) or not isinstance(res, dict):
             return
         rec = self.records.get(str(req.get("comment") or ""))
-        if rec is None or int(res.get("retcode") or 0) not in SUCCESS:
+        if rec is None:
             return
-        order = int(res.get("order") or 0)
-        if order and rec.order is None:
-            rec.order = order
+        retcode = int(num(res.get("retcode")))
+        if retcode not in SUCCESS:
+            return
+        if rec.state in ("sending", "unknown"):
+            self._apply(
+                rec,
+                {"retcode": retcode, "order": res.get("order"), "volume": res.get("volume"), "price": res.get("price")},
+            )
             await self.store.put(rec)
-            self.log.info("ticket learned from trade event", client_order_id=rec.client_order_id, order=order)
-        if rec.state == "unknown":
-            await self._emit_resolution(rec)
+            self.ambiguous.pop(rec.client_order_id, None)
+            self.log.info(
+                "outcome learned from the trade event",
+                client_order_id=rec.client_order_id,
+                state=rec.state,
+                order=rec.order,
+            )
+            self._emit(rec.view())
+        elif rec.order is None and res.get("order"):
+            rec.order = int(num(res.get("order")))
+            await self.store.put(rec)
 
-    async def _emit_resolution(self, rec: TicketRecord) -> None:
-        try:
-            found = await self._resolve(rec)
-        except BrokerConnectionError:
+    async def _on_late_trade(self, reply: dict[str, Any]) -> None:
+        """The answer of the TRADE that timed out, brought by the link's resynchronisation."""
+        rec, self._inflight = self._inflight, None
+        if rec is None or rec.state not in ("sending", "unknown"):
             return
-        if found is not None:
-            self._emit(found)
+        retcode = int(num(reply.get("retcode")))
+        rec.retcode = retcode
+        if retcode in SUCCESS:
+            self._apply(rec, reply)
+        elif retcode not in CONNECTION and retcode not in PRICE_RETRY and retcode != TOO_MANY:
+            rec.state, rec.reason = "REJECTED", f"TRADE_RETCODE {retcode}: {reply.get('desription')}"
+        else:
+            await self.store.put(rec)
+            return
+        await self.store.put(rec)
+        self._emit(rec.view())
 
     def _emit(self, order: BrokerOrder) -> None:
         key = (order.state.value, len(order.fills))
@@ -314,17 +280,40 @@ class MT5Adapter(BrokerClient):
                         metrics.BROKER_RECONNECTS.labels(self.broker_id).inc()
                     self._set_connected(True)
                     self._was_connected = True
-                    await self.reconcile()
+                    self.log.info("connected to the MT5 EA", records=len(self.records))
                 else:
                     self._set_connected(True)
-                    await self.poll_working()
+                await self.keep_subscribed()
+                await self.poll_working()
             except BrokerConnectionError:
                 self._set_connected(False)
             except Exception:
                 self.log.exception("heartbeat failed")
             await asyncio.sleep(self.heartbeat_interval)
 
-    # ------------------------------------------------------------------------------ BrokerClient
+    async def keep_subscribed(self) -> None:
+        """Ticks flow only after CONFIG, and an EA reload forgets every subscription: renew it on each new
+        handshake of the live socket, and when ticks have stopped while the EA answers."""
+        if not self.symbols or self._live is None or not self._live.ready.is_set():
+            return
+        now = time.monotonic()
+        if self._live.generation != self._sub_generation:
+            reason = "connect" if self._sub_generation == 0 else "reload"
+        elif now - max(self._last_tick, self._sub_at) >= self.tick_stale_s:
+            reason = "stale"
+        else:
+            return
+        generation = self._live.generation
+        await self.request({"action": "RESET"})
+        for symbol in self.symbols:
+            reply = await self.request({"action": "CONFIG", "symbol": symbol, "chartTF": "TICK"})
+            if str(reply.get("lastError")) not in ("0", "None"):
+                self.log.warning("tick subscription refused", symbol=symbol, reply=reply)
+        self._sub_generation, self._sub_at = generation, now
+        metrics.MT5_SUBSCRIPTIONS.labels(self.broker_id, reason).inc()
+        self.log.info("ticks subscribed", symbols=list(self.symbols), reason=reason)
+
+    # ------------------------------------------------------------------------------ account
 
     async def validate_connection(self) -> bool:
         try:
@@ -347,6 +336,35 @@ class MT5Adapter(BrokerClient):
             margin_used=num(r.get("margin")),
         )
 
+    async def position_rows(self) -> list[PositionRow]:
+        reply = await self.request({"action": "POSITIONS"})
+        errors = reply.get("_errors_before") or []
+        if errors or "positions" not in reply:
+            # CheckError inside GetPositions: a row could not be read, so the listing may be short; an error is
+            # never an empty listing
+            raise BrokerError(f"POSITIONS incomplete: {[e.get('lastError') for e in errors] or reply}")
+        rows, repeats = parse_positions(reply)
+        if repeats:
+            self.log.warning(
+                "the EA listed a position more than once (its hedging listing shows each symbol's "
+                "lowest ticket): positions of that symbol may be hidden",
+                repeats=repeats,
+            )
+        return rows
+
+    async def get_positions(self) -> list[BrokerPosition]:
+        return [
+            BrokerPosition(
+                symbol=p.symbol,
+                quantity=p.volume if p.side is Side.BUY else -p.volume,
+                avg_price=p.price,
+                position_id=str(p.id),
+            )
+            for p in await self.position_rows()
+        ]
+
+    # ------------------------------------------------------------------------------ orders
+
     @staticmethod
     def action_type(order: PlaceOrder) -> str:
         side = "BUY" if order.side is Side.BUY else "SELL"
@@ -356,29 +374,23 @@ class MT5Adapter(BrokerClient):
             return f"ORDER_TYPE_{side}_LIMIT"
         if order.order_type is OrderType.STOP:
             return f"ORDER_TYPE_{side}_STOP"
-        raise OrderError("MT5 JSON API has no stop-limit orders")
+        raise OrderError("the MQL5-JSON-API EA has no stop-limit orders")
 
     async def place_order(self, order: PlaceOrder) -> BrokerOrder:
-        coid = order.client_order_id
-        rec = self.records.get(coid)
-        if rec is not None:
-            if rec.state in ("sending", "unknown"):
-                found = await self._resolve(rec)
-                if found is not None:
-                    return found
-                self.log.info("unknown outcome resolved: never placed; placing now", client_order_id=coid)
-            else:
-                return await self.get_order_status(coid)
+        rec = self.records.get(order.client_order_id)
+        if rec is not None:  # sent before: settle what became of it, never send it again
+            return await self._existing(rec)
         if order.position_id is not None:
             return await self._close_position(order)
         kind = self.action_type(order)
         price = order.limit_price if order.order_type is OrderType.LIMIT else order.stop_price
-        rec = TicketRecord(client_order_id=coid, symbol=order.symbol, side=order.side, action_type=kind,
-                           volume=order.quantity, price=price, sent_s=int(time.time()) - 1)  # fmt: skip
-        self.records[coid] = rec
-        await self.store.put(rec)  # before sending: a crash after it leaves an outcome to resolve, never a repeat
-        payload: dict[str, Any] = {"action": "TRADE", "actionType": kind, "symbol": order.symbol,
-                                   "volume": float(order.quantity), "comment": coid}  # fmt: skip
+        payload: dict[str, Any] = {
+            "action": "TRADE",
+            "actionType": kind,
+            "symbol": order.symbol,
+            "volume": float(order.quantity),
+            "comment": order.client_order_id,
+        }
         if price is not None:
             payload["price"] = float(price)
         if order.stop_loss is not None:
@@ -386,85 +398,99 @@ class MT5Adapter(BrokerClient):
         if order.take_profit is not None:
             payload["takeprofit"] = float(order.take_profit)
         if order.expire_at_ns:
+            # the stock EA places every pending order GTC (TradingModule never uses its expiration type)
             payload["expiration"] = order.expire_at_ns // 1_000_000_000
-        reply = await self._trade(payload, rec)
-        retcode = int(reply.get("retcode") or 0)
-        rec.order = int(reply.get("order") or 0) or rec.order
-        if retcode == PLACED:
-            rec.state = "NEW"
-        else:
-            volume, px = num(reply.get("volume")), num(reply.get("price"))
-            deal = reply.get("deal")
-            # The stock EA does not return the deal ticket (its line is commented out): a market order's single
-            # deal is then named after its order ticket. See deploy/mt5/README.md for the one-line EA patch.
-            fill_id = str(deal) if deal is not None else f"o{rec.order}"
-            # MT5 names a position after the order that opened it: on a hedging account every market order
-            # without a position opens its own. (On a netting account a fill that adds to a position keeps the
-            # older id; the netting books do not use the id.)
-            if kind in ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL") and rec.order:
-                rec.position_id = rec.order
-            if volume > 0:
-                rec.fills.append(BrokerFill(fill_id=fill_id, quantity=volume, price=px, ts_ns=time.time_ns(),
-                                            position_id=self._pid(rec)))  # fmt: skip
-            rec.state = "FILLED" if retcode == DONE or volume >= rec.volume else "PARTIALLY_FILLED"
-        await self.store.put(rec)
-        return rec.view()
+        return await self._submit(order, kind, payload, price=price)
 
-    @staticmethod
-    def _pid(rec: TicketRecord) -> str | None:
-        return None if rec.position_id is None else str(rec.position_id)
-
-    async def _close_position(self, order: PlaceOrder) -> BrokerOrder:
-        """Close (part of) one position by its ticket, as the EA does it: ``POSITION_CLOSE_ID`` for the whole
-        volume, ``POSITION_PARTIAL`` with ``volume`` for less; ``id`` is the position ticket. The EA ignores the
-        comment of a close, so the reply is the only place its order and deal tickets are learned."""
-        coid = order.client_order_id
+    async def _submit(
+        self,
+        order: PlaceOrder,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        price: Decimal | None = None,
+        position_id: int | None = None,
+    ) -> BrokerOrder:
+        rec = TicketRecord(
+            client_order_id=order.client_order_id,
+            symbol=order.symbol,
+            side=order.side,
+            action_type=kind,
+            volume=order.quantity,
+            price=price,
+            stop_loss=order.stop_loss,
+            take_profit=order.take_profit,
+            sent_s=int(time.time()),
+            position_id=position_id,
+        )
+        self.records[rec.client_order_id] = rec
+        await self.store.put(rec)  # before sending: a crash after it leaves an outcome to settle, never a repeat
+        self.in_flight.add(rec.client_order_id)  # settled by its answer, not by a poll meanwhile
         try:
-            ticket = int(str(order.position_id))
-        except ValueError:
-            raise OrderError(f"position id {order.position_id!r} is not an MT5 position ticket") from None
-        if order.order_type is not OrderType.MARKET:
-            raise OrderError("MT5 closes a position by id only at market")
-        held = next((p for p in await self.get_positions() if p.position_id == str(ticket)), None)
-        if held is not None and (held.symbol != order.symbol or (held.quantity > 0) == (order.side is Side.BUY)):
-            wrong = f"{order.side.value} does not close it"
-            raise OrderError(f"position {ticket} is {held.quantity} {held.symbol}: {wrong}")
-        # A hedging listing of the stock EA can hide a position behind its symbol's first one: not listed, the
-        # order's own volume is sent as a partial close (MT5 closes it all when it is the whole volume).
-        whole = held is not None and order.quantity >= abs(held.quantity)
-        kind = "POSITION_CLOSE_ID" if whole else "POSITION_PARTIAL"
-        rec = TicketRecord(client_order_id=coid, symbol=order.symbol, side=order.side, action_type=kind,
-                           volume=order.quantity, sent_s=int(time.time()) - 1, position_id=ticket)  # fmt: skip
-        self.records[coid] = rec
-        await self.store.put(rec)
-        payload: dict[str, Any] = {"action": "TRADE", "actionType": kind, "symbol": order.symbol, "id": ticket,
-                                   "comment": coid}  # fmt: skip
-        if not whole:
-            payload["volume"] = float(order.quantity)
-        reply = await self._trade(payload, rec)
-        rec.order = int(reply.get("order") or 0) or rec.order
-        volume, px, deal = num(reply.get("volume")), num(reply.get("price")), reply.get("deal")
-        if volume > 0:
-            fill_id = str(deal) if deal is not None else f"o{rec.order}"
-            rec.fills.append(BrokerFill(fill_id=fill_id, quantity=volume, price=px, ts_ns=time.time_ns(),
-                                        position_id=str(ticket)))  # fmt: skip
-        # a position smaller than the order: it is closed, the rest can never fill (a ticket does not flip)
-        rec.state = "FILLED" if volume >= rec.volume else "CANCELED"
+            reply = await self._trade(payload, rec)
+        except BrokerConnectionError:
+            if rec.state in ("sending", "unknown"):
+                raise
+            return rec.view()  # the reply was lost, but the trade event has told what happened
+        finally:
+            self.in_flight.discard(rec.client_order_id)
+        self._apply(rec, reply)
         await self.store.put(rec)
         return rec.view()
+
+    def _apply(self, rec: TicketRecord, reply: dict[str, Any]) -> None:
+        """What a successful TRADE answer (reply, late reply or trade event) tells; safe to apply twice."""
+        order = int(num(reply.get("order")))
+        if order and rec.order is None:
+            rec.order = order
+        retcode = int(num(reply.get("retcode")))
+        rec.retcode = retcode
+        if rec.action_type in PENDING:
+            # 10008 or 10009 depending on the trade server: working until the listings say otherwise
+            if rec.state in ("sending", "unknown"):
+                rec.state = "NEW"
+            return
+        volume, px = num(reply.get("volume")), num(reply.get("price"))
+        if rec.action_type in MARKET and rec.order and rec.position_id is None:
+            rec.position_id = rec.order  # MT5 names a position after the order that opened it
+        if volume > 0 and not rec.fills:
+            # the stock EA returns no deal ticket: the single deal of a market order is named after its order
+            rec.fills.append(
+                BrokerFill(
+                    fill_id=f"o{rec.order}",
+                    quantity=volume,
+                    price=px,
+                    ts_ns=time.time_ns(),
+                    position_id=None if rec.position_id is None else str(rec.position_id),
+                )
+            )
+        if rec.state in ("sending", "unknown", "NEW"):
+            if rec.filled >= rec.volume:
+                rec.state = "FILLED"
+            elif retcode == DONE_PARTIAL or rec.fills:
+                rec.state, rec.reason = "CANCELED", "partly filled; MT5 canceled the rest"
+            else:
+                rec.state = "FILLED" if volume >= rec.volume else "unknown"
 
     async def _trade(self, payload: dict[str, Any], rec: TicketRecord | None) -> dict[str, Any]:
-        """Send a TRADE with the retcode discipline: one retry on requote/price change, backoff on too many
-        requests, unknown outcome on connection and timeout."""
+        """Send a TRADE: one retry on requote / price change (not executed), back-off on too many requests,
+        unknown outcome on a timeout, a lost reply, 10012 or 10031."""
         price_retried, backoffs = False, 0
         while True:
+            self._inflight = rec
             try:
-                reply = await self.request(payload, trade=True)
+                reply = await self.request(payload)
             except BrokerConnectionError:
-                if rec is not None:
-                    await self._mark_unknown(rec)
+                if rec is not None and rec.state == "sending":  # (a trade event may have settled it meanwhile)
+                    rec.state = "unknown"
+                    await self.store.put(rec)
+                    self.log.warning(
+                        "order outcome unknown: settled from MT5's listings, never sent again",
+                        client_order_id=rec.client_order_id,
+                    )
                 raise
-            retcode = int(reply.get("retcode") or 0)
+            self._inflight = None
+            retcode = int(num(reply.get("retcode")))
             if retcode in PRICE_RETRY and not price_retried:
                 price_retried = True
                 continue
@@ -472,23 +498,81 @@ class MT5Adapter(BrokerClient):
                 await asyncio.sleep(0.05 * 2**backoffs)
                 backoffs += 1
                 continue
-            if any(e.get("lastError") == "4301" for e in reply.get("_errors_before", ())):
-                raise SymbolNotFoundError(f"unknown symbol {payload.get('symbol')}", code="4301")
-            err = retcode_error(retcode, reply.get("desription"))
-            if err is not None:
-                if rec is not None:
-                    if isinstance(err, BrokerConnectionError):
-                        await self._mark_unknown(rec)
-                    else:
-                        rec.state = "REJECTED"
-                        await self.store.put(rec)
-                raise err
-            return reply
+            errors = reply.get("_errors_before") or []
+            err: BrokerError | None
+            if any(str(e.get("lastError")) == "4301" for e in errors):
+                err = SymbolNotFoundError(f"unknown symbol {payload.get('symbol')}", code="4301")
+            else:
+                err = retcode_error(retcode, reply.get("desription"))
+            if err is None:
+                return reply
+            if rec is not None:
+                rec.retcode = retcode
+                if isinstance(err, BrokerConnectionError):
+                    rec.state = "unknown"
+                else:
+                    rec.state, rec.reason = "REJECTED", err.message
+                await self.store.put(rec)
+            raise err
 
-    async def _mark_unknown(self, rec: TicketRecord) -> None:
-        rec.state = "unknown"
-        await self.store.put(rec)
-        self.log.warning("order outcome unknown until a status query resolves it", client_order_id=rec.client_order_id)
+    async def _existing(self, rec: TicketRecord) -> BrokerOrder:
+        if rec.state in ("sending", "unknown"):
+            settled = await self.settle(rec)
+            if not settled or rec.state in ("sending", "unknown"):
+                raise BrokerConnectionError(f"{rec.client_order_id}: outcome not known yet (settling from MT5)")
+        return rec.view()
+
+    async def _close_position(self, order: PlaceOrder) -> BrokerOrder:
+        """Close (part of) a position. Netting: an opposite market deal (one position per symbol; MT5's partial
+        close by ticket works on hedging accounts only, CTrade::PositionClosePartial). Hedging: by ticket,
+        POSITION_CLOSE_ID for all of it, POSITION_PARTIAL with ``volume`` for less."""
+        if order.order_type is not OrderType.MARKET:
+            raise OrderError("MT5 closes a position only at market")
+        try:
+            ticket = int(str(order.position_id))
+        except ValueError:
+            raise OrderError(f"position id {order.position_id!r} is not an MT5 position ticket") from None
+        rows = await self.position_rows()
+        if not self.hedging:
+            held = next((p for p in rows if p.symbol == order.symbol), None)
+            if held is None or held.side is order.side or held.volume < order.quantity:
+                has = "nothing" if held is None else f"{held.side.value} {held.volume}"
+                raise OrderError(f"close {order.side.value} {order.quantity} {order.symbol}: the position is {has}")
+            kind = self.action_type(order)
+            payload = {
+                "action": "TRADE",
+                "actionType": kind,
+                "symbol": order.symbol,
+                "volume": float(order.quantity),
+                "comment": order.client_order_id,
+            }
+            return await self._submit(order, kind, payload, position_id=held.id)
+        held = next((p for p in rows if same_ticket(p.id, ticket)), None)
+        if held is not None:
+            ticket = held.id
+            if held.symbol != order.symbol or held.side is order.side:
+                raise OrderError(
+                    f"position {ticket} is {held.side.value} {held.volume} {held.symbol}: "
+                    f"{order.side.value} does not close it"
+                )
+        if not addressable(ticket):
+            raise OrderError(f"position {ticket} is beyond the EA's 32-bit ids: close it in the terminal")
+        whole = held is not None and order.quantity >= held.volume
+        kind = "POSITION_CLOSE_ID" if whole else "POSITION_PARTIAL"
+        payload = {"action": "TRADE", "actionType": kind, "symbol": order.symbol, "id": ticket}
+        if not whole:
+            payload["volume"] = float(order.quantity)
+        return await self._submit(order, kind, payload, position_id=ticket)
+
+    async def _ticket_for_request(self, rec: TicketRecord) -> int:
+        """The full ticket of a working order, read from ORDERS, checked addressable by the EA's ``(int)`` id."""
+        rows = [o for o in await self.orders_open() if same_ticket(o.ticket, rec.order)]
+        if len(rows) != 1:
+            raise OrderNotFoundError(f"order {rec.order} is not working at MT5")
+        if not addressable(rows[0].ticket):
+            raise ModificationError(f"order {rows[0].ticket} is beyond the EA's 32-bit ids: change it in the terminal")
+        rec.order = rows[0].ticket
+        return rows[0].ticket
 
     async def cancel_order(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:
         rec = self.records.get(client_order_id)
@@ -497,11 +581,20 @@ class MT5Adapter(BrokerClient):
         current = await self.get_order_status(client_order_id)
         if current.state not in (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED):
             return current
-        payload = {"action": "TRADE", "actionType": "ORDER_CANCEL", "symbol": rec.symbol, "id": rec.order}
         try:
-            await self._trade(payload, None)
+            ticket = await self._ticket_for_request(rec)
+        except OrderNotFoundError:
+            await self.poll_working()  # gone meanwhile: filled (or being settled)
+            return rec.view()
+        rec.cancel_sent = True
+        await self.store.put(rec)
+        try:
+            await self._trade(
+                {"action": "TRADE", "actionType": "ORDER_CANCEL", "symbol": rec.symbol, "id": ticket}, None
+            )
         except OrderError:
-            return await self.get_order_status(client_order_id)  # filled or gone meanwhile
+            await self.poll_working()  # filled or gone meanwhile
+            return rec.view()
         rec.state = "CANCELED"
         await self.store.put(rec)
         return rec.view()
@@ -513,24 +606,78 @@ class MT5Adapter(BrokerClient):
         quantity: Decimal | None = None,
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
     ) -> BrokerOrder:
+        """A pending order's price and SL/TP (ORDER_MODIFY), or the SL/TP of the position a filled order opened
+        (POSITION_MODIFY). The EA sets SL and TP to what the request says, 0 when it says nothing, so the current
+        ones are always sent along."""
         rec = self.records.get(client_order_id)
         if rec is None:
             raise OrderNotFoundError(f"no MT5 order for {client_order_id}")
         if quantity is not None and quantity != rec.volume:
-            raise ModificationError("MT5 cannot change the volume of a pending order")
-        price = limit_price if limit_price is not None else stop_price
-        if price is None:
-            return rec.view()
-        payload = {"action": "TRADE", "actionType": "ORDER_MODIFY", "symbol": rec.symbol, "id": rec.order,
-                   "price": float(price)}  # fmt: skip
+            raise ModificationError("MT5 cannot change the volume of an order")
         try:
-            await self._trade(payload, None)
+            if rec.state in ("NEW", "PARTIALLY_FILLED") and rec.action_type in PENDING:
+                return await self._modify_pending(rec, limit_price or stop_price, stop_loss, take_profit)
+            if rec.state == "FILLED" and (stop_loss is not None or take_profit is not None):
+                return await self._modify_position(rec, stop_loss, take_profit)
         except ModificationError:
             raise
         except OrderError as err:
             raise ModificationError(err.message, code=err.code) from None
-        rec.price = price
+        raise ModificationError(f"order {client_order_id} is {rec.state}: nothing to modify")
+
+    async def _modify_pending(
+        self, rec: TicketRecord, price: Decimal | None, stop_loss: Decimal | None, take_profit: Decimal | None
+    ) -> BrokerOrder:
+        ticket = await self._ticket_for_request(rec)
+        row = next(o for o in await self.orders_open() if o.ticket == ticket)
+        new_price = price if price is not None else row.price
+        sl = stop_loss if stop_loss is not None else row.stop_loss
+        tp = take_profit if take_profit is not None else row.take_profit
+        await self._trade(
+            {
+                "action": "TRADE",
+                "actionType": "ORDER_MODIFY",
+                "symbol": rec.symbol,
+                "id": ticket,
+                "price": float(new_price),
+                "stoploss": float(sl),
+                "takeprofit": float(tp),
+            },
+            None,
+        )
+        rec.price, rec.stop_loss, rec.take_profit = new_price, sl or None, tp or None
+        await self.store.put(rec)
+        return rec.view()
+
+    async def _modify_position(
+        self, rec: TicketRecord, stop_loss: Decimal | None, take_profit: Decimal | None
+    ) -> BrokerOrder:
+        rows = await self.position_rows()
+        if self.hedging:
+            held = next((p for p in rows if same_ticket(p.id, rec.position_id)), None)
+        else:
+            held = next((p for p in rows if p.symbol == rec.symbol), None)
+        if held is None:
+            raise ModificationError(f"no open position for {rec.client_order_id} at MT5")
+        if not addressable(held.id):
+            raise ModificationError(f"position {held.id} is beyond the EA's 32-bit ids: change it in the terminal")
+        sl = stop_loss if stop_loss is not None else held.stop_loss
+        tp = take_profit if take_profit is not None else held.take_profit
+        await self._trade(
+            {
+                "action": "TRADE",
+                "actionType": "POSITION_MODIFY",
+                "symbol": rec.symbol,
+                "id": held.id,
+                "stoploss": float(sl),
+                "takeprofit": float(tp),
+            },
+            None,
+        )
+        rec.stop_loss, rec.take_profit = sl or None, tp or None
         await self.store.put(rec)
         return rec.view()
 
@@ -539,15 +686,24 @@ class MT5Adapter(BrokerClient):
         if rec is None:
             raise OrderNotFoundError(f"no MT5 order for {client_order_id}")
         if rec.state in ("sending", "unknown"):
-            found = await self._resolve(rec)
-            if found is None:
-                raise OrderNotFoundError(f"{client_order_id} never reached MT5")
-            return found
+            return await self._existing(rec)
         if rec.state in ("NEW", "PARTIALLY_FILLED"):
-            await self._refresh_working(rec)
+            await self.poll_working()
         return rec.view()
 
+    async def resume(self, orders: Any) -> None:
+        """Commands delivered again or remembered across a restart: their records settle them (never a resend)."""
+        for cmd in orders:
+            rec = self.records.get(cmd.client_order_id)
+            if rec is not None and rec.state in ("sending", "unknown"):
+                with contextlib.suppress(BrokerError):
+                    if await self.settle(rec):
+                        self._emit(rec.view())
+
+    # ------------------------------------------------------------------------------ market data
+
     async def get_order_book(self, symbol: str, depth: int = 10) -> OrderBook:
+        """The stock EA has no book: one level from the last tick (a BOOK extension is used when present)."""
         reply = await self.request({"action": "BOOK", "symbol": symbol, "depth": depth})
         if reply.get("error") is False and isinstance(reply.get("bids"), list):
             return OrderBook(
@@ -556,21 +712,36 @@ class MT5Adapter(BrokerClient):
                 asks=[BookLevel(num(p), num(s)) for p, s in reply["asks"]][:depth],
                 ts_ns=time.time_ns(),
             )
-        if reply.get("lastError") == "4301":
+        if str(reply.get("lastError")) == "4301":
             raise SymbolNotFoundError(f"unknown symbol {symbol}", code="4301")
-        tick = self.ticks.get(symbol)  # an EA without BOOK: one level from the last tick
+        tick = self.ticks.get(symbol)
         if tick is None:
             raise BrokerError(f"no book from the EA and no tick yet for {symbol}")
-        return OrderBook(symbol=symbol, bids=[BookLevel(tick.bid, ZERO)], asks=[BookLevel(tick.ask, ZERO)],
-                         ts_ns=tick.ts_ns)  # fmt: skip
+        return OrderBook(
+            symbol=symbol, bids=[BookLevel(tick.bid, ZERO)], asks=[BookLevel(tick.ask, ZERO)], ts_ns=tick.ts_ns
+        )
 
     async def symbol_info(self, symbol: str) -> InstrumentOverride | None:
-        """What the EA says about a symbol (SYMBOLINFO extension); None when it does not answer it."""
+        """What the EA says about a symbol: the SYMBOLINFO extension, flat or nested as ejtraderMT's
+        ``{"data": {...}}``; None from a stock EA (it answers 65538, wrong action)."""
         r = await self.request({"action": "SYMBOLINFO", "symbol": symbol})
-        if r.get("error") is not False or "contract_size" not in r:
+        if isinstance(r.get("data"), dict):  # ejtraderMT's GetSymbolInfo (Include/ejtraderMT/SymbolsInfo.mqh)
+            d = r["data"]
+            r = {
+                "error": r.get("error", False),
+                "contract_size": d.get("trade_contract_size"),
+                "point": d.get("trade_tick_size") or d.get("point"),
+                "volume_min": d.get("volume_min"),
+                "volume_max": d.get("volume_max"),
+                "volume_step": d.get("volume_step"),
+                "currency_base": d.get("currency_base"),
+                "currency_profit": d.get("currency_profit"),
+                "calc_mode": d.get("trade_calc_mode"),
+            }
+        if r.get("error") is True or r.get("contract_size") is None:
             return None
         return InstrumentOverride(
-            kind="forex" if r.get("calc_mode") == "FOREX" else "cfd",
+            kind="forex" if r.get("calc_mode") in ("FOREX", "SYMBOL_CALC_MODE_FOREX") else "cfd",
             base_currency=r.get("currency_base"),
             quote_currency=r.get("currency_profit"),
             contract_size=num(r["contract_size"]),
@@ -581,8 +752,7 @@ class MT5Adapter(BrokerClient):
         )
 
     async def instruments(self) -> dict[str, InstrumentOverride]:
-        """The configured symbols as the EA describes them. An EA without the SYMBOLINFO extension answers
-        nothing (the instruments file stands); a symbol it cannot describe is logged and left out."""
+        """The configured symbols as the EA describes them; a stock EA describes none (the file stands)."""
         reports = {}
         for symbol in self.symbols:
             try:
@@ -593,169 +763,3 @@ class MT5Adapter(BrokerClient):
             if report is not None:
                 reports[symbol] = report
         return reports
-
-    async def get_positions(self) -> list[BrokerPosition]:
-        reply = await self.request({"action": "POSITIONS"})
-        seen: dict[int, BrokerPosition] = {}
-        for p in reply.get("positions") or []:
-            if not isinstance(p, dict) or p.get("id") is None:
-                continue  # the EA lists an empty object when there are no positions
-            pid = int(p["id"])
-            if pid in seen:
-                self.log.warning("EA listing repeats a position (hedging quirk of the upstream EA)", position_id=pid)
-                continue
-            sign = -1 if p.get("type") == "POSITION_TYPE_SELL" else 1
-            seen[pid] = BrokerPosition(symbol=str(p.get("symbol")), quantity=num(p.get("volume")) * sign,
-                                       avg_price=num(p.get("open")), position_id=str(pid))  # fmt: skip
-        return list(seen.values())
-
-    # ------------------------------------------------------------------------------ reconciliation
-
-    async def _orders_open(self) -> dict[int, dict[str, Any]]:
-        reply = await self.request({"action": "ORDERS"})
-        out = {}
-        for o in reply.get("orders") or []:
-            if isinstance(o, dict) and o.get("id") is not None:
-                out[int(o["id"])] = o  # ORDERS ids are strings
-        return out
-
-    async def _deals(self, since_s: int) -> list[dict[str, Any]]:
-        reply = await self.request({"action": "HISTORY", "actionType": "TRADES", "symbol": "", "fromDate": since_s})
-        return [d for d in reply.get("trades") or [] if isinstance(d, dict) and d.get("ticket") is not None]
-
-    def _claimed(self) -> tuple[set[str], set[int]]:
-        fills = {f.fill_id for r in self.records.values() for f in r.fills}
-        orders = {r.order for r in self.records.values() if r.order is not None}
-        return fills, orders
-
-    async def _refresh_working(self, rec: TicketRecord) -> None:
-        if rec.order is None or rec.order in await self._orders_open():
-            return
-        deals = [d for d in await self._deals(rec.sent_s) if d.get("order") == rec.order]
-        if not deals and self._stock_history(await self._deals(rec.sent_s)):
-            deals = self._match_deals(rec, await self._deals(rec.sent_s))
-            if len(deals) > 1:
-                self._report_ambiguous(rec.client_order_id, [int(d["ticket"]) for d in deals], "fill")
-                return
-        known = {f.fill_id for f in rec.fills}
-        for d in deals:
-            if str(d["ticket"]) not in known:
-                if d.get("position_id") is not None:
-                    rec.position_id = int(d["position_id"])
-                rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
-                                            price=num(d.get("price")), commission=-num(d.get("commission")),
-                                            commission_asset=self.currency, position_id=self._pid(rec),
-                                            ts_ns=int(d.get("time") or 0) * 10**9))  # fmt: skip
-        filled = sum((f.quantity for f in rec.fills), ZERO)
-        rec.state = "FILLED" if filled >= rec.volume else "CANCELED"  # gone from ORDERS: the rest was canceled
-        await self.store.put(rec)
-
-    @staticmethod
-    def _stock_history(deals: list[dict[str, Any]]) -> bool:
-        return bool(deals) and all("order" not in d for d in deals)
-
-    def _match_deals(self, rec: TicketRecord, deals: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        claimed, _ = self._claimed()
-        side = "Buy" if rec.side is Side.BUY else "Sell"
-        return [
-            d for d in deals
-            if d.get("symbol") == rec.symbol and d.get("type") == side and num(d.get("volume")) == rec.volume
-            and rec.sent_s - 1 <= int(d.get("time") or 0) <= rec.sent_s + self.match_window_s
-            and str(d["ticket"]) not in claimed
-            and (d.get("entry") in (0, 2, None) if rec.action_type in MARKET else d.get("entry") in (1, None))
-            and (rec.action_type in MARKET or d.get("position_id") in (None, rec.position_id))
-            and (rec.price is None or num(d.get("price")) == rec.price or "LIMIT" not in rec.action_type)
-        ]  # fmt: skip
-
-    def _report_ambiguous(self, key: str, tickets: list[int], kind: str) -> None:
-        if self.ambiguous.get(key) != tickets:
-            self.ambiguous[key] = tickets
-            metrics.MT5_AMBIGUOUS.labels(self.broker_id, kind).inc()
-            self.log.error("ambiguous MT5 tickets: reported to the operator, never guessed", key=key, tickets=tickets)
-
-    async def _resolve(self, rec: TicketRecord) -> BrokerOrder | None:
-        """Resolve an order whose TRADE reply was lost: its outcome, or None when it never reached MT5.
-        Raises BrokerConnectionError while the EA is unreachable or when the match is ambiguous."""
-        if rec.order is None:
-            _, claimed_orders = self._claimed()
-            deals = await self._deals(rec.sent_s - 1)
-            side = "Buy" if rec.side is Side.BUY else "Sell"
-            if rec.action_type in DEALING:
-                matches = [d for d in self._match_deals(rec, deals)
-                           if d.get("order") is None or int(d["order"]) not in claimed_orders]  # fmt: skip
-                candidates = sorted({int(d["order"]) if d.get("order") is not None else -int(d["ticket"])
-                                     for d in matches})  # fmt: skip
-            else:
-                open_orders = await self._orders_open()
-                candidates = sorted(
-                    t for t, o in open_orders.items()
-                    if t not in claimed_orders and o.get("symbol") == rec.symbol and o.get("type") == rec.action_type
-                    and num(o.get("volume")) == rec.volume and (rec.price is None or num(o.get("open")) == rec.price)
-                )  # fmt: skip
-                matches = []
-                del side
-            if not candidates:
-                rec.state = "sending"
-                await self.store.put(rec)
-                return None
-            if len(candidates) > 1:
-                self._report_ambiguous(rec.client_order_id, candidates, "unknown_outcome")
-                raise BrokerConnectionError(f"{rec.client_order_id}: {len(candidates)} MT5 tickets could be it")
-            if candidates[0] < 0:  # stock EA history: the deal, without its order
-                d = matches[0]
-                rec.fills = [BrokerFill(fill_id=str(d["ticket"]), quantity=num(d["volume"]), price=num(d["price"]))]
-                rec.order = -candidates[0]
-                rec.state = "FILLED"
-                await self.store.put(rec)
-                return rec.view()
-            rec.order = candidates[0]
-            self.log.info("unknown outcome matched uniquely", client_order_id=rec.client_order_id, order=rec.order)
-        rec.state = "NEW" if rec.action_type not in DEALING else "PARTIALLY_FILLED"
-        if rec.state == "PARTIALLY_FILLED" and not rec.fills:
-            rec.state = "NEW"
-        await self._refresh_working_any(rec)
-        return rec.view()
-
-    async def _refresh_working_any(self, rec: TicketRecord) -> None:
-        if rec.action_type in DEALING:
-            deals = [d for d in await self._deals(rec.sent_s - 1) if d.get("order") == rec.order]
-            for d in deals:
-                if all(f.fill_id != str(d["ticket"]) for f in rec.fills):
-                    if d.get("position_id") is not None:
-                        rec.position_id = int(d["position_id"])
-                    rec.fills.append(BrokerFill(fill_id=str(d["ticket"]), quantity=num(d.get("volume")),
-                                                price=num(d.get("price")), commission=-num(d.get("commission")),
-                                                commission_asset=self.currency,
-                                                position_id=self._pid(rec)))  # fmt: skip
-            filled = sum((f.quantity for f in rec.fills), ZERO)
-            rec.state = "FILLED" if filled >= rec.volume else ("PARTIALLY_FILLED" if filled else "REJECTED")
-            await self.store.put(rec)
-        else:
-            await self._refresh_working(rec)
-
-    async def poll_working(self) -> None:
-        """Pending orders fill on the server without a trade event: look at working orders each heartbeat."""
-        for rec in list(self.records.values()):
-            if rec.state in ("NEW", "PARTIALLY_FILLED") and rec.order is not None:
-                before = (rec.state, len(rec.fills))
-                await self._refresh_working(rec)
-                if (rec.state, len(rec.fills)) != before:
-                    self._emit(rec.view())
-            elif rec.state == "unknown":
-                await self._emit_resolution(rec)
-
-    async def reconcile(self) -> None:
-        """On every (re)connect: resolve unknown outcomes, refresh working orders (a fill missed while away is
-        emitted once), resubscribe ticks."""
-        for symbol in self.symbols:
-            with contextlib.suppress(BrokerConnectionError):
-                await self.request({"action": "CONFIG", "symbol": symbol, "chartTF": "TICK"})
-        for rec in list(self.records.values()):
-            if rec.state in ("unknown", "sending"):
-                await self._emit_resolution(rec)
-            elif rec.state in ("NEW", "PARTIALLY_FILLED"):
-                before = (rec.state, len(rec.fills))
-                await self._refresh_working(rec)
-                if (rec.state, len(rec.fills)) != before:
-                    self._emit(rec.view())
-        self.log.info("reconciled with MT5", records=len(self.records), ambiguous=len(self.ambiguous))

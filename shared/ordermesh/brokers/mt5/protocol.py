@@ -33,6 +33,7 @@ NAMES = {
 _json = msgspec.json.Decoder(float_hook=Decimal)  # the EA's 5-decimal doubles, exactly as written
 ZERO = Decimal(0)
 MARKET = ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL")
+PENDING = ("ORDER_TYPE_BUY_LIMIT", "ORDER_TYPE_SELL_LIMIT", "ORDER_TYPE_BUY_STOP", "ORDER_TYPE_SELL_STOP")
 DEALING = (*MARKET, "POSITION_CLOSE_ID", "POSITION_PARTIAL")  # requests that deal at once (no pending order)
 
 
@@ -59,6 +60,8 @@ def retcode_error(retcode: int, description: str | None = None) -> BrokerError |
     """Our error for an MT5 trade retcode (None for success). Retries are the caller's business."""
     if retcode in SUCCESS:
         return None
+    if retcode == 0:  # CTrade returned false before OrderSend (no such ticket, not allowed on this account)
+        return OrderError("TRADE_RETCODE_NONE: refused by CTrade before reaching the server", code="0")
     name = f"TRADE_RETCODE_{NAMES.get(retcode, retcode)}"
     if retcode == 10019:
         return InsufficientFundsError(f"{name}: not enough money", code=str(retcode))

@@ -21,7 +21,14 @@ class MT5Settings(BrokerSettings, frozen=True, kw_only=True, forbid_unknown_fiel
     heartbeat_interval_ms: int = 1000
     currency: str = "USD"
     symbols: list[str] = msgspec.field(default_factory=lambda: ["EURUSD"])  # ticks subscribed on connect
-    match_window_s: int = 120  # reconciliation: how long after sending a lost TRADE its deal may appear
+    #: The account's margin mode. The EA does not say (ACCOUNT has no margin mode): closes and SL/TP changes
+    #: go by symbol on a netting account and by ticket on a hedging one.
+    hedging: bool = False
+    #: The trade server's offset from UTC in seconds (its deal, order and tick times); None: detected from ticks.
+    server_utc_offset_s: int | None = None
+    match_window_s: int = 120  # how long after a 10012/10031 (or a lost reply) its deal may still appear
+    settle_s: int = 10  # a lost reply with no deal or order after this long did not execute
+    tick_stale_s: int = 30  # no tick for this long while the EA answers: subscribe again
 
 
 def build_mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
@@ -39,5 +46,9 @@ def build_mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
         heartbeat_interval_s=settings.heartbeat_interval_ms / 1000,
         currency=settings.currency,
         symbols=tuple(settings.symbols),
+        hedging=settings.hedging,
+        server_utc_offset_s=settings.server_utc_offset_s,
         match_window_s=settings.match_window_s,
+        settle_s=settings.settle_s,
+        tick_stale_s=settings.tick_stale_s,
     )

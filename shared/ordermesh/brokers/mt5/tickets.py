@@ -28,14 +28,24 @@ class TicketRecord(msgspec.Struct, kw_only=True):
     action_type: str
     volume: Decimal
     price: Decimal | None = None
+    stop_loss: Decimal | None = None
+    take_profit: Decimal | None = None
     sent_s: int = 0  # unix seconds just before the TRADE was sent
     state: str = "sending"  # sending | unknown | NEW | PARTIALLY_FILLED | FILLED | CANCELED | EXPIRED | REJECTED
-    order: int | None = None  # order ticket, as the EA writes it (32-bit)
+    reason: str | None = None  # why it was rejected
+    retcode: int | None = None  # the last TRADE answer's retcode (10012: it may still execute at the server)
+    order: int | None = None  # order ticket: the 32-bit value of a TRADE reply, or the full one from ORDERS
     position_id: int | None = None
     fills: list[BrokerFill] = msgspec.field(default_factory=list)
+    deals: list[int] = msgspec.field(default_factory=list)  # deal tickets (HISTORY) known to be this order's
+    cancel_sent: bool = False  # we asked MT5 to delete it: gone from ORDERS is then not a fill by itself
+    vanished_s: int | None = None  # when a working order was first missing from ORDERS with no deal found
+
+    @property
+    def filled(self) -> Decimal:
+        return sum((f.quantity for f in self.fills), ZERO)
 
     def view(self) -> BrokerOrder:
-        filled = sum((f.quantity for f in self.fills), ZERO)
         state = BrokerOrderState.NEW if self.state in ("sending", "unknown") else BrokerOrderState(self.state)
         return BrokerOrder(
             client_order_id=self.client_order_id,
@@ -44,9 +54,10 @@ class TicketRecord(msgspec.Struct, kw_only=True):
             side=self.side,
             quantity=self.volume,
             state=state,
-            filled_qty=filled,
+            filled_qty=self.filled,
             limit_price=self.price,
             fills=list(self.fills),
+            reason=self.reason,
         )
 
 

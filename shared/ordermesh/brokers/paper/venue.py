@@ -631,7 +631,11 @@ class PaperBroker(BrokerClient):
         quantity: Decimal | None = None,
         limit_price: Decimal | None = None,
         stop_price: Decimal | None = None,
+        stop_loss: Decimal | None = None,
+        take_profit: Decimal | None = None,
     ) -> BrokerOrder:
+        if stop_loss is not None or take_profit is not None:
+            raise ModificationError("this venue does not change an order's stop-loss / take-profit")
         o = self._find(client_order_id, None)
         if not o.working:
             raise ModificationError(f"order {client_order_id} is {o.state.value}, it cannot be modified")
