@@ -396,3 +396,21 @@ async def test_single_socket_lost_reply_is_settled_not_resent(ports: Ports, acco
         await reports.close()
         await mt5.close()
         await sim.stop()
+
+
+async def test_a_late_trade_reply_settles_its_own_order_not_the_next(
+    mt5: MT5Adapter, sim: BridgeSimulator, account: Account
+) -> None:
+    reports = Reports(mt5)
+    sim.drop_events = 1  # only the late reply can tell what became of the first order
+    sim.delay_next("TRADE", 0.8)  # past the 0.5 s timeout
+    first, second = place(22, qty="0.30"), place(23, side=Side.SELL, qty="0.10")
+    with pytest.raises(BrokerConnectionError):
+        await mt5.place_order(first)
+    # the next order waits for the resynchronisation, which brings the first order's reply with it
+    after = reports.add(await mt5.place_order(second))
+    assert (after.state, after.filled_qty, after.side) == (BrokerOrderState.FILLED, D("0.1"), Side.SELL)
+    order = await settled(mt5, reports, first, BrokerOrderState.FILLED)
+    assert order.filled_qty == D("0.3") and order.fills[0].fill_id.startswith("o")  # from the reply itself
+    assert trade_deals(account) == 2 and positions_at_mt5(account) == [("EURUSD", True, D("0.2"))]
+    await reports.close()

@@ -123,7 +123,6 @@ class MT5Adapter(Reconciliation, BrokerClient):
             on_late_trade=self._on_late_trade,
         )
         self.in_flight: set[str] = set()  # client order ids whose TRADE is being sent right now
-        self._inflight: TicketRecord | None = None  # the TRADE whose answer a resynchronisation may bring late
         self._updates: asyncio.Queue[BrokerOrder] = asyncio.Queue()
         self._quotes: asyncio.Queue[Quote] = asyncio.Queue(maxsize=10_000)
         self._emitted: dict[str, tuple[str, int]] = {}
@@ -173,9 +172,10 @@ class MT5Adapter(Reconciliation, BrokerClient):
         if up:
             metrics.BROKER_LAST_HEARTBEAT.labels(self.broker_id).set(time.time())
 
-    async def request(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """One request's answer (errors the EA pushed before it are under ``_errors_before``)."""
-        answer = await self.link.request(payload)
+    async def request(self, payload: dict[str, Any], rec: TicketRecord | None = None) -> dict[str, Any]:
+        """One request's answer (errors the EA pushed before it are under ``_errors_before``); ``rec``: the
+        order a TRADE is for (its late answer, if it times out, settles it)."""
+        answer = await self.link.request(payload, rec)
         if answer.errors:
             return {**answer.reply, "_errors_before": answer.errors}
         return answer.reply
@@ -244,9 +244,8 @@ class MT5Adapter(Reconciliation, BrokerClient):
             rec.order = int(num(res.get("order")))
             await self.store.put(rec)
 
-    async def _on_late_trade(self, reply: dict[str, Any]) -> None:
-        """The answer of the TRADE that timed out, brought by the link's resynchronisation."""
-        rec, self._inflight = self._inflight, None
+    async def _on_late_trade(self, rec: TicketRecord | None, reply: dict[str, Any]) -> None:
+        """The answer of the TRADE that timed out (``rec``: its record), brought by the link's resynchronisation."""
         if rec is None or rec.state not in ("sending", "unknown"):
             return
         retcode = int(num(reply.get("retcode")))
@@ -477,9 +476,8 @@ class MT5Adapter(Reconciliation, BrokerClient):
         unknown outcome on a timeout, a lost reply, 10012 or 10031."""
         price_retried, backoffs = False, 0
         while True:
-            self._inflight = rec
             try:
-                reply = await self.request(payload)
+                reply = await self.request(payload, rec)
             except BrokerConnectionError:
                 if rec is not None and rec.state == "sending":  # (a trade event may have settled it meanwhile)
                     rec.state = "unknown"
@@ -489,7 +487,6 @@ class MT5Adapter(Reconciliation, BrokerClient):
                         client_order_id=rec.client_order_id,
                     )
                 raise
-            self._inflight = None
             retcode = int(num(reply.get("retcode")))
             if retcode in PRICE_RETRY and not price_retried:
                 price_retried = True

@@ -165,7 +165,7 @@ class EALink:
         *,
         single_socket: bool,
         timeout_s: float,
-        on_late_trade: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+        on_late_trade: Callable[[Any, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
         self.broker_id = broker_id
         self.host = host
@@ -173,6 +173,7 @@ class EALink:
         self.single_socket = single_socket
         self.timeout = timeout_s
         self.on_late_trade = on_late_trade
+        self._late_tag: Any = None  # whose TRADE timed out: a late TRADE reply is that request's answer
         self.log = log.bind(broker_id=broker_id)
         self.ctx: zmq.asyncio.Context | None = None
         self._cmd: _Monitored | None = None
@@ -223,9 +224,10 @@ class EALink:
         except TimeoutError:
             raise BrokerConnectionError("MT5 EA not reachable (no ZeroMQ handshake)") from None
 
-    async def request(self, payload: dict[str, Any]) -> Answer:
+    async def request(self, payload: dict[str, Any], tag: Any = None) -> Answer:
         """Send one request and return its answer. Raises BrokerConnectionError when the EA does not answer in
-        time; the answer may then still come, and is dealt with by the next resynchronisation."""
+        time; the answer may then still come, and is dealt with by the next resynchronisation (a late TRADE
+        reply is handed to ``on_late_trade`` with the ``tag`` of the request that timed out)."""
         if not payload or not payload.get("action"):
             raise ValueError("never send an empty request: it wedges the EA's command socket")
         if payload.get("action") == "TRADE" and not payload.get("symbol"):
@@ -239,13 +241,13 @@ class EALink:
                 if self._desynced:
                     await self._resync()
             started = time.perf_counter()
-            answer = await self._exchange(payload)
+            answer = await self._exchange(payload, tag)
             metrics.MT5_REQUEST_SECONDS.labels(self.broker_id, str(payload["action"])).observe(
                 time.perf_counter() - started
             )
             return answer
 
-    async def _exchange(self, payload: dict[str, Any]) -> Answer:
+    async def _exchange(self, payload: dict[str, Any], tag: Any) -> Answer:
         assert self._cmd is not None
         try:
             await self._cmd.sock.send(msgspec.json.encode(payload))
@@ -256,6 +258,8 @@ class EALink:
         except (TimeoutError, zmq.ZMQError) as exc:
             await self._replace_cmd()
             self._desynced = not self.single_socket
+            if payload.get("action") == "TRADE":
+                self._late_tag = tag
             raise BrokerConnectionError(f"MT5 EA did not answer {payload['action']} in time") from exc
 
     async def _read_until(self, final: Callable[[dict[str, Any], bool], bool], deadline: float) -> Answer:
@@ -309,12 +313,14 @@ class EALink:
             await self._replace_cmd()
             raise BrokerConnectionError("MT5 EA did not answer the resynchronisation in time") from exc
         self._desynced = False
+        self._late_tag = None  # every earlier request is answered or lost for good
         metrics.MT5_RESYNCS.labels(self.broker_id).inc()
         self.log.info("resynchronised with the EA")
 
     async def _stale(self, msg: dict[str, Any]) -> None:
-        if "retcode" in msg and self.on_late_trade is not None:
+        if "retcode" in msg and self.on_late_trade is not None and self._late_tag is not None:
             self.log.warning("late TRADE reply after a timeout", reply=msg)
-            await self.on_late_trade(msg)
+            tag, self._late_tag = self._late_tag, None
+            await self.on_late_trade(tag, msg)
         else:
             self.log.warning("stale EA message dropped", message=msg)
