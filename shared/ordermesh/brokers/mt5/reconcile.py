@@ -174,6 +174,11 @@ class Reconciliation:
                 claimed=claimed,
             )
             matches = [d for d in fills if d.volume == rec.volume]
+            if not matches and rec.order is not None:
+                # it was placed (a trade event named its ticket) and has left ORDERS: the working-order poll
+                # matches its deals, or reports it; never "not executed"
+                rec.state = "NEW"
+                return await self._settled(rec, "placed, no longer working")
         else:
             side = rec.side
             matches = dealing_candidates(
