@@ -64,7 +64,7 @@ class KeeperService(Service):
             rollover_hour_utc=config.keeper.swap_rollover_hour_utc,
             triple_swap_weekday=config.keeper.triple_swap_weekday,
         )
-        self.book = Ledger(rules=self.rules)
+        self.book = Ledger(rules=self.rules, recent_fills=config.keeper.recent_fills)
         self.quotes: dict[str, tuple[Decimal, Decimal]] = {}
         self._since_snapshot = 0
         self._snapshot_lock = asyncio.Lock()
@@ -90,7 +90,7 @@ class KeeperService(Service):
 
     async def setup(self) -> None:
         if not self.replay:
-            self.book = Ledger(await self.load_snapshot(), self.rules)
+            self.book = Ledger(await self.load_snapshot(), self.rules, recent_fills=self.config.keeper.recent_fills)
         self.log.info("keeper resuming", applied_seq=self.book.applied_seq, fills=self.book.fills_applied)
         metrics.KEEPER_APPLIED_SEQ.labels(self.instance).set(self.book.applied_seq)
         s = self.subjects

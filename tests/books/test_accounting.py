@@ -9,7 +9,7 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordermesh.books.accounting import Ledger, Rules, drawdown, reconcile
+from ordermesh.books.accounting import BookSnapshot, Ledger, Rules, drawdown, reconcile
 from ordermesh.contract.wire import Liquidity, OrderFilled, PositionDiff, Side
 from ordermesh.platform.config import AccountSettings, SwapRate
 from ordermesh.sizing.instruments import load_instruments
@@ -340,3 +340,30 @@ def test_replay_from_scratch_equals_incremental_state_with_restarts(
                 assert not book.apply_fill(f, book.applied_seq)  # a redelivery is a duplicate
         done = max(done, cut)
     assert msgspec.msgpack.encode(book.snapshot()) == msgspec.msgpack.encode(whole.snapshot())
+
+
+# ------------------------------------------------------------------------------------- bounded state
+
+
+def test_the_snapshot_stays_bounded_over_many_fills() -> None:
+    # Past ~85,000 fills the snapshot of every fill id ever applied exceeded NATS's 1 MiB message limit.
+    book = Ledger(rules=rules(), recent_fills=20_000)
+    for i in range(120_000):
+        book.apply_fill(fill(f"f{i}", Side.BUY if i % 2 else Side.SELL, "0.01", "1.08500"), seq=i + 1)
+    size = len(msgspec.msgpack.encode(book.snapshot()))
+    assert size < 512 * 1024, size
+    assert book.fills_applied == 120_000
+    # the recent ones are still recognised, after a restart from the snapshot too
+    again = Ledger(msgspec.msgpack.decode(msgspec.msgpack.encode(book.snapshot()), type=BookSnapshot), rules())
+    for b in (book, again):
+        assert b.apply_fill(fill("f119999", Side.BUY, "0.01", "1.08500"), seq=200_000) is False
+        assert b.apply_fill(fill("f100001", Side.BUY, "0.01", "1.08500"), seq=200_001) is False
+    assert again.position("acc", "EURUSD") == book.position("acc", "EURUSD")
+
+
+def test_an_older_snapshot_with_fill_keys_is_read() -> None:
+    old = BookSnapshot(applied_seq=2, fills_applied=2, fill_keys=["paper\x1ff1", "paper\x1ff2"])
+    book = Ledger(old, rules())
+    assert book.apply_fill(fill("f2", Side.BUY, "0.01", "1.08500"), seq=3) is False
+    assert book.apply_fill(fill("f3", Side.BUY, "0.01", "1.08500"), seq=4) is True
+    assert book.snapshot().fill_keys == []

@@ -21,6 +21,8 @@ exec-stream sequence it applied (the keeper resumes after it).
 from __future__ import annotations
 
 import datetime
+import hashlib
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Final, Literal
@@ -99,7 +101,52 @@ class BookSnapshot(msgspec.Struct, kw_only=True):
     accounts: dict[str, AccountBook] = msgspec.field(default_factory=dict)
     #: broker -> symbol -> net quantity over every account (for reconciliation with the broker's positions)
     brokers: dict[str, dict[str, Decimal]] = msgspec.field(default_factory=dict)
-    fill_keys: list[str] = msgspec.field(default_factory=list)
+    #: Digests (16 bytes each, oldest first) of the most recent fills' ``broker_id`` + ``fill_id``: a bounded
+    #: memory of what was applied, so a fill reported again is not applied twice (see :class:`RecentFills`).
+    recent_fills: bytes = b""
+    fill_keys: list[str] = msgspec.field(default_factory=list)  # older snapshots: every fill key ever (read only)
+
+
+class RecentFills:
+    """The last ``size`` fills applied, as 128-bit digests of ``broker_id``/``fill_id``, in arrival order.
+
+    Bounded so that the snapshot is too (16 bytes a fill; the older layout kept every key and broke NATS's 1 MiB
+    message limit after ~85,000 fills). What it guards against is a fill reported twice with two stream messages:
+    a republication within the stream's duplicate window (``nats.duplicate_window_s``) is already dropped by
+    JetStream (its event id is derived from the fill id), so this catches the later ones, up to ``size`` fills back.
+    """
+
+    def __init__(self, size: int, blob: bytes = b"", keys: list[str] | None = None) -> None:
+        self.size = max(1, size)
+        # a deque for the order and a set for lookups: evicting the oldest is O(1) (deleting a dict's first key
+        # over and over is not: its iteration walks the deleted slots)
+        self._order: deque[bytes] = deque()
+        self._seen: set[bytes] = set()
+        for i in range(0, len(blob) - len(blob) % 16, 16):
+            self._remember(blob[i : i + 16])
+        for key in keys or ():
+            self._remember(self.digest(key))
+
+    @staticmethod
+    def digest(key: str) -> bytes:
+        return hashlib.blake2b(key.encode(), digest_size=16).digest()
+
+    def _remember(self, d: bytes) -> None:
+        self._seen.add(d)
+        self._order.append(d)
+        if len(self._order) > self.size:
+            self._seen.discard(self._order.popleft())
+
+    def add(self, key: str) -> bool:
+        """Remember ``key``; False when it is among the recent ones already."""
+        d = self.digest(key)
+        if d in self._seen:
+            return False
+        self._remember(d)
+        return True
+
+    def blob(self) -> bytes:
+        return b"".join(self._order)
 
 
 class Rules(msgspec.Struct, frozen=True, kw_only=True):
@@ -125,7 +172,9 @@ def _add(d: dict[str, Decimal], key: str, amount: Decimal) -> None:
 class Ledger:
     """The books of every account. ``apply_fill`` is the per-fill hot path (replay speed matters)."""
 
-    def __init__(self, snapshot: BookSnapshot | None = None, rules: Rules | None = None) -> None:
+    def __init__(
+        self, snapshot: BookSnapshot | None = None, rules: Rules | None = None, *, recent_fills: int = 20_000
+    ) -> None:
         snap = snapshot or BookSnapshot()
         self.rules = rules or Rules()
         self.applied_seq = snap.applied_seq
@@ -133,7 +182,7 @@ class Ledger:
         self.clock_ns = snap.clock_ns
         self.books = snap.accounts
         self.brokers = snap.brokers
-        self._fill_keys = set(snap.fill_keys)
+        self._recent = RecentFills(recent_fills, snap.recent_fills, snap.fill_keys)
         self._syms: dict[str, _Sym] = {}
 
     # ------------------------------------------------------------------------------ applying
@@ -163,10 +212,8 @@ class Ledger:
         """Apply one fill at exec-stream sequence ``seq``; False when it was already applied."""
         if seq > self.applied_seq:
             self.applied_seq = seq
-        key = f"{fill.broker_id}\x1f{fill.fill_id}"
-        if key in self._fill_keys:
+        if not self._recent.add(f"{fill.broker_id}\x1f{fill.fill_id}"):
             return False
-        self._fill_keys.add(key)
         if fill.ts_ns > self.clock_ns:
             self.advance(fill.ts_ns)
         book = self.book(fill.account)
@@ -313,7 +360,7 @@ class Ledger:
             clock_ns=self.clock_ns,
             accounts=self.books,
             brokers=self.brokers,
-            fill_keys=sorted(self._fill_keys),
+            recent_fills=self._recent.blob(),
         )
 
     def position(self, account: str, key: str, strategy_id: str | None = None) -> NetPosition | None:

@@ -140,6 +140,9 @@ class KeeperSettings(_Cfg):
     #: Snapshot state + last applied stream sequence after this many fills, and at least this often.
     snapshot_every: int = 500
     snapshot_interval_s: float = 1.0
+    #: How many of the latest fills the keeper remembers (16 bytes each, in its snapshot) to refuse one reported
+    #: again; later than that, and later than the stream's duplicate window, a repeat is not recognised.
+    recent_fills: int = 20_000
     #: An equity-curve point per account on every fill (once caught up with the stream) and this often.
     equity_interval_s: float = 10.0
     #: While more than this many exec messages are pending, per-fill account states and equity points are
