@@ -6,6 +6,7 @@ import re
 from decimal import Decimal
 
 import msgspec
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -79,7 +80,6 @@ def test_invalid_intents_are_rejected_with_reason() -> None:
         "INVALID: a GTD order needs expire_at_ns": intent(time_in_force=TimeInForce.GTD),
         "INVALID: limit_price must be a positive number, got -1": intent(order_type=OrderType.LIMIT, limit_price=D(-1)),
         "SIZING: fixed quantity must be positive, got 0": intent(sizing=Fixed(qty=D(0))),
-        "SIZING: fixed quantity must be positive, got NaN": intent(sizing=Fixed(qty=D("NaN"))),
         "INVALID: invalid: risk_pct must be in (0, 1], got 0": intent(
             sizing=RiskPct(risk_pct=D(0), stop_loss_pips=D(20))
         ),
@@ -89,6 +89,8 @@ def test_invalid_intents_are_rejected_with_reason() -> None:
         assert isinstance(out, IntentRejected), reason
         assert out.reason == reason
         assert out.category.value == reason.split(":")[0]
+    with pytest.raises(ValueError, match="qty must be a finite number"):  # refused before: it cannot be built
+        intent(sizing=Fixed(qty=D("NaN")))
 
 
 # ------------------------------------------------------------------------------ reports + record

@@ -369,7 +369,7 @@ class RouterService(Service):
                 except InvalidTransition as exc:
                     # Logged and counted; the record stays as it was and nothing is fanned out.
                     metrics.INVALID_EVENTS.labels(type(event).__name__, before.value).inc()
-                    self.log.warning("invalid order event refused", event=type(event).__name__, detail=str(exc))
+                    self.log.warning("invalid order event refused", report=type(event).__name__, detail=str(exc))
                     return
                 if applied is Applied.DUPLICATE:
                     metrics.MESSAGES.labels(self.name, "router-exec", "duplicate").inc()

@@ -216,13 +216,19 @@ def test_fallback_sizing_trades_with_its_status() -> None:
             "INVALID: invalid: stop_loss_pips must be positive, got 0",
         ),
         (RiskPct(risk_pct=D("1.5"), stop_loss_pips=D(20)), "INVALID: invalid: risk_pct must be in (0, 1], got 1.5"),
-        (RiskPct(risk_pct=D("NaN"), stop_loss_pips=D(20)), "INVALID: invalid: risk_pct must be in (0, 1], got NaN"),
     ],
 )
 def test_invalid_requests_are_refused_with_the_audit(sizing: SizingRequest, reason: str) -> None:
     out = refusal(SIZER.size(intent(sizing), ACCOUNT))
     assert (out.category, out.reason) == (RejectCategory.INVALID, reason)
     assert out.sizing_audit is not None and out.sizing_audit.status == "invalid"
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "1e999999"])
+def test_a_non_finite_or_huge_request_cannot_even_be_built(value: str) -> None:
+    # refused where the message is made or decoded, before any sizing (the wire's bound: below 1e15)
+    with pytest.raises(ValueError, match="risk_pct must be a finite number below 1e15"):
+        RiskPct(risk_pct=D(value), stop_loss_pips=D(20))
 
 
 def test_balance_rules_are_the_seeds() -> None:

@@ -99,8 +99,35 @@ class TradingState(enum.Enum):
 
 # ------------------------------------------------------------------------------------------- base
 
+#: No price, quantity or amount on the wire reaches this magnitude; NaN and infinities are refused too. Checked
+#: when a message is built or decoded, so such a value never enters any state (a fill at NaN once made an
+#: account's equity NaN for good; a quantity of 1e999999 killed the keeper on a decimal overflow).
+MAX_MAGNITUDE: Final = Decimal("1e15")
+_DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {}
 
-class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+
+def _decimal_fields(cls: type) -> tuple[str, ...]:
+    found = _DECIMAL_FIELDS.get(cls)
+    if found is None:
+        found = _DECIMAL_FIELDS[cls] = tuple(
+            f.name
+            for f in msgspec.structs.fields(cls)  # type: ignore[arg-type]
+            if "Decimal" in str(f.type)
+        )
+    return found
+
+
+class Checked(msgspec.Struct, frozen=True):
+    """A Struct whose Decimal fields are finite and below :data:`MAX_MAGNITUDE` (a decode error otherwise)."""
+
+    def __post_init__(self) -> None:
+        for name in _decimal_fields(type(self)):
+            value = getattr(self, name)
+            if isinstance(value, Decimal) and not (value.is_finite() and abs(value) < MAX_MAGNITUDE):
+                raise ValueError(f"{name} must be a finite number below 1e15, not {value}")
+
+
+class Message(Checked, frozen=True, kw_only=True, tag_field="type"):
     """Base of every wire message: schema version and creation time.
 
     Defaults are not omitted on the wire: ``v`` must always travel, or a newer writer whose default is
@@ -114,13 +141,13 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 # -------------------------------------------------------------------------------- sizing requests
 
 
-class Fixed(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="fixed"):
+class Fixed(Checked, frozen=True, kw_only=True, tag_field="kind", tag="fixed"):
     """Trade exactly ``qty`` lots/units."""
 
     qty: Decimal
 
 
-class Kelly(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="kelly"):
+class Kelly(Checked, frozen=True, kw_only=True, tag_field="kind", tag="kelly"):
     """Size with the Enhanced Kelly engine from the strategy's own statistics.
 
     win_rate and regime_quality are statistics (floats); money and distances stay Decimal.
@@ -138,7 +165,7 @@ class Kelly(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="ke
     trade_count: int | None = None
 
 
-class RiskPct(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="risk_pct"):
+class RiskPct(Checked, frozen=True, kw_only=True, tag_field="kind", tag="risk_pct"):
     """Risk ``risk_pct`` of the balance (0.01 = 1 %) with the stop ``stop_loss_pips`` away."""
 
     risk_pct: Decimal
@@ -148,7 +175,7 @@ class RiskPct(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind", tag="
 SizingRequest = Fixed | Kelly | RiskPct
 
 
-class PositionSizingResult(msgspec.Struct, frozen=True, kw_only=True):
+class PositionSizingResult(Checked, frozen=True, kw_only=True):
     """The sizing audit attached to every order: the numbers and the readable steps that produced them.
 
     Money is in ``currency`` (the account's). ``risk_amount`` is the money lost if the stop is hit with
@@ -545,7 +572,7 @@ class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
 # -------------------------------------------------------------------------------- books and state
 
 
-class Position(msgspec.Struct, frozen=True, kw_only=True):
+class Position(Checked, frozen=True, kw_only=True):
     account: str
     symbol: str
     quantity: Decimal  # signed: long > 0, short < 0
@@ -594,7 +621,7 @@ class EquityPoint(Message, frozen=True, kw_only=True, tag="equity_point"):
     reason: str = "fill"  # fill | interval
 
 
-class BrokerPositionView(msgspec.Struct, frozen=True, kw_only=True):
+class BrokerPositionView(Checked, frozen=True, kw_only=True):
     symbol: str
     quantity: Decimal  # signed
     avg_price: Decimal = Decimal(0)
@@ -612,7 +639,7 @@ class BrokerPositionsReply(Message, frozen=True, kw_only=True, tag="broker_posit
     positions: list[BrokerPositionView] = msgspec.field(default_factory=list)
 
 
-class PositionDiff(msgspec.Struct, frozen=True, kw_only=True):
+class PositionDiff(Checked, frozen=True, kw_only=True):
     broker_id: str
     symbol: str
     keeper_qty: Decimal
