@@ -1,4 +1,5 @@
-"""A local Binance-compatible spot REST server for tests, written from Binance's public API documentation.
+"""A local Binance-compatible spot REST server for tests, written from Binance's public API documentation
+(docs/architecture.md §17 names the pages each behaviour follows, and the guesses where they are silent).
 
 Endpoints (``/api/v3``): ``ping``, ``time``, ``exchangeInfo`` (PRICE_FILTER / LOT_SIZE / NOTIONAL filters,
 orderTypes, rateLimits), ``depth``, ``ticker/bookTicker`` (``symbol=``, ``symbols=["A","B"]`` or all), ``order``
@@ -37,10 +38,14 @@ body), :meth:`BinanceServer.set_used_weight` ``(n, futures=False)`` (the current
 :meth:`BinanceServer.set_last_price` ``(symbol, price)`` (triggers waiting spot stops),
 :meth:`FuturesVenue.set_last_price` / :meth:`FuturesVenue.set_mark_price` ``(symbol, price)`` (trigger the NEW
 algo orders by workingType; they return the actual orders placed), :meth:`FuturesVenue.fill`,
-:meth:`FuturesVenue.algo` ``(client_algo_id)``. Attributes: ``weight_limit`` (both venues), ``weight`` (the
-``X-MBX-USED-WEIGHT-1M`` of the last answer), ``clock_offset_ms`` / ``frozen_ms`` (the server clock:
-:meth:`BinanceServer.now_ms`), ``last_prices``, ``order_lists``, ``futures.hedge_positions``, ``futures.algos``
-(algoId -> :class:`AlgoOrder`).
+:meth:`FuturesVenue.algo` ``(client_algo_id)``, :meth:`BinanceServer.lag_trades` ``(polls, seconds)`` (new trades
+listed by myTrades / userTrades only after that many reads / that long; the order's own answers are not late),
+:meth:`BinanceServer.revoke_key` ``(from_ms)`` / :meth:`BinanceServer.restore_key` (signed requests answer -2015
+from that server time on), :meth:`BinanceServer.skew_clock` ``(offset_ms)`` (the server clock against ours).
+``sent`` records every request's parameters (less the signature). Attributes: ``weight_limit`` (both venues),
+``weight`` (the ``X-MBX-USED-WEIGHT-1M`` of the last answer), ``clock_offset_ms`` / ``frozen_ms`` (the server
+clock: :meth:`BinanceServer.now_ms`), ``last_prices``, ``order_lists``, ``futures.hedge_positions``,
+``futures.algos`` (algoId -> :class:`AlgoOrder`).
 """
 
 from __future__ import annotations
@@ -76,8 +81,8 @@ WORKING_TYPES = ("CONTRACT_PRICE", "MARK_PRICE")
 ALGO_STATUSES = ("NEW", "CANCELED", "TRIGGERED", "FINISHED", "REJECTED", "EXPIRED")
 ALGO_ONLY = "Order type not supported for this endpoint. Please use the Algo Order API endpoints instead."
 CLIENT_ALGO_ID = r"^[\.A-Z\:/a-z0-9_-]{1,36}$"
-# errors.md lists "Order would trigger immediately."; the REST API answers this (ccxt's table and the field see it)
-STOP_IMMEDIATE = "Stop price would trigger immediately."
+# errors.md, "Messages for -1010 ERROR_MSG_RECEIVED, -2010 NEW_ORDER_REJECTED, -2011 CANCEL_REJECTED"
+STOP_IMMEDIATE = "Order would trigger immediately."
 
 SPOT_WEIGHTS = {("GET", "exchangeInfo"): 20, ("GET", "account"): 20, ("GET", "order"): 4}
 FUTURES_WEIGHTS = {"v2/account": 5, "v3/account": 5, "v2/positionRisk": 5, "v3/positionRisk": 5, "v1/userTrades": 5}
@@ -258,15 +263,25 @@ class Order:
         }  # fmt: skip
 
     def full(self, fills: list[Trade] | None) -> dict[str, Any]:
-        """The order in a POST / DELETE answer: RESULT (``fills`` None) or FULL."""
+        """The order in a POST answer: RESULT (``fills`` None) or FULL (New order (TRADE))."""
         out = self.view()
         out["transactTime"] = self.update_time
-        for key in ("time", "updateTime", "isWorking", "icebergQty", "origQuoteOrderQty"):
+        for key in ("time", "updateTime", "isWorking", "icebergQty"):  # icebergQty: only when one was sent
             out.pop(key)
         if self.type not in STOP_KINDS:
             out.pop("stopPrice")  # a conditional field: stop orders only
         if fills is not None:
             out["fills"] = [t.fill() for t in fills]
+        return out
+
+    def canceled(self, cancel_id: str, now: int) -> dict[str, Any]:
+        """The order in a DELETE answer (Cancel order, Cancel Order list): the RESULT fields less ``workingTime``,
+        with ``origClientOrderId`` (the order's) and ``clientOrderId`` (the cancel's)."""
+        out = self.full(None)
+        out.pop("workingTime")
+        out["origClientOrderId"] = self.client_order_id
+        out["clientOrderId"] = cancel_id
+        out["transactTime"] = now
         return out
 
     def ack(self) -> dict[str, Any]:
@@ -335,6 +350,11 @@ class BinanceServer:
         self.frozen_ms: int | None = None  # when set, the server clock stands still at this time
         self.drops: dict[str, int] = defaultdict(int)
         self.garbles: dict[str, list[str]] = defaultdict(list)
+        self.key_revoked_from_ms: int | None = None  # revoke_key: -2015 from this server time on
+        self.trade_lag_polls = 0  # lag_trades: reads of the trade list a new trade stays unlisted for
+        self.trade_lag_ms = 0  # lag_trades: server time a new trade stays unlisted for
+        self._unlisted: dict[tuple[str, int], list[int]] = {}  # (venue, trade id) -> [reads left, listed from ms]
+        self.sent: list[tuple[str, str, dict[str, str]]] = []  # (method, name, parameters less the signature)
         self._runner: web.AppRunner | None = None
         self.port = 0
 
@@ -390,6 +410,43 @@ class BinanceServer:
 
     def release(self) -> None:
         self.released.set()
+
+    def revoke_key(self, from_ms: int | None = None) -> None:
+        """Signed requests answer -2015 from server time ``from_ms`` (default: now) until :meth:`restore_key`: a
+        key revoked, or its IP or permissions changed, while a client uses it."""
+        self.key_revoked_from_ms = self.now_ms() if from_ms is None else from_ms
+
+    def restore_key(self) -> None:
+        self.key_revoked_from_ms = None
+
+    def skew_clock(self, offset_ms: int) -> None:
+        """The server clock runs ``offset_ms`` ahead of ours (negative: behind): ``time`` answers and the
+        timestamp checks of signed requests follow it."""
+        self.clock_offset_ms = offset_ms
+
+    def lag_trades(self, polls: int = 0, seconds: float = 0.0) -> None:
+        """Trades made from now on (either venue) are listed by ``myTrades`` / ``userTrades`` only after ``polls``
+        more reads of that venue's trade list and ``seconds`` of server time; the order's own answers (status,
+        executedQty, FULL fills) are not late. No arguments: new trades are listed at once."""
+        self.trade_lag_polls, self.trade_lag_ms = polls, int(seconds * 1000)
+
+    def _unlist(self, venue: str, trade_id: int, time_ms: int) -> None:
+        if self.trade_lag_polls or self.trade_lag_ms:
+            self._unlisted[(venue, trade_id)] = [self.trade_lag_polls, time_ms + self.trade_lag_ms]
+
+    def _unlisted_ids(self, venue: str) -> set[int]:
+        """One read of the venue's trade list: the ids it must not list yet (each such trade counts the read)."""
+        now = self.now_ms()
+        hidden = set()
+        for (v, tid), entry in list(self._unlisted.items()):
+            if v != venue:
+                continue
+            if entry[0] > 0 or now < entry[1]:
+                hidden.add(tid)
+                entry[0] = max(0, entry[0] - 1)
+            else:
+                del self._unlisted[(v, tid)]
+        return hidden
 
     def garble_next(self, path: str, body: str) -> None:
         """Process the next request to ``path``, then answer 200 with ``body`` (raw text: a field missing, a wrong
@@ -470,6 +527,7 @@ class BinanceServer:
         params = dict(parse_qsl(body, keep_blank_values=True)) if body else {}
         query = request.rel_url.raw_query_string  # as sent: percent-encoded, as it was signed
         params.update(parse_qsl(query, keep_blank_values=True))  # the query string wins
+        self.sent.append((request.method, name, {k: v for k, v in params.items() if k != "signature"}))
         window = self._window(venue)
         fault = self.faults[name].pop(0) if self.faults.get(name) else None
         if fault is not None and fault.status == 429:  # nothing processed, nothing counted
@@ -537,7 +595,8 @@ class BinanceServer:
         return web.json_response(body, status=status, headers={"X-MBX-USED-WEIGHT-1M": str(used), **(headers or {})})
 
     def _check_signed(self, request: web.Request, params: dict[str, str], body: str) -> None:
-        if request.headers.get("X-MBX-APIKEY") != self.api_key:
+        revoked = self.key_revoked_from_ms is not None and self.now_ms() >= self.key_revoked_from_ms
+        if request.headers.get("X-MBX-APIKEY") != self.api_key or revoked:
             raise ApiError(401, -2015, "Invalid API-key, IP, or permissions for action.")
         # Binance: totalParams = the query string (as sent, percent-encoded) concatenated with the body
         total = request.rel_url.raw_query_string + body
@@ -556,8 +615,10 @@ class BinanceServer:
             raise mandatory("timestamp") from None
         if window > 60000:
             raise ApiError(400, -1131, "recvWindow must be less than 60000")
-        now = self.now_ms()
-        if ts >= now + 1000 or now - ts > window:
+        now = self.now_ms()  # the timing rule of "Timing security" (General API Information)
+        if ts >= now + 1000:
+            raise ApiError(400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+        if now - ts > window:
             raise ApiError(400, -1021, "Timestamp for this request is outside of the recvWindow.")
 
     def _spec(self, params: dict[str, str]) -> SymbolSpec:
@@ -639,6 +700,7 @@ class BinanceServer:
         order.update_time = now
         order.trades.append(trade)
         self.trades.append(trade)
+        self._unlist("spot", trade.id, now)
         order.status = "FILLED" if order.executed == order.orig_qty else "PARTIALLY_FILLED"
         if order.status == "FILLED" and order.locked and order.side == "BUY":
             quote[1] -= order.locked  # price improvement: give back what is still locked
@@ -907,11 +969,7 @@ class BinanceServer:
             return self._cancel_list(self.order_lists[order.order_list_id])
         self._release(order)
         order.status, order.update_time = "CANCELED", self.now_ms()
-        out = order.view()
-        out["origClientOrderId"] = order.client_order_id
-        out["clientOrderId"] = params.get("newClientOrderId") or f"cancel-{order.order_id}"
-        out["transactTime"] = order.update_time
-        return out
+        return order.canceled(params.get("newClientOrderId") or f"cancel-{order.order_id}", order.update_time)
 
     def get_open_orders(self, params: dict[str, str]) -> Any:
         symbol = params.get("symbol")
@@ -931,11 +989,13 @@ class BinanceServer:
         if start is not None and end is not None and end - start > DAY_MS:
             raise ApiError(400, -1127, "More than 24 hours between startTime and endTime.")
         limit = min(self._int(params, "limit") or 500, 1000)
+        unlisted = self._unlisted_ids("spot")
         rows = sorted(
             (
                 t
                 for t in self.trades
                 if t.symbol == spec.symbol
+                and t.id not in unlisted
                 and (oid is None or t.order_id == oid)
                 and (from_id is None or t.id >= from_id)
                 and (start is None or t.time_ms >= start)
@@ -1001,8 +1061,8 @@ class BinanceServer:
             legs[leg] = (kind, price, stop, tif)
 
         def ref(leg: str) -> Decimal:  # the price the relationship rule compares with the last price
-            kind, price, stop, _ = legs[leg]
-            return price if kind == "LIMIT_MAKER" else stop  # type: ignore[return-value]
+            kind, price, stop, _ = legs[leg]  # LIMIT_MAKER / TAKE_PROFIT_LIMIT: price; the others: stopPrice
+            return price if kind in ("LIMIT_MAKER", "TAKE_PROFIT_LIMIT") else stop  # type: ignore[return-value]
 
         last = self.last_price(spec.symbol)
         if not (ref("above") > last > ref("below")):
@@ -1066,11 +1126,7 @@ class BinanceServer:
             if order.open:
                 self._release(order)
                 order.status, order.update_time = "CANCELED", now
-            report = order.full(None)
-            report["origClientOrderId"] = order.client_order_id
-            report["clientOrderId"] = f"cancel-{order.order_id}"
-            report["transactTime"] = now
-            reports.append(report)
+            reports.append(order.canceled(f"cancel-{order.order_id}", now))
         lst.status_type = lst.status = "ALL_DONE"
         return self._list_view(lst, reports, now)
 
@@ -1356,6 +1412,7 @@ class FuturesVenue:
             "positionSide": order.position_side, "symbol": order.symbol, "time": now,
         }  # fmt: skip
         self.trades.append(trade)
+        self.server._unlist("futures", trade["id"], now)
         order.executed += qty
         order.quote_qty += price * qty
         order.update_time = now
@@ -1747,11 +1804,13 @@ class FuturesVenue:
                 end = end if end is not None else self.server.now_ms()
                 start = end - week
         limit = min(BinanceServer._int(params, "limit") or 500, 1000)
+        unlisted = self.server._unlisted_ids("futures")
         rows = sorted(
             (
                 t
                 for t in self.trades
                 if t["symbol"] == spec.symbol
+                and t["id"] not in unlisted
                 and (oid is None or t["orderId"] == oid)
                 and (from_id is None or t["id"] >= from_id)
                 and (start is None or t["time"] >= start)

@@ -4,6 +4,7 @@ keeper positions."""
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from nats.js.errors import KeyNotFoundError
 
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.subjects import KV_INSTRUMENTS, KV_ORDERS, kv_key
-from ordermesh.contract.wire import OrderFilled
+from ordermesh.contract.wire import OrderFilled, OrderRejected
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.routing.orders import OrderRecord
 from ordermesh.sdk import OrderMeshClient
@@ -173,5 +174,98 @@ async def test_futures_gateway_killed_with_a_resting_order_reports_its_fill_afte
         assert sorted((v["clientAlgoId"], v["algoStatus"]) for v in views) == [
             (f"{parent}-sl", "CANCELED"), (f"{parent}-tp", "FINISHED"),
         ]  # fmt: skip
+    finally:
+        await server.stop()
+
+
+def _single_broker_config(tmp_path: Path, server: BinanceServer, kind: str, symbol: str) -> Path:
+    """One Binance gateway (``bn``) behind the router, the instruments file fine enough for any quantity to pass
+    the sizer (the venue's own step decides)."""
+    instruments = tmp_path / "instruments.yaml"
+    instruments.write_text(
+        f"instruments:\n  '{symbol}': {{kind: crypto_linear, base_currency: BTC, quote_currency: USDT, "
+        'pip_size: "0.01", contract_size: "1", lot_step: "0.000001", min_lot: "0.000001", max_lot: "100", '
+        'leverage: "1", margin_rate: "1"}\n'
+    )
+    config = tmp_path / "om.yaml"
+    config.write_text(
+        f"sizer:\n  instruments_file: {instruments}\n"
+        "router:\n  default_broker: bn\n"
+        "brokers:\n  paper:\n    type: paper\n"
+        f"  bn:\n    type: {kind}\n    api_key: ${{BN_KEY}}\n    api_secret: ${{BN_SECRET}}\n"
+        f"    base_url: {server.url}\n    poll_interval_ms: 200\n"
+    )
+    return config
+
+
+async def test_a_quantity_below_the_venues_step_ends_as_order_rejected_with_the_reason_within_seconds(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = BinanceServer()
+    await server.start()
+    config = _single_broker_config(tmp_path, server, "binance_spot", "BTC/USDT")
+    monkeypatch.setitem(harness.SERVICES, "gateway-bn", ["gateway", "bn"])
+    env = {"BN_KEY": server.api_key, "BN_SECRET": server.api_secret}
+    try:
+        async with System(nats_server.url, tmp_path, config=config, env=env) as system:
+            for name in ("keeper", "router", "sizer"):
+                system.start(name)
+            system.start("gateway-bn", service="gateway-bn")
+            await system.wait_ready("keeper", "router", "sizer", "gateway")
+            async with OrderMeshClient("s-bn", url=nats_server.url) as om:
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                report = await om.wait(await om.buy("BTC/USDT", Decimal("0.000004")), timeout=10)
+                assert loop.time() - started < 10
+                assert isinstance(report, OrderRejected), report
+                assert "Filter failure: LOT_SIZE" in report.reason and "0.000004" in report.reason, report.reason
+                ok = await om.wait(await om.buy("BTC/USDT", Decimal("0.0001")), timeout=30)  # the gateway goes on
+                assert isinstance(ok, OrderFilled), ok
+        assert server.count_requests("POST", "order") == 1  # the refused quantity was never sent
+    finally:
+        await server.stop()
+
+
+async def test_a_fill_the_trade_list_shows_late_reaches_the_keeper_exactly_once(
+    nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = BinanceServer()
+    await server.start()
+    sym = "BTC/USDT:USDT"
+    config = _single_broker_config(tmp_path, server, "binance_usdm", sym)
+    monkeypatch.setitem(harness.SERVICES, "gateway-bn", ["gateway", "bn"])
+    env = {"BN_KEY": server.api_key, "BN_SECRET": server.api_secret}
+    try:
+        async with System(nats_server.url, tmp_path, config=config, env=env) as system:
+            for name in ("keeper", "router", "sizer"):
+                system.start(name)
+            system.start("gateway-bn", service="gateway-bn")
+            await system.wait_ready("keeper", "router", "sizer", "gateway")
+            server.lag_trades(seconds=1.5)  # userTrades lists each trade 1.5 s after the order answered FILLED
+            async with OrderMeshClient("s-bn", url=nats_server.url) as om:
+                intent = await om.buy(sym, Decimal("0.01"))
+                filled = await om.wait(intent, timeout=30)
+                assert isinstance(filled, OrderFilled), filled
+                (trade,) = server.futures.trades
+                assert (filled.fill_id, filled.last_qty, filled.cum_qty, filled.last_px) == (
+                    str(trade["id"]), Decimal("0.01"), Decimal("0.01"), Decimal("50001"),
+                )  # fmt: skip
+
+                async def booked_once() -> bool:
+                    record = await om.order(intent)
+                    try:
+                        reply = await om.positions_reply()
+                    except Exception:
+                        return False
+                    held = {(p.symbol, p.quantity) for p in reply.positions if p.quantity}
+                    return (
+                        record is not None
+                        and record.fill_ids == [str(trade["id"])]
+                        and held == {(sym, Decimal("0.01"))}
+                    )
+
+                await eventually(booked_once, timeout=30, what="the late fill booked once by the router and keeper")
+        (order,) = server.futures.orders.values()
+        assert order.status == "FILLED" and len(server.futures.trades) == 1
     finally:
         await server.stop()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
@@ -64,13 +65,14 @@ class Api:
     def __init__(self, session: aiohttp.ClientSession, server: BinanceServer) -> None:
         self.session, self.server = session, server
         self.secret = server.api_secret
+        self.skew_ms = 0  # our clock against the server's
 
     async def call(
         self, method: str, path: str, params: Mapping[str, Any] | None = None, signed: bool = False
     ) -> Answer:
         items = [(k, str(v)) for k, v in (params or {}).items()]
         if signed:
-            items.append(("timestamp", str(self.server.now_ms())))
+            items.append(("timestamp", str(self.server.now_ms() + self.skew_ms)))
         query = urlencode(items)
         if signed:
             digest = hmac.new(self.secret.encode(), query.encode(), hashlib.sha256).hexdigest()
@@ -1079,3 +1081,168 @@ async def test_futures_user_trades_filters_and_limits(api: Api, server: BinanceS
     assert error(answer) == (400, -1128, "Combination of optional parameters invalid.")
     answer = await api.signed("GET", "/fapi/v1/userTrades", symbol="BTCUSDT", startTime=T0 + DAY, endTime=T0)
     assert error(answer) == (400, -1023, "Start time is greater than end time.")
+
+
+# ----------------------------------------------------------------------------------------- documented shapes
+# New order (TRADE), Query order, Cancel order, New Order list - OCO, Cancel Order list: the responses in
+# https://developers.binance.com/docs/binance-spot-api-docs/rest-api/trading-endpoints (and account endpoints)
+
+ACK = {"symbol", "orderId", "orderListId", "clientOrderId", "transactTime"}
+RESULT = ACK | {
+    "price", "origQty", "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status", "timeInForce", "type",
+    "side", "workingTime", "selfTradePreventionMode",
+}  # fmt: skip
+QUERIED = {
+    "symbol", "orderId", "orderListId", "clientOrderId", "price", "origQty", "executedQty", "cummulativeQuoteQty",
+    "status", "timeInForce", "type", "side", "stopPrice", "icebergQty", "time", "updateTime", "isWorking",
+    "workingTime", "origQuoteOrderQty", "selfTradePreventionMode",
+}  # fmt: skip
+CANCELED = {
+    "symbol", "origClientOrderId", "orderId", "orderListId", "clientOrderId", "transactTime", "price", "origQty",
+    "executedQty", "origQuoteOrderQty", "cummulativeQuoteQty", "status", "timeInForce", "type", "side",
+    "selfTradePreventionMode",
+}  # fmt: skip
+LIST = {"orderListId", "contingencyType", "listStatusType", "listOrderStatus", "listClientOrderId",
+        "transactionTime", "symbol", "orders", "orderReports"}  # fmt: skip
+STOP_FIELD = {"stopPrice"}  # a conditional field: the stop and take-profit types only
+
+
+@pytest.mark.parametrize(
+    "stop",
+    [
+        {"type": "STOP_LOSS", "stopPrice": "49000"},
+        {"type": "STOP_LOSS_LIMIT", "stopPrice": "49000", "price": "48900", "timeInForce": "GTC"},
+    ],
+)
+async def test_spot_stop_orders_answer_in_the_documented_shapes(
+    api: Api, server: BinanceServer, stop: dict[str, str]
+) -> None:
+    base = {"symbol": "BTCUSDT", "side": "SELL", "quantity": "0.1", **stop}
+    ack = await api.ok("POST", "/api/v3/order", **base, newClientOrderId="s-default")  # stops default to ACK
+    assert set(ack) == ACK
+    result = await api.ok("POST", "/api/v3/order", **base, newClientOrderId="s-result", newOrderRespType="RESULT")
+    assert set(result) == RESULT | STOP_FIELD
+    assert (result["type"], result["status"], result["stopPrice"], result["workingTime"]) == (
+        stop["type"], "NEW", "49000.00000000", -1,  # waiting for its trigger: not working yet
+    )  # fmt: skip
+    full = await api.ok("POST", "/api/v3/order", **base, newClientOrderId="s-full", newOrderRespType="FULL")
+    assert set(full) == RESULT | STOP_FIELD | {"fills"} and full["fills"] == []
+    queried = await api.order(origClientOrderId="s-full")
+    assert set(queried) == QUERIED and (queried["isWorking"], queried["workingTime"]) == (False, -1)
+    canceled = await api.ok("DELETE", "/api/v3/order", symbol="BTCUSDT", origClientOrderId="s-full")
+    assert set(canceled) == CANCELED | STOP_FIELD
+    assert (canceled["status"], canceled["origClientOrderId"], canceled["type"]) == ("CANCELED", "s-full", stop["type"])
+    limit = await api.ok("POST", "/api/v3/order", symbol="BTCUSDT", side="SELL", type="LIMIT", timeInForce="GTC",
+                         quantity="0.1", price="51000", newOrderRespType="RESULT")  # fmt: skip
+    assert set(limit) == RESULT  # no stopPrice on a type without one
+    canceled = await api.ok("DELETE", "/api/v3/order", symbol="BTCUSDT", orderId=limit["orderId"])
+    assert set(canceled) == CANCELED
+    immediate = await api.signed("POST", "/api/v3/order", **{**base, "stopPrice": "50500"})  # a sell stop above
+    assert error(immediate) == (400, -2010, "Order would trigger immediately.")
+
+
+async def test_oco_answers_in_the_documented_shapes(api: Api, server: BinanceServer) -> None:
+    body = await api.ok("POST", "/api/v3/orderList/oco", **sell_oco("S1", qty="0.1"), newOrderRespType="RESULT")
+    assert set(body) == LIST
+    stop, maker = body["orderReports"]
+    assert set(stop) == RESULT | STOP_FIELD and set(maker) == RESULT
+    assert (stop["type"], stop["workingTime"], maker["type"], maker["workingTime"]) == (
+        "STOP_LOSS_LIMIT", -1, "LIMIT_MAKER", T0,
+    )  # fmt: skip
+    assert [set(o) for o in body["orders"]] == [{"symbol", "orderId", "clientOrderId"}] * 2
+    canceled = await api.ok("DELETE", "/api/v3/orderList", symbol="BTCUSDT", listClientOrderId="S1")
+    assert set(canceled) == LIST and (canceled["listStatusType"], canceled["listOrderStatus"]) == ("ALL_DONE",) * 2
+    stop, maker = canceled["orderReports"]
+    assert (set(stop), set(maker)) == (CANCELED | STOP_FIELD, CANCELED)
+    assert [(r["origClientOrderId"], r["status"]) for r in canceled["orderReports"]] == [
+        ("S1-sl", "CANCELED"), ("S1-tp", "CANCELED"),
+    ]  # fmt: skip
+    full = await api.ok("POST", "/api/v3/orderList/oco", **sell_oco("S2", qty="0.1"), newOrderRespType="FULL")
+    assert [set(r) for r in full["orderReports"]] == [RESULT | STOP_FIELD | {"fills"}, RESULT | {"fills"}]
+    ack = await api.ok("POST", "/api/v3/orderList/oco", **sell_oco("S3", qty="0.1"), newOrderRespType="ACK")
+    assert [set(r) for r in ack["orderReports"]] == [ACK, ACK]
+    leg = await api.ok("DELETE", "/api/v3/order", symbol="BTCUSDT", origClientOrderId="S2-tp")  # one leg: the list
+    assert set(leg) == LIST and [set(r) for r in leg["orderReports"]] == [CANCELED | STOP_FIELD, CANCELED]
+
+
+async def test_oco_take_profit_limit_leg_is_placed_by_its_limit_price(api: Api, server: BinanceServer) -> None:
+    # SELL: LIMIT_MAKER / TAKE_PROFIT_LIMIT price > last traded price (50000) > STOP_LOSS / STOP_LOSS_LIMIT stopPrice
+    tpl = {"aboveType": "TAKE_PROFIT_LIMIT", "aboveStopPrice": "50500", "aboveTimeInForce": "GTC"}
+    answer = await api.signed("POST", "/api/v3/orderList/oco", **sell_oco("T1", qty="0.1", **tpl, abovePrice="49500"))
+    assert error(answer) == (400, -2010, "The relationship of the prices for the orders is not correct.")
+    body = await api.ok("POST", "/api/v3/orderList/oco", **sell_oco("T2", qty="0.1", **tpl, abovePrice="50600"))
+    above = body["orderReports"][1]
+    assert (above["type"], above["price"], above["stopPrice"]) == (
+        "TAKE_PROFIT_LIMIT", "50600.00000000", "50500.00000000",
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------- test hooks: time, keys
+
+
+async def test_timestamps_follow_the_documented_timing_rule_and_the_clock_can_be_skewed(
+    api: Api, server: BinanceServer
+) -> None:
+    api.skew_ms = 1000  # our clock 1 s ahead of the server's: refused
+    answer = await api.signed("GET", "/api/v3/account")
+    assert error(answer) == (400, -1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+    api.skew_ms = 999
+    assert (await api.signed("GET", "/api/v3/account")).status == 200
+    api.skew_ms = -5001  # older than the default recvWindow of 5000 ms
+    answer = await api.signed("GET", "/api/v3/account")
+    assert error(answer) == (400, -1021, "Timestamp for this request is outside of the recvWindow.")
+    assert (await api.signed("GET", "/api/v3/account", recvWindow=6000)).status == 200
+    api.skew_ms = 0
+    server.frozen_ms = None
+    server.skew_clock(-3000)  # the server's clock 3 s behind ours
+    ours = int(time.time() * 1000)
+    assert abs((await api.get("/api/v3/time")).body["serverTime"] - (ours - 3000)) < 1000
+    assert abs((await api.get("/fapi/v1/time")).body["serverTime"] - (ours - 3000)) < 1000
+
+
+async def test_a_revoked_key_answers_2015_from_a_given_moment_until_restored(api: Api, server: BinanceServer) -> None:
+    server.revoke_key(from_ms=T0 + 1000)
+    assert (await api.signed("GET", "/api/v3/account")).status == 200  # before the moment
+    server.frozen_ms = T0 + 1000
+    for path in ("/api/v3/account", "/fapi/v2/account"):
+        answer = await api.signed("GET", path)
+        assert error(answer) == (401, -2015, "Invalid API-key, IP, or permissions for action.")
+    assert (await api.get("/api/v3/time")).status == 200  # public endpoints need no key
+    server.restore_key()
+    assert (await api.signed("GET", "/api/v3/account")).status == 200
+
+
+async def test_a_lagging_trade_list_shows_trades_polls_or_seconds_after_the_fill(
+    api: Api, server: BinanceServer
+) -> None:
+    server.lag_trades(polls=2)
+    body = await api.ok("POST", "/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    assert [f["tradeId"] for f in body["fills"]] == [5001]  # the order's own answer is not late
+    assert (await api.order(orderId=body["orderId"]))["executedQty"] == "0.01000000"
+
+    async def listed(path: str, **params: Any) -> list[int]:
+        return [t["id"] for t in await api.ok("GET", path, symbol="BTCUSDT", **params)]
+
+    assert await listed("/api/v3/myTrades") == []
+    assert await listed("/api/v3/myTrades", orderId=body["orderId"]) == []  # every read of the list counts
+    assert await listed("/api/v3/myTrades") == [5001]
+    server.lag_trades(seconds=2)
+    fut = await api.ok("POST", "/fapi/v1/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    assert (fut["status"], fut["executedQty"]) == ("FILLED", "0.01000000")
+    assert await listed("/fapi/v1/userTrades", orderId=fut["orderId"]) == []
+    server.frozen_ms = T0 + 1999
+    assert await listed("/fapi/v1/userTrades") == []
+    server.frozen_ms = T0 + 2000
+    assert await listed("/fapi/v1/userTrades") == [5002]
+    server.lag_trades()  # no lag: listed at once
+    await api.ok("POST", "/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01")
+    assert await listed("/api/v3/myTrades") == [5001, 5003]
+
+
+async def test_the_parameters_of_each_request_are_recorded(api: Api, server: BinanceServer) -> None:
+    await api.ok("POST", "/api/v3/order", symbol="BTCUSDT", side="BUY", type="MARKET", quantity="0.01",
+                 recvWindow=7000)  # fmt: skip
+    method, name, params = server.sent[-1]
+    assert (method, name) == ("POST", "order")
+    assert params == {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.01", "recvWindow": "7000",
+                      "timestamp": str(T0)}  # fmt: skip

@@ -173,3 +173,23 @@ MT5_SUBSCRIPTIONS = Counter(
     "Tick subscriptions (re)sent to the MT5 expert advisor, by reason (connect, reload, stale)",
     ["broker_id", "reason"],
 )
+BROKER_AUTHENTICATED = Gauge(
+    "ordermesh_broker_authenticated",
+    "1 while the broker accepts the gateway's API key, 0 while it refuses it (nothing is placed then)",
+    ["broker_id"],
+)
+BROKER_CLOCK_OFFSET = Gauge(
+    "ordermesh_broker_clock_offset_seconds",
+    "The broker's clock minus ours, as last measured (applied to signed requests)",
+    ["broker_id"],
+)
+BROKER_FILL_LAG_CHECKS = Counter(
+    "ordermesh_broker_fill_lag_checks_total",
+    "Reads of an order's trades that did not yet cover what the broker says the order executed",
+    ["broker_id"],
+)
+BROKER_ORDERS_MISSING_FILLS = Gauge(
+    "ordermesh_broker_orders_missing_fills",
+    "Orders whose executed quantity their known fills do not cover yet (their trades are read until they do)",
+    ["broker_id"],
+)

@@ -100,7 +100,8 @@ async def test_every_api_url_points_at_the_override_and_markets_load_in_one_call
         assert api["public"] == server.url + "/api/v3"
         assert api["fapiPrivate"] == server.url + "/fapi/v1"
         await a.connect()
-        assert server.requests == [("GET", "exchangeInfo"), ("GET", "openOrders")]  # markets, then adoption
+        # the clock offset, the markets, then adoption
+        assert server.requests == [("GET", "time"), ("GET", "exchangeInfo"), ("GET", "openOrders")]
         market = a.exchange.markets["BTC/USDT"]
         assert market["id"] == "BTCUSDT"
         assert a.amount_to_precision("BTC/USDT", D("0.123456789")) == "0.12345"  # LOT_SIZE step, truncated
@@ -482,17 +483,17 @@ async def test_authentication_errors(server: BinanceServer) -> None:
             await a.close()
 
 
-async def test_timestamp_outside_recv_window(adapter: BinanceSpotAdapter, server: BinanceServer) -> None:
-    server.clock_offset_ms = 10_000  # our clock 10 s behind the server's; recvWindow 5000 ms
+async def test_a_timestamp_refused_again_after_the_clock_is_measured_is_an_authentication_error(
+    adapter: BinanceSpotAdapter, server: BinanceServer
+) -> None:
+    msg = "Timestamp for this request is outside of the recvWindow."
+    server.fail_next("order", -1021, msg)
+    server.fail_next("order", -1021, msg)  # refused again after the clock was measured: given up, nothing placed
     with pytest.raises(AuthenticationError) as exc:
         await adapter.place_order(place(19, qty="0.1"))
-    assert (exc.value.code, exc.value.message) == ("-1021", "Timestamp for this request is outside of the recvWindow.")
-    assert server.orders == {}
-    wide = make_adapter(server, recv_window_ms=20_000)
-    try:
-        assert (await wide.get_balance()).balance == D("100000")
-    finally:
-        await wide.close()
+    assert (exc.value.code, exc.value.message) == ("-1021", msg)
+    assert server.orders == {} and server.count_requests("POST", "order") == 2
+    assert adapter.connected  # the clock, not the key nor the network
 
 
 async def test_secrets_never_logged(server: BinanceServer, caplog: pytest.LogCaptureFixture) -> None:

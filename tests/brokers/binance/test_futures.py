@@ -56,13 +56,13 @@ async def server() -> AsyncIterator[BinanceServer]:
         await s.stop()
 
 
-def make_adapter(server: BinanceServer, **kw: object) -> BinanceFuturesAdapter:
+def make_adapter(server: BinanceServer, broker_id: str = "usdm", **kw: object) -> BinanceFuturesAdapter:
     args: dict[str, object] = {
         "api_key": server.api_key, "api_secret": server.api_secret, "base_url": server.url, "timeout_s": 1.0,
         "max_backoff_s": 5.0, "poll_interval_s": 0.01, "leverage": {SYM: 10}, "margin_type": "isolated",
     }  # fmt: skip
     args.update(kw)
-    return BinanceFuturesAdapter("usdm", **args)  # type: ignore[arg-type]
+    return BinanceFuturesAdapter(broker_id, **args)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -81,6 +81,7 @@ async def test_connect_loads_linear_markets_once_and_applies_settings(server: Bi
         assert all(url.startswith(server.url + "/") for url in a.exchange.urls["api"].values())
         await a.connect()
         assert server.requests == [
+            ("GET", "fapi/v1/time"),  # the clock offset
             ("GET", "fapi/v1/exchangeInfo"),
             ("GET", "fapi/v1/openOrders"),
             ("GET", "fapi/v1/openAlgoOrders"),  # conditional orders waiting in the Algo Service

@@ -67,7 +67,7 @@ async def test_spot_stop_limit_and_an_immediate_trigger_is_refused(server: Binan
         assert (resting.type, resting.stop_price, resting.price) == ("STOP_LOSS_LIMIT", D("50500"), D("50600"))
         with pytest.raises(OrderError) as exc:  # a buy stop below the market would trigger at once
             await a.place_order(with_(spot_t.place(3, qty="0.1"), order_type=OrderType.STOP, stop_price=D("49000")))
-        assert (exc.value.code, exc.value.message) == ("-2010", "Stop price would trigger immediately.")
+        assert (exc.value.code, exc.value.message) == ("-2010", "Order would trigger immediately.")
     finally:
         await a.close()
 
@@ -93,6 +93,70 @@ async def test_spot_attached_stop_loss_and_take_profit_become_one_oco_for_what_w
         assert views[tp.client_order_id].state is EXPIRED
         assert server.open_orders() == []
         assert await a.poll_working() == []
+    finally:
+        await a.close()
+
+
+# "New order (TRADE)" and "New Order list - OCO (TRADE)" of binance-spot-api-docs rest-api.md: every parameter
+NEW_ORDER = {
+    "symbol", "side", "type", "timeInForce", "quantity", "quoteOrderQty", "price", "newClientOrderId", "strategyId",
+    "strategyType", "stopPrice", "trailingDelta", "icebergQty", "newOrderRespType", "selfTradePreventionMode",
+    "pegPriceType", "pegOffsetValue", "pegOffsetType", "recvWindow", "timestamp",
+}  # fmt: skip
+OCO_LIST = {"symbol", "listClientOrderId", "side", "quantity", "newOrderRespType", "selfTradePreventionMode",
+            "recvWindow", "timestamp"} | {
+    f"{leg}{name}" for leg in ("above", "below") for name in (
+        "Type", "ClientOrderId", "IcebergQty", "Price", "StopPrice", "TrailingDelta", "TimeInForce", "StrategyId",
+        "StrategyType", "PegPriceType", "PegOffsetType", "PegOffsetValue",
+    )
+}  # fmt: skip
+
+
+def posted(server: BinanceServer, name: str) -> list[dict[str, str]]:
+    """The parameters of each POST to ``name``, less the timestamp (checked apart)."""
+    out = []
+    for method, path, params in server.sent:
+        if (method, path) == ("POST", name):
+            assert set(params) >= {"timestamp", "recvWindow"}
+            out.append({k: v for k, v in params.items() if k not in ("timestamp", "recvWindow")})
+    return out
+
+
+async def test_spot_stop_stop_limit_and_oco_requests_are_the_documented_ones(server: BinanceServer) -> None:
+    a = spot_t.make_adapter(server, heartbeat_interval_s=0)
+    try:
+        stop = with_(spot_t.place(41, side=Side.SELL, qty="0.1"), order_type=OrderType.STOP, stop_price=D("49500"))
+        stop_limit = with_(spot_t.place(42, qty="0.1"), order_type=OrderType.STOP_LIMIT, stop_price=D("50500"),
+                           limit_price=D("50600"))  # fmt: skip
+        protected = with_(spot_t.place(43, qty="0.01"), stop_loss=D("49000"), take_profit=D("52000"))
+        for cmd in (stop, stop_limit, protected):
+            await a.place_order(cmd)
+        sent_stop, sent_stop_limit, _market = posted(server, "order")
+        assert sent_stop == {
+            "symbol": "BTCUSDT", "side": "SELL", "type": "STOP_LOSS", "quantity": "0.1", "stopPrice": "49500",
+            "newClientOrderId": stop.client_order_id, "newOrderRespType": "FULL",
+        }  # fmt: skip
+        assert sent_stop_limit == {
+            "symbol": "BTCUSDT", "side": "BUY", "type": "STOP_LOSS_LIMIT", "quantity": "0.1", "price": "50600",
+            "stopPrice": "50500", "timeInForce": "GTC", "newClientOrderId": stop_limit.client_order_id,
+            "newOrderRespType": "FULL",
+        }  # fmt: skip
+        (sent_oco,) = posted(server, "orderList/oco")
+        coid = protected.client_order_id
+        assert sent_oco == {
+            "symbol": "BTCUSDT", "side": "SELL", "quantity": "0.00999", "listClientOrderId": f"{coid}-oco",
+            "newOrderRespType": "FULL", "aboveType": "LIMIT_MAKER", "abovePrice": "52000",
+            "aboveClientOrderId": f"{coid}-tp", "belowType": "STOP_LOSS", "belowStopPrice": "49000",
+            "belowClientOrderId": f"{coid}-sl",
+        }  # fmt: skip
+        assert all(set(p) | {"timestamp", "recvWindow"} <= NEW_ORDER for p in posted(server, "order"))
+        assert set(sent_oco) <= OCO_LIST
+        # each was taken: the stops wait, the OCO's two legs rest under our ids
+        waiting = {o.client_order_id: (o.type, o.working) for o in server.open_orders()}
+        assert waiting == {
+            stop.client_order_id: ("STOP_LOSS", False), stop_limit.client_order_id: ("STOP_LOSS_LIMIT", False),
+            f"{coid}-sl": ("STOP_LOSS", False), f"{coid}-tp": ("LIMIT_MAKER", True),
+        }  # fmt: skip
     finally:
         await a.close()
 

@@ -1,5 +1,6 @@
 """The connection to Binance the adapters share (:class:`BinanceConnection`): the ccxt async client and its
-configuration, every request through it, connection health (heartbeat, clock offset) and the markets.
+configuration, every request through it, connection health (heartbeat) and the markets; the API key's standing and
+the clock offset are ``access``'s.
 
 The ccxt client is configured so that ``load_markets`` is one ``exchangeInfo`` call (``fetchCurrencies`` and
 ``fetchMargins`` off, ``fetchMarkets.types`` the one market type). A base-URL override (a local server, a proxy)
@@ -9,7 +10,8 @@ are mapped by ``errors``.
 
 Every request is counted against a shared request-weight budget (``WeightBudget``) fed by ``X-MBX-USED-WEIGHT-1M``;
 429 / 418 answers wait ``Retry-After``. Quantities and prices pass through ccxt's ``amount_to_precision``
-(truncation to the LOT_SIZE step) and ``price_to_precision`` (rounding to the tick) as strings.
+(truncation to the LOT_SIZE step) and ``price_to_precision`` (rounding to the tick) as strings; what ccxt refuses
+there (a quantity below the step) is an ``OrderError`` like any refusal, before anything is sent.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from urllib.parse import urlsplit
 import ccxt.async_support as ccxt
 import structlog
 
+from ordermesh.brokers.binance.access import Access
 from ordermesh.brokers.binance.endpoints import Endpoint, Endpoints
-from ordermesh.brokers.binance.errors import map_error
+from ordermesh.brokers.binance.errors import ClockSkewError, KeyRejectedError, RateLimitedError, map_error
 from ordermesh.brokers.binance.requests import WeightBudget
 from ordermesh.brokers.client import BrokerClient
-from ordermesh.brokers.model import BrokerConnectionError, BrokerError, BrokerOrder, SymbolNotFoundError
+from ordermesh.brokers.model import BrokerConnectionError, BrokerError, BrokerOrder, OrderError, SymbolNotFoundError
 from ordermesh.platform import metrics
 
 if TYPE_CHECKING:
@@ -93,7 +96,7 @@ class UsdmExchange(_Observed, ccxt.binanceusdm):  # type: ignore[misc]
         return super().get_exceptions_by_url(url, exactOrBroad)  # type: ignore[no-any-return]
 
 
-class BinanceConnection(BrokerClient):
+class BinanceConnection(Access, BrokerClient):  # type: ignore[misc]
     """The ccxt client of one Binance account and every request to it; the state of the orders followed through it
     (kept by the order concerns: ``records``, ``orders``, ``protection``, ``polling``) is created here too, with the
     client. The class constants are the market's: :class:`BinanceSpotAdapter`'s and
@@ -105,7 +108,6 @@ class BinanceConnection(BrokerClient):
     DEFAULT_WEIGHT_LIMIT: int
     FUTURES: bool
     EP: Endpoints
-    DUPLICATE: tuple[str, str]  # Binance's code and message for a duplicate client order id
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
         raise NotImplementedError
@@ -130,8 +132,16 @@ class BinanceConnection(BrokerClient):
         reconcile_lookback_s: float = 86400.0,
         weight_headroom: float = 0.9,
         budget: WeightBudget | None = None,
+        clock_offset_warn_ms: int = 1000,
+        fill_retries: int = 3,
+        fill_retry_s: float = 0.1,
+        fill_lag_warn_s: float = 10.0,
     ) -> None:
         super().__init__(broker_id)
+        self._init_access(clock_offset_warn_ms)
+        self.fill_retries = fill_retries  # reads of an order's trades while placing / querying it, fills missing
+        self.fill_retry_s = fill_retry_s  # between those reads
+        self.fill_lag_warn_s = fill_lag_warn_s  # fills missing this long: a warning, and the reads slow down
         self.base_url = base_url.rstrip("/") if base_url else None
         self.currency = currency
         self.max_backoff_s = max_backoff_s
@@ -171,12 +181,11 @@ class BinanceConnection(BrokerClient):
         self._emitted: dict[str, BrokerOrder] = {}
         self.backoffs: list[float] = []  # seconds waited on 429/418, for metrics and tests
         self.used_weight: int | None = None  # X-MBX-USED-WEIGHT-1M of the last answer
-        self.connected = False
+        self.reachable = False  # Binance answers (``connected`` also needs the key accepted: ``access``)
         self._was_connected = False
         self._stale = True  # reconciliation due: on start, and after every reconnection
         self._reconcile_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
-        self.clock_offset_ms: int | None = None  # Binance's clock minus ours, from the heartbeat
 
     @staticmethod
     def override_urls(api: dict[str, Any], base_url: str) -> dict[str, Any]:
@@ -193,29 +202,66 @@ class BinanceConnection(BrokerClient):
 
     def amount_to_precision(self, market: str, qty: Decimal) -> str:
         """ccxt's amount precision (truncated to the step), in a local Decimal context: ccxt's
-        ``decimal_to_precision`` changes the current context's precision and traps in place."""
-        with decimal.localcontext():
-            return str(self.exchange.amount_to_precision(market, str(qty)))
+        ``decimal_to_precision`` changes the current context's precision and traps in place. A quantity the step
+        truncates to nothing is refused as Binance's LOT_SIZE filter refuses it ("Filter failure: LOT_SIZE"),
+        before anything is sent."""
+        try:
+            with decimal.localcontext():
+                return str(self.exchange.amount_to_precision(market, str(qty)))
+        except ccxt.InvalidOrder as exc:  # "amount of ... must be greater than minimum amount precision of ..."
+            raise OrderError(
+                f"Filter failure: LOT_SIZE (quantity {qty} is below the step {self._step(market)} of {market}; "
+                "not sent)"
+            ) from exc
+        except ccxt.BaseError as exc:
+            raise map_error(exc, futures=self.FUTURES) from exc
 
     def price_to_precision(self, market: str, price: Decimal) -> str:
         """ccxt's price precision (rounded to the tick), in a local Decimal context."""
-        with decimal.localcontext():
-            return str(self.exchange.price_to_precision(market, str(price)))
+        try:
+            with decimal.localcontext():
+                return str(self.exchange.price_to_precision(market, str(price)))
+        except ccxt.BaseError as exc:
+            raise map_error(exc, futures=self.FUTURES) from exc
+
+    def _step(self, market: str) -> str:
+        """The market's LOT_SIZE step as exchangeInfo states it (ccxt's precision when it does not)."""
+        info = self._ccxt_market(market)
+        for f in info.get("info", {}).get("filters", []):
+            if f.get("filterType") == "LOT_SIZE" and f.get("stepSize"):
+                return f"{Decimal(str(f['stepSize'])).normalize():f}"
+        return str(info.get("precision", {}).get("amount"))
+
+    def _ccxt_market(self, market: str) -> dict[str, Any]:
+        """ccxt's market (loaded): an unknown one is our SymbolNotFoundError."""
+        try:
+            return self.exchange.market(market)  # type: ignore[no-any-return]
+        except ccxt.BaseError as exc:
+            raise map_error(exc, futures=self.FUTURES) from exc
 
     async def connect(self) -> None:
-        """Load the markets and reconcile (open orders, recent trades); start the heartbeat. Binance unreachable
-        is not fatal: markets load on first use, reconciliation runs once Binance answers."""
+        """Measure Binance's clock, load the markets and reconcile (open orders, recent trades); start the
+        heartbeat. Binance unreachable, or refusing the key, is not fatal: the clock is measured by the next
+        heartbeat, markets load on first use, reconciliation runs once Binance answers and accepts the key."""
+        await self._sync_clock()
         try:
             await self._markets()
             await self._catch_up()
         except BrokerConnectionError as exc:
             self.log.warning("Binance not reachable on connect; reconciling once it answers", error=exc.message)
+        except KeyRejectedError:
+            pass  # said once by the key's state; the heartbeat asks again
+        except BrokerError as exc:
+            self.log.warning("reconciliation on connect failed; retried by the next poll", error=exc.message)
         if self.heartbeat_interval_s > 0:
             self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name=f"{self.broker_id}-heartbeat"))
 
     async def _ready(self) -> None:
-        """Before an order: what connect could not do."""
+        """Before an order: what connect could not do, and a key Binance accepts."""
+        if self.clock_offset_ms is None:
+            await self._sync_clock()
         await self._markets()
+        await self._key_usable()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -228,13 +274,18 @@ class BinanceConnection(BrokerClient):
 
     async def _api(self, ep: Endpoint, params: dict[str, Any] | None = None, *, weight: int | None = None) -> Any:
         return await self._call(ep.name, ep.weight if weight is None else weight, getattr(self.exchange, ep.method),
-                                params or {})  # fmt: skip
+                                params or {}, signed="private" in ep.method.lower())  # fmt: skip
 
-    async def _call(self, endpoint: str, weight: int, fn: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """One request: the weight budget first, our error mapping, latency by endpoint; 429/418 retried after
-        Retry-After (nothing was processed). A connection failure marks the broker disconnected, an answer
-        connected."""
+    async def _call(
+        self, endpoint: str, weight: int, fn: Callable[..., Awaitable[T]], *args: Any, signed: bool = True
+    ) -> T:
+        """One request: the weight budget first, our error mapping (``errors``), latency by endpoint. Rate limits
+        (429 / 418, -1003 / -1015) are retried after Retry-After, and a signed request refused for its timestamp
+        once after the clock is measured again: nothing was processed. A request that got no answer marks Binance
+        unreachable, an answer reachable; a signed one refused for the key marks the key refused, answered
+        accepted (``access``)."""
         attempt = 0
+        resynced = False
         while True:
             waited = await self.budget.acquire(weight)
             if waited:
@@ -246,26 +297,35 @@ class BinanceConnection(BrokerClient):
             try:
                 with decimal.localcontext():  # ccxt's precision helpers change the Decimal context in place
                     result = await fn(*args)
-            except (ccxt.RateLimitExceeded, ccxt.DDoSProtection) as exc:
-                self._answered(endpoint, weight, answer, started)
-                metrics.BROKER_RATE_LIMITED.labels(self.broker_id).inc()
-                attempt += 1
-                if attempt > self.max_rate_limit_retries:
-                    raise BrokerConnectionError("rate limited: retries exhausted", code="429") from exc
-                wait = self._retry_after(answer)
-                self.backoffs.append(wait)
-                self.log.warning("rate limited; backing off", seconds=wait, attempt=attempt, endpoint=endpoint)
-                await asyncio.sleep(wait)
-                continue
             except ccxt.BaseError as exc:
                 self._answered(endpoint, weight, answer, started)
-                err = map_error(exc, answer.json())
-                if isinstance(err, BrokerConnectionError):
-                    self._set_connected(False)
+                err = map_error(exc, answer.json(), answer.status, futures=self.FUTURES)
+                if isinstance(err, RateLimitedError):
+                    metrics.BROKER_RATE_LIMITED.labels(self.broker_id).inc()
+                    attempt += 1
+                    if attempt > self.max_rate_limit_retries:
+                        raise BrokerConnectionError("rate limited: retries exhausted", code=err.code or "429") from exc
+                    wait = self._retry_after(answer)
+                    self.backoffs.append(wait)
+                    self.log.warning("rate limited; backing off", seconds=wait, attempt=attempt, endpoint=endpoint)
+                    await asyncio.sleep(wait)
+                    continue
+                if isinstance(err, ClockSkewError) and signed and not resynced:
+                    resynced = True
+                    self.log.warning("signed request refused for its timestamp; measuring Binance's clock again",
+                                     endpoint=endpoint, offset_ms=self.clock_offset_ms)  # fmt: skip
+                    if await self._sync_clock():
+                        continue
+                if isinstance(err, KeyRejectedError) and signed:
+                    self._key_refused(err)
+                elif isinstance(err, BrokerConnectionError) and answer.status is None:
+                    self._set_reachable(False)
                 raise err from exc
             finally:
                 _ANSWER.reset(token)
             self._answered(endpoint, weight, answer, started)
+            if signed:
+                self._key_accepted()
             return result
 
     def _answered(self, endpoint: str, weight: int, answer: _Answer, started: float) -> None:
@@ -277,7 +337,7 @@ class BinanceConnection(BrokerClient):
             self.used_weight = used
             metrics.BROKER_WEIGHT_USED.labels(self.broker_id).set(used)
         if answer.status is not None:
-            self._set_connected(True)
+            self._set_reachable(True)
 
     def _retry_after(self, answer: _Answer) -> float:
         raw = answer.header("retry-after")
@@ -287,10 +347,10 @@ class BinanceConnection(BrokerClient):
             wait = 1.0
         return max(0.0, min(wait, self.max_backoff_s))
 
-    def _set_connected(self, up: bool) -> None:
-        if up == self.connected:
+    def _set_reachable(self, up: bool) -> None:
+        if up == self.reachable:
             return
-        self.connected = up
+        self.reachable = up
         metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if up else 0)
         if up:
             if self._was_connected:
@@ -315,16 +375,14 @@ class BinanceConnection(BrokerClient):
         self.log.exception("unreadable answer from Binance; going on", task=task, **ids)
 
     async def heartbeat(self) -> bool:
-        """A cheap round trip (server time, weight 1); after a reconnection, the reconciliation."""
+        """A cheap round trip (server time, weight 1) that measures the clock offset; while the key is refused, a
+        signed read that asks again; after a reconnection, the reconciliation. True when Binance answered and
+        accepts the key."""
         try:
-            sent = time.time()
-            answer = await self._api(self.EP.time)
-            now = time.time()
-            self.clock_offset_ms = int(answer["serverTime"]) - int((sent + now) * 500)
-            metrics.BROKER_LAST_HEARTBEAT.labels(self.broker_id).set(now)
-            if abs(self.clock_offset_ms) > self.recv_window_ms // 2:
-                self.log.warning("clock differs from Binance's by more than half the recvWindow",
-                                 offset_ms=self.clock_offset_ms)  # fmt: skip
+            await self._measure_clock()
+            metrics.BROKER_LAST_HEARTBEAT.labels(self.broker_id).set(time.time())
+            if self.key_error is not None:
+                await self._api(self.EP.account)  # answered: the key is accepted again
             await self._catch_up()
         except BrokerError as exc:
             self.log.debug("heartbeat failed", error=exc.message)
@@ -339,7 +397,8 @@ class BinanceConnection(BrokerClient):
 
     async def _markets(self) -> dict[str, Any]:
         if not self.exchange.markets:
-            await self._call(self.EP.exchange_info.name, self.EP.exchange_info.weight, self.exchange.load_markets)
+            await self._call(self.EP.exchange_info.name, self.EP.exchange_info.weight, self.exchange.load_markets,
+                             signed=False)  # fmt: skip
             self._limit_from_exchange_info()
         return self.exchange.markets
 
@@ -364,7 +423,7 @@ class BinanceConnection(BrokerClient):
         raise SymbolNotFoundError(f"unknown symbol {symbol}", code="-1121")
 
     def _market_id(self, market: str) -> str:
-        return str(self.exchange.market(market)["id"])
+        return str(self._ccxt_market(market)["id"])
 
     def _market_name(self, market_id: str) -> str:
         found = (self.exchange.markets_by_id or {}).get(market_id)

@@ -10,6 +10,7 @@ from typing import Any
 
 from ordermesh.brokers.binance.connection import UsdmExchange
 from ordermesh.brokers.binance.endpoints import AMEND, FUTURES_API, POSITION_RISK
+from ordermesh.brokers.binance.errors import KeyRejectedError
 from ordermesh.brokers.binance.records import dec
 from ordermesh.brokers.binance.spot import BinanceSpotAdapter
 from ordermesh.brokers.model import (
@@ -38,7 +39,6 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
     DEFAULT_WEIGHT_LIMIT = 2400
     FUTURES = True
     EP = FUTURES_API
-    DUPLICATE = ("-4116", "ClientOrderId is duplicated.")
 
     def __init__(
         self,
@@ -72,6 +72,8 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
             self.log.warning(
                 "futures settings not applied on connect; retried before the next order", error=exc.message
             )
+        except KeyRejectedError:
+            pass  # said once by the key's state; applied before the first order once the key is accepted
 
     async def _ready(self) -> None:
         await super()._ready()
@@ -168,13 +170,16 @@ class BinanceFuturesAdapter(BinanceSpotAdapter):
         qty = rec.quantity if quantity is None else quantity
         price = rec.limit_price if limit_price is None else limit_price
         assert price is not None
-        request = {
-            "symbol": self._market_id(rec.market),
-            "origClientOrderId": rec.venue_coid,
-            "side": rec.side.value,
-            "quantity": self.amount_to_precision(rec.market, qty),
-            "price": self.price_to_precision(rec.market, price),
-        }
+        try:  # what Binance cannot take (a quantity below the step) is refused before anything is sent
+            request = {
+                "symbol": self._market_id(rec.market),
+                "origClientOrderId": rec.venue_coid,
+                "side": rec.side.value,
+                "quantity": self.amount_to_precision(rec.market, qty),
+                "price": self.price_to_precision(rec.market, price),
+            }
+        except OrderError as exc:
+            raise ModificationError(exc.message, code=exc.code) from exc
         try:
             info = await self._api(AMEND, request)
         except (OrderNotFoundError, OrderError) as exc:

@@ -9,7 +9,10 @@ the trigger placed (``actualOrderId``).
 Idempotency and unknown outcomes: every order is kept by client order id (sent as ``newClientOrderId``). A
 request that timed out or lost its connection leaves the order ``unknown`` (BrokerConnectionError); the next
 place / status / cancel for it first queries the order by client order id and places only when Binance answers
-"Order does not exist.". A duplicate rejection answers the existing order.
+"Order does not exist.". A duplicate rejection (futures -4116; spot -2010, whose meanings are told apart only by
+the message, so every spot -2010 is checked) is looked up by client order id, and the order found is the answer.
+What cannot be sent (a quantity below the step, a missing price) is refused before anything is sent and leaves
+nothing to follow.
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from decimal import Decimal
 from typing import Any
 
 from ordermesh.brokers.binance.endpoints import ALGO_CANCEL, ALGO_NEW
+from ordermesh.brokers.binance.errors import DuplicateOrderError
 from ordermesh.brokers.binance.records import ZERO, Records, TrackedOrder
 from ordermesh.brokers.binance.requests import OrderTerms, order_request
 from ordermesh.brokers.model import (
+    AuthenticationError,
     BrokerConnectionError,
     BrokerOrder,
     BrokerOrderState,
@@ -39,12 +44,18 @@ class Orders(Records):
         rec = self._records.get(coid)
         if rec is not None:
             if rec.pending:
-                found = await self._resolve(rec)
+                try:
+                    found = await self._resolve(rec)
+                except AuthenticationError as exc:  # not looked up: its outcome stays unknown, never a rejection
+                    raise BrokerConnectionError(f"outcome unknown: {exc.message}", code=exc.code) from exc
                 if found is not None:
                     return found
                 self.log.info("unknown outcome resolved: never placed; placing now", client_order_id=coid)
                 return await self._send(rec)
-            return await self._refresh(rec) if rec.working else rec.view()
+            if rec.working:
+                return await self._refresh(rec)
+            await self._complete_fills(rec)
+            return rec.view()
         if order.order_type is OrderType.LIMIT and order.limit_price is None:
             raise OrderError("limit order without a limit price")
         await self._ready()
@@ -54,12 +65,14 @@ class Orders(Records):
         self._records[coid] = rec
         return await self._send(rec)
 
-    def _terms(self, rec: TrackedOrder, qty: Decimal) -> dict[str, str]:
-        """The request for the record's current leg of ``qty``, at the market's precision."""
+    def _terms(self, rec: TrackedOrder, qty: Decimal, limit_price: Decimal | None = None) -> dict[str, str]:
+        """The request for the record's current leg of ``qty`` (at ``limit_price``, else the record's), at the
+        market's precision. Raises OrderError for what Binance cannot take."""
+        limit = limit_price if limit_price is not None else rec.limit_price
         amount = self.amount_to_precision(rec.market, qty)
-        price = self.price_to_precision(rec.market, rec.limit_price) if rec.limit_price else None
+        price = self.price_to_precision(rec.market, limit) if limit else None
         stop = self.price_to_precision(rec.market, rec.stop_price) if rec.stop_price else None
-        if Decimal(amount) != qty or (price is not None and Decimal(price) != rec.limit_price):
+        if Decimal(amount) != qty or (price is not None and Decimal(price) != limit):
             self.log.warning("order adjusted to the market's precision", client_order_id=rec.client_order_id,
                              amount=amount, price=price)  # fmt: skip
         terms = OrderTerms(
@@ -74,7 +87,12 @@ class Orders(Records):
 
     async def _send(self, rec: TrackedOrder, quantity: Decimal | None = None) -> BrokerOrder:
         """Send the record's current leg (``quantity`` defaults to the whole order)."""
-        request = self._terms(rec, rec.quantity if quantity is None else quantity)
+        try:
+            request = self._terms(rec, rec.quantity if quantity is None else quantity)
+        except OrderError:
+            if rec.legs == 0:
+                self._records.pop(rec.client_order_id, None)  # never sent (a resumed command): nothing to follow
+            raise
         rec.state = "sending"
         rec.legs += 1
         try:
@@ -86,12 +104,13 @@ class Orders(Records):
             )
             raise
         except OrderError as exc:
-            if (exc.code, exc.message) == self.DUPLICATE:
-                self.log.info(
-                    "duplicate client order id: answering the existing order", client_order_id=rec.client_order_id
-                )
+            if isinstance(exc, DuplicateOrderError) or (exc.code == "-2010" and type(exc) is OrderError):
                 rec.state = "unknown"
-                return await self._refresh(rec)
+                found = await self._resolve(rec)
+                if found is not None:
+                    self.log.info("client order id in use: answering the existing order",
+                                  client_order_id=rec.client_order_id, code=exc.code, reason=exc.message)  # fmt: skip
+                    return found
             rec.state = BrokerOrderState.REJECTED.value
             if rec.legs == 1:
                 self._records.pop(rec.client_order_id, None)  # never at Binance: a corrected resend may follow
@@ -116,6 +135,7 @@ class Orders(Records):
                 raise OrderNotFoundError(f"{client_order_id}: never reached Binance", code="-2013")
             return found
         if not rec.working:
+            await self._complete_fills(rec)  # a finished order whose trades were not all listed yet
             return rec.view()
         return await self._refresh(rec)
 
@@ -179,6 +199,12 @@ class Orders(Records):
             await self._resolve(rec)
         if not rec.working:
             raise ModificationError(f"order {client_order_id} is not working ({rec.state})")
+        left = (rec.quantity if quantity is None else quantity) - rec.prior_filled - rec.leg_filled
+        if left > 0:
+            try:  # what Binance cannot take is refused before the working leg is canceled
+                self._terms(rec, left, limit_price)
+            except OrderError as exc:
+                raise ModificationError(exc.message, code=exc.code) from exc
         try:
             await self._cancel_leg(rec)
         except OrderNotFoundError as exc:

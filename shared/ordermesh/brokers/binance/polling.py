@@ -7,8 +7,9 @@ command is resumed before it is placed, so an order that already finished at Bin
 would accept again) is found instead of placed twice.
 
 Fills come from ``fills[]`` of spot FULL answers and from the account's trades per symbol (``myTrades`` /
-``userTrades`` from a trade-id cursor), fetched when the symbol's open orders show a change; they are kept by trade
-id (``fill_id`` = trade id), so each arrives once.
+``userTrades`` from a trade-id cursor), fetched when the symbol's open orders show a change, and from the order's own
+trades while they do not cover what it executed (``records``); they are kept by trade id (``fill_id`` = trade id),
+so each arrives once. While Binance refuses the API key the polls wait (``access``).
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ class Polling(Records):
     async def poll_working(self) -> list[BrokerOrder]:
         """One poll: per symbol with working orders, its open orders (cheap), then the account's trades when
         something changed; orders gone from the open list are queried once for their final state. Returns the
-        views that changed since last reported."""
+        views that changed since last reported. Nothing while Binance refuses the key (the heartbeat asks)."""
+        if self.key_error is not None:
+            return []
         try:
             await self._catch_up()
         except BrokerError as exc:
@@ -155,7 +158,7 @@ class Polling(Records):
         by_market: dict[str, list[TrackedOrder]] = {}
         for rec in list(self._records.values()):
             unprotected = not rec.protected and (rec.stop_loss is not None or rec.take_profit is not None)
-            if rec.pending or rec.working or unprotected:
+            if rec.pending or rec.working or unprotected or rec.lag_since or rec.missing_legs():
                 by_market.setdefault(rec.market, []).append(rec)
         for market, recs in by_market.items():
             try:
@@ -186,13 +189,14 @@ class Polling(Records):
             for rec in waiting:
                 info = open_algos.get(rec.venue_coid)
                 if info is None or info.get("algoStatus") not in ALGO_WAITING:
-                    await self._refresh(rec)  # triggered (then followed as its order), canceled, rejected
+                    await self._refresh(rec, attempts=1)  # triggered (then followed as its order), canceled, ...
         working = [rec for rec in recs if rec.working and not rec.waiting]
+        gone: list[TrackedOrder] = []
         if working:
             snapshot = await self._api(self.EP.open_orders, {"symbol": self._market_id(market)})
             open_by_coid = {str(o.get("clientOrderId")): o for o in snapshot}
             open_by_id = {str(o.get("orderId")): o for o in snapshot}
-            gone, changed = [], market not in self._cursor
+            changed = market not in self._cursor
             for rec in working:
                 # the order an algo order's trigger placed carries an id of Binance's: followed by orderId
                 info = open_by_id.get(rec.order_id) if rec.algo else open_by_coid.get(rec.venue_coid)
@@ -204,7 +208,11 @@ class Polling(Records):
             if changed or gone:
                 await self._read_trades(market)
             for rec in gone:
-                await self._refresh(rec)  # its final state (filled, canceled, expired) and any trade still missing
+                await self._refresh(rec, attempts=1)  # its final state (filled, canceled, expired) and its trades
+        now, read = time.monotonic(), {id(rec) for rec in gone}
+        for rec in recs:  # executed more than its fills: its trades, until listed (``records``)
+            if id(rec) not in read and not rec.pending and rec.missing_legs() and now >= rec.lag_next:
+                await self._complete_fills(rec, attempts=1)
         for rec in recs:
             if not rec.working and not rec.pending:
                 await self._protect(rec)
@@ -215,7 +223,8 @@ class Polling(Records):
         again is resumed, i.e. looked up, before it is placed)."""
         horizon = time.monotonic() - self.reconcile_lookback_s
         for coid, rec in list(self._records.items()):
-            if rec.closed_at and rec.closed_at < horizon and self._emitted.get(coid) == rec.view():
+            reported = self._emitted.get(coid) == rec.view() and not rec.missing_legs()  # never with fills missing
+            if rec.closed_at and rec.closed_at < horizon and reported:
                 del self._records[coid]
                 self._emitted.pop(coid, None)
                 self._by_order_id.pop((rec.market, rec.order_id), None)

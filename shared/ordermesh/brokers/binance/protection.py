@@ -9,7 +9,7 @@ from decimal import Decimal
 from ordermesh.brokers.binance.endpoints import ALGO_NEW, OCO
 from ordermesh.brokers.binance.records import ZERO, Records, TrackedOrder, dec
 from ordermesh.brokers.binance.requests import attached_requests, is_algo
-from ordermesh.brokers.model import BrokerConnectionError, BrokerError, OrderNotFoundError
+from ordermesh.brokers.model import BrokerConnectionError, BrokerError, OrderError, OrderNotFoundError
 from ordermesh.brokers.reports import attached_command
 from ordermesh.contract.wire import Side
 from ordermesh.platform import metrics
@@ -23,8 +23,8 @@ class Protection(Records):
         what it filled (spot: an OCO list when both, since the asset can be locked once). They are orders of
         their own (``<coid>-sl`` / ``<coid>-tp``), reported with the parent's id; a failure is logged and left
         for the next poll to retry."""
-        if rec.protected or rec.command is None or rec.working or rec.pending:
-            return
+        if rec.protected or rec.command is None or rec.working or rec.pending or rec.missing_legs():
+            return  # (fills missing: what it bought less commissions is known once they are read)
         if rec.stop_loss is None and rec.take_profit is None:
             rec.protected = True
             return
@@ -32,14 +32,21 @@ class Protection(Records):
         if filled <= 0:
             rec.protected = True
             return
-        market_id = self._market_id(rec.market)
-        requests = attached_requests(
-            symbol_id=market_id, parent_side=rec.side, quantity=self.amount_to_precision(rec.market, filled),
-            stop_loss=self.price_to_precision(rec.market, rec.stop_loss) if rec.stop_loss else None,
-            take_profit=self.price_to_precision(rec.market, rec.take_profit) if rec.take_profit else None,
-            client_order_id=rec.client_order_id, futures=self.FUTURES, hedge_mode=self._hedge(),
-            position_id=rec.position_id,
-        )  # fmt: skip
+        try:
+            requests = attached_requests(
+                symbol_id=self._market_id(rec.market), parent_side=rec.side,
+                quantity=self.amount_to_precision(rec.market, filled),
+                stop_loss=self.price_to_precision(rec.market, rec.stop_loss) if rec.stop_loss else None,
+                take_profit=self.price_to_precision(rec.market, rec.take_profit) if rec.take_profit else None,
+                client_order_id=rec.client_order_id, futures=self.FUTURES, hedge_mode=self._hedge(),
+                position_id=rec.position_id,
+            )  # fmt: skip
+        except OrderError as exc:  # e.g. what it bought less commissions is below the step: nothing to send
+            self.log.error("protective order refused: the position is NOT protected",
+                           client_order_id=rec.client_order_id, code=exc.code, reason=exc.message)  # fmt: skip
+            metrics.PROTECTION_FAILURES.labels(self.broker_id).inc()
+            rec.protected = True
+            return
         for kind, request in requests:
             algo = is_algo(request)
             legs = [("sl", request["belowClientOrderId" if rec.side is Side.BUY else "aboveClientOrderId"]),
@@ -86,7 +93,7 @@ class Protection(Records):
         filled = rec.prior_filled + rec.leg_filled
         if self.FUTURES or rec.side is not Side.BUY:
             return filled
-        base = self.exchange.market(rec.market)["base"]
+        base = self._ccxt_market(rec.market)["base"]
         return filled - sum((f.commission for f in rec.fills.values() if f.commission_asset == base), ZERO)
 
     async def _one_cancels_other(self, rec: TrackedOrder) -> None:

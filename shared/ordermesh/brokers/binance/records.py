@@ -5,10 +5,19 @@ account's trades, an order queried again.
 Money is ``Decimal`` read from Binance's raw JSON strings (:func:`dec`), never from ccxt's floats; what the venue
 accepted (``origQty``, ``price``) is what we report. Fills are kept by trade id (``fill_id`` = trade id), so each
 arrives once.
+
+A fill is reported when Binance's executed quantity says it happened: each leg's ``executedQty`` is kept
+(``TrackedOrder.executed``) and its trades are read (``GET myTrades`` / ``userTrades`` by ``orderId``) until its fills
+cover it. The account's trade list may lag the order's own answer; until it catches up, the order is reported by
+the fills known and as still working (NEW / PARTIALLY_FILLED), never as finished without its fills, so nothing
+upstream forgets it: ``fill_retries`` reads ``fill_retry_s`` apart while placing or querying it, then one per poll
+(slowing down, at most every 30 s, once ``fill_lag_warn_s`` has passed, with one warning). Reads that came back short
+are ``ordermesh_broker_fill_lag_checks_total``, the orders waiting ``ordermesh_broker_orders_missing_fills``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,6 +29,7 @@ from ordermesh.brokers.binance.requests import ALGO_TYPES, FUTURES_TYPES
 from ordermesh.brokers.model import BrokerFill, BrokerOrder, BrokerOrderState, OrderNotFoundError
 from ordermesh.brokers.reports import attached_parent
 from ordermesh.contract.wire import Liquidity, OrderType, PlaceOrder, Side, TimeInForce
+from ordermesh.platform import metrics
 
 ZERO = Decimal(0)
 
@@ -91,6 +101,21 @@ class TrackedOrder:
     protected: bool = False  # its attached orders are placed
     closed_at: float = 0.0  # monotonic time it reached a final state (pruned a while after)
     command: PlaceOrder | None = None  # the order as commanded; None for one adopted from Binance
+    executed: dict[str, Decimal] = field(default_factory=dict)  # Binance orderId of each leg -> its executedQty
+    fill_orders: dict[str, str] = field(default_factory=dict)  # fill id -> the Binance orderId it belongs to
+    lag_since: float = 0.0  # monotonic time its fills were first found missing (0: none missing)
+    lag_next: float = 0.0  # monotonic time its trades are read again by the poll
+    lag_interval: float = 0.0
+    lag_warned: bool = False
+
+    def missing_legs(self) -> list[str]:
+        """The Binance orderIds whose executed quantity the fills we hold do not cover yet."""
+        have: dict[str, Decimal] = {}
+        for fid, fill in self.fills.items():
+            oid = self.fill_orders.get(fid)
+            if oid is not None:
+                have[oid] = have.get(oid, ZERO) + fill.quantity
+        return [oid for oid, executed in self.executed.items() if have.get(oid, ZERO) < executed]
 
     @property
     def pending(self) -> bool:
@@ -108,6 +133,12 @@ class TrackedOrder:
     def view(self) -> BrokerOrder:
         state = BrokerOrderState.NEW if self.pending else BrokerOrderState(self.state)
         fills = sorted(self.fills.values(), key=lambda f: (f.ts_ns, int(f.fill_id) if f.fill_id.isdigit() else 0))
+        filled = self.prior_filled + self.leg_filled
+        if not self.pending and self.missing_legs():
+            # executed more than the fills we hold (the trade list lags): reported by the fills known, as working,
+            # until the rest is read; a finished state without its fills would let the order be forgotten
+            filled = sum((f.quantity for f in fills), ZERO)
+            state = BrokerOrderState.PARTIALLY_FILLED if filled else BrokerOrderState.NEW
         return BrokerOrder(
             client_order_id=self.client_order_id,
             broker_order_id=self.order_id or self.algo_id,  # an algo order: its algoId until it triggers
@@ -115,7 +146,7 @@ class TrackedOrder:
             side=self.side,
             quantity=self.quantity,
             state=state,
-            filled_qty=self.prior_filled + self.leg_filled,
+            filled_qty=filled,
             limit_price=self.limit_price,
             fills=fills,
             parent_client_order_id=self.parent,
@@ -149,11 +180,14 @@ class Records(BinanceConnection):
                 rec.closed_at = time.monotonic()
         if info.get("executedQty") is not None:
             rec.leg_filled = dec(info["executedQty"])
+            if rec.order_id:
+                rec.executed[rec.order_id] = rec.leg_filled
         if info.get("origQty") is not None and rec.legs <= 1:
             rec.quantity = dec(info["origQty"])
         ts_ns = int(info.get("transactTime") or info.get("updateTime") or 0) * 1_000_000
         for f in info.get("fills") or []:
             fid = str(f["tradeId"])
+            rec.fill_orders[fid] = rec.order_id
             rec.fills.setdefault(
                 fid,
                 BrokerFill(
@@ -190,6 +224,7 @@ class Records(BinanceConnection):
     def _add_trade(self, rec: TrackedOrder, info: dict[str, Any]) -> None:
         """One of the account's trades (``myTrades`` / ``userTrades``), kept by trade id."""
         fid = str(info["id"])
+        rec.fill_orders[fid] = str(info["orderId"])
         rec.fills.setdefault(
             fid,
             BrokerFill(
@@ -200,20 +235,51 @@ class Records(BinanceConnection):
             ),
         )  # fmt: skip
 
-    def _known_qty(self, rec: TrackedOrder) -> Decimal:
-        return sum((f.quantity for f in rec.fills.values()), ZERO)
+    async def _complete_fills(self, rec: TrackedOrder, *, attempts: int | None = None) -> None:
+        """Read the trades of each leg Binance says executed more than the fills we hold (a spot answer without
+        fills, a futures answer, an order that filled while resting): up to ``attempts`` rounds (default
+        ``fill_retries``) ``fill_retry_s`` apart, since the account's trade list may lag the order. Whatever is
+        still missing is read again by the poll (module docstring)."""
+        for attempt in range(max(1, self.fill_retries if attempts is None else attempts)):
+            missing = rec.missing_legs()
+            if not missing:
+                break
+            if attempt:
+                await asyncio.sleep(self.fill_retry_s)
+            for oid in missing:
+                for t in await self._api(self.EP.trades_of_order, {"symbol": self._market_id(rec.market),
+                                                                   "orderId": oid}):  # fmt: skip
+                    self._add_trade(rec, t)
+                if oid in rec.missing_legs():
+                    metrics.BROKER_FILL_LAG_CHECKS.labels(self.broker_id).inc()
+        self._note_lag(rec)
 
-    async def _complete_fills(self, rec: TrackedOrder) -> None:
-        """Fetch the order's own trades when Binance reports more executed than the fills we hold (a spot
-        answer without fills, a futures answer, a closed order whose trades the account poll has not read)."""
-        if rec.order_id and self._known_qty(rec) < rec.prior_filled + rec.leg_filled:
-            params = {"symbol": self._market_id(rec.market), "orderId": rec.order_id}
-            for t in await self._api(self.EP.trades_of_order, params):
-                self._add_trade(rec, t)
+    def _note_lag(self, rec: TrackedOrder) -> None:
+        """When the order's fills went missing, whether to warn (once, past ``fill_lag_warn_s``, after which its
+        reads slow down) and when the poll reads them next; the gauge of orders waiting."""
+        now = time.monotonic()
+        if rec.missing_legs():
+            rec.lag_since = rec.lag_since or now
+            if now - rec.lag_since >= self.fill_lag_warn_s:
+                if not rec.lag_warned:
+                    self.log.warning("trades of an executed order not listed yet; still reading them",
+                                     client_order_id=rec.client_order_id, order_ids=rec.missing_legs(),
+                                     seconds=round(now - rec.lag_since, 3))  # fmt: skip
+                    rec.lag_warned = True
+                rec.lag_interval = min(30.0, max(self.poll_interval_s, rec.lag_interval * 2))
+                rec.lag_next = now + rec.lag_interval
+        elif rec.lag_since:
+            self.log.info("trades of the order listed after a lag", client_order_id=rec.client_order_id,
+                          seconds=round(now - rec.lag_since, 3))  # fmt: skip
+            rec.lag_since = rec.lag_next = rec.lag_interval = 0.0
+            rec.lag_warned = False
+        waiting = sum(1 for r in self._records.values() if r.lag_since)
+        metrics.BROKER_ORDERS_MISSING_FILLS.labels(self.broker_id).set(waiting)
 
-    async def _refresh(self, rec: TrackedOrder) -> BrokerOrder:
-        """Query the order by client order id and complete its fills. An algo order is queried by its
-        ``clientAlgoId`` until it triggers, then the order it placed by ``orderId``."""
+    async def _refresh(self, rec: TrackedOrder, *, attempts: int | None = None) -> BrokerOrder:
+        """Query the order by client order id and complete its fills (``attempts``: :meth:`_complete_fills`). An
+        algo order is queried by its ``clientAlgoId`` until it triggers, then the order it placed by
+        ``orderId``."""
         if rec.algo and not rec.order_id:
             self._apply_algo(rec, await self._api(ALGO_GET, {"clientAlgoId": rec.venue_coid}))
             if not rec.order_id:
@@ -224,7 +290,7 @@ class Records(BinanceConnection):
         else:
             params["origClientOrderId"] = rec.venue_coid
         self._apply(rec, await self._api(self.EP.get_order, params))
-        await self._complete_fills(rec)
+        await self._complete_fills(rec, attempts=attempts)
         return rec.view()
 
     async def _resolve(self, rec: TrackedOrder) -> BrokerOrder | None:

@@ -20,7 +20,11 @@ class BinanceSpotSettings(BrokerSettings, frozen=True, kw_only=True, forbid_unkn
     base_url: str | None = None
     #: Binance's spot testnet through ccxt's sandbox mode; only when no ``base_url``.
     testnet: bool = False
-    recv_window: int = 5000  # ms
+    #: How long a signed request stays valid at Binance (ms, at most 60000; Binance's default 5000), sent as
+    #: ``recvWindow`` on every signed request.
+    recv_window: int = 5000
+    #: A warning when our clock and Binance's differ by more than this (ms); signed requests use Binance's time.
+    clock_offset_warn_ms: int = 1000
     timeout: float = 10.0  # seconds per request
     currency: str = "USDT"  # the quote asset reported as the balance; other assets are positions
     max_backoff_s: float = 30.0  # cap on a Retry-After wait
@@ -45,9 +49,11 @@ class BinanceSpotSettings(BrokerSettings, frozen=True, kw_only=True, forbid_unkn
             )
         if not 0 < self.weight_headroom <= 1:
             raise ValueError(f"weight_headroom must be in (0, 1], got {self.weight_headroom}")
-        for name in ("poll_interval_ms", "heartbeat_interval_ms", "quote_interval_ms", "recv_window"):
+        for name in ("poll_interval_ms", "heartbeat_interval_ms", "quote_interval_ms", "clock_offset_warn_ms"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must not be negative")
+        if not 0 < self.recv_window <= 60000:
+            raise ValueError(f"recv_window must be in 1..60000 ms (Binance's maximum), got {self.recv_window}")
         if self.poll_interval_ms == 0:
             raise ValueError("poll_interval_ms must be positive")
 
@@ -68,6 +74,7 @@ def _binance_common(settings: BinanceSpotSettings) -> dict[str, Any]:
         quote_interval_s=settings.quote_interval_ms / 1000,
         reconcile_lookback_s=settings.reconcile_lookback_s,
         weight_headroom=settings.weight_headroom,
+        clock_offset_warn_ms=settings.clock_offset_warn_ms,
     )
 
 

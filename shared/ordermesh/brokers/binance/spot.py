@@ -34,7 +34,6 @@ class BinanceSpotAdapter(Polling, Orders, Protection):
     DEFAULT_WEIGHT_LIMIT = 6000
     FUTURES = False
     EP = SPOT_API
-    DUPLICATE = ("-2010", "Duplicate order sent.")
     capabilities = Capabilities(places_protective_orders=True, streams_quotes=True, reports_instruments=True)
 
     def _new_exchange(self, config: dict[str, Any]) -> Any:
