@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from ordermesh.brokers.mt5.adapter import MT5Adapter
@@ -65,3 +70,33 @@ def place(
         account="mt5-acct", broker_id="mt5", symbol=symbol, side=side, order_type=order_type,
         quantity=Decimal(qty), limit_price=Decimal(limit) if limit else None,
     )  # fmt: skip
+
+
+def mt5_config(path: Path, ports: Ports, *, broker: str = "", accounts: str = "") -> Path:
+    """An ordermesh config that routes everything to one MT5 broker on ``ports`` (``broker``: more lines of its
+    entry, ``accounts``: an ``accounts:`` section)."""
+    path.write_text(
+        "router:\n  default_broker: mt5\n" + accounts + "brokers:\n  mt5:\n    type: mt5\n"
+        f"    command_port: {ports.command}\n    data_port: {ports.data}\n    live_port: {ports.live}\n"
+        f"    events_port: {ports.events}\n    heartbeat_interval_ms: 200\n" + broker
+    )
+    return path
+
+
+@contextlib.contextmanager
+def mt5_sim_process(log: Path, ports: Ports, *flags: str) -> Iterator[subprocess.Popen[bytes]]:
+    """``ordermesh mt5-sim`` as its own process on ``ports`` (with ``flags``), stopped on exit."""
+    from tests.harness import ROOT
+
+    with open(log, "ab") as out:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "mt5-sim", "--command-port", str(ports.command),
+             "--data-port", str(ports.data), "--live-port", str(ports.live), "--events-port", str(ports.events),
+             *flags],
+            stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        try:
+            yield sim
+        finally:
+            sim.terminate()
+            sim.wait(15)

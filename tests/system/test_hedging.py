@@ -19,7 +19,8 @@ from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient
 from tests import harness
 from tests.harness import ROOT, System, eventually
-from tests.mt5util import free_ports
+from tests.mt5util import free_ports, mt5_config, mt5_sim_process
+from tools.mt5sim.server import Ports
 
 D = Decimal
 
@@ -27,23 +28,12 @@ D = Decimal
 async def test_close_all_closes_every_hedging_ticket_by_its_id(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    cmd, data, live, events = free_ports()
-    config = tmp_path / "om.yaml"
-    config.write_text(
-        "router:\n  default_broker: mt5\n"
-        "accounts:\n  mt5-h:\n    mode: hedging\n"
-        "brokers:\n  mt5:\n    type: mt5\n"
-        f"    command_port: {cmd}\n    data_port: {data}\n    live_port: {live}\n    events_port: {events}\n"
-        "    heartbeat_interval_ms: 200\n    hedging: true\n"
+    ports = Ports(*free_ports())
+    config = mt5_config(
+        tmp_path / "om.yaml", ports, accounts="accounts:\n  mt5-h:\n    mode: hedging\n", broker="    hedging: true\n"
     )
     monkeypatch.setitem(harness.SERVICES, "gateway-mt5", ["gateway", "mt5"])
-    sim_log = open(tmp_path / "mt5-sim.log", "ab")  # noqa: SIM115
-    sim = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop has work
-        [sys.executable, "-m", "services.cli", "mt5-sim", "--hedging", "--command-port", str(cmd),
-         "--data-port", str(data), "--live-port", str(live), "--events-port", str(events)],
-        stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
-    try:
+    with mt5_sim_process(tmp_path / "mt5-sim.log", ports, "--hedging"):
         async with System(nats_server.url, tmp_path, config=config) as system:
             for name in ("keeper", "router", "sizer"):
                 system.start(name)
@@ -85,7 +75,3 @@ async def test_close_all_closes_every_hedging_ticket_by_its_id(
             # `--check` compared the keeper's (empty) books with the positions the gateway read from the terminal:
             # no differences means the terminal holds no position either. (The EA serves one client, so the test
             # does not connect a second one beside the gateway.)
-    finally:
-        sim.terminate()
-        sim.wait(15)
-        sim_log.close()

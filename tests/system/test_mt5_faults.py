@@ -17,7 +17,7 @@ from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient
 from tests import harness
 from tests.harness import ROOT, System, eventually
-from tests.mt5util import free_ports, sim_for
+from tests.mt5util import free_ports, mt5_config, mt5_sim_process, sim_for
 from tools.mt5sim.engine import Account
 from tools.mt5sim.server import Ports
 
@@ -41,26 +41,17 @@ async def check(config: Path, url: str) -> subprocess.CompletedProcess[str]:
 async def test_fault_ends_with_one_fill_and_the_keeper_agrees_with_mt5(
     nats_server: NatsServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str, hedging: bool
 ) -> None:
-    cmd, data, live, events = free_ports()
-    config = tmp_path / "om.yaml"
     mode = "hedging" if hedging else "netting"
-    config.write_text(
-        "router:\n  default_broker: mt5\n"
-        f"accounts:\n  mt5-f:\n    mode: {mode}\n"
-        "brokers:\n  mt5:\n    type: mt5\n"
-        f"    command_port: {cmd}\n    data_port: {data}\n    live_port: {live}\n    events_port: {events}\n"
-        "    heartbeat_interval_ms: 200\n    request_timeout_ms: 500\n    settle_s: 2\n"
-        f"    hedging: {str(hedging).lower()}\n"
-    )  # fmt: skip
+    ports = Ports(*free_ports())
+    config = mt5_config(
+        tmp_path / "om.yaml",
+        ports,
+        accounts=f"accounts:\n  mt5-f:\n    mode: {mode}\n",
+        broker=f"    request_timeout_ms: 500\n    settle_s: 2\n    hedging: {str(hedging).lower()}\n",
+    )
     monkeypatch.setitem(harness.SERVICES, "gateway-mt5", ["gateway", "mt5"])
-    sim_log = open(tmp_path / "mt5-sim.log", "ab")  # noqa: SIM115
     flags = [*FAULTS[fault], *(["--hedging"] if hedging else [])]
-    sim = subprocess.Popen(  # noqa: ASYNC220 - started once, before the loop has work
-        [sys.executable, "-m", "services.cli", "mt5-sim", "--command-port", str(cmd), "--data-port", str(data),
-         "--live-port", str(live), "--events-port", str(events), *flags],
-        stdout=sim_log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
-    try:
+    with mt5_sim_process(tmp_path / "mt5-sim.log", ports, *flags):
         async with System(nats_server.url, tmp_path, config=config) as system:
             for name in ("keeper", "router", "sizer"):
                 system.start(name)
@@ -84,10 +75,6 @@ async def test_fault_ends_with_one_fill_and_the_keeper_agrees_with_mt5(
             out = await check(config, nats_server.url)
             assert out.returncode == 0, out.stdout + out.stderr
             assert "reconciliation with the brokers (mt5):\n  no differences" in out.stdout, out.stdout
-    finally:
-        sim.terminate()
-        sim.wait(15)
-        sim_log.close()
 
 
 async def test_pending_order_filled_while_the_gateway_is_down_is_reported_once(
@@ -99,13 +86,7 @@ async def test_pending_order_filled_while_the_gateway_is_down_is_reported_once(
     account.set_price("EURUSD", Decimal("1.08495"), Decimal("1.08505"))
     sim = sim_for(account, ports)  # in this process, so the test can move the price; the gateway is a process
     await sim.start()
-    config = tmp_path / "om.yaml"
-    config.write_text(
-        "router:\n  default_broker: mt5\n"
-        "brokers:\n  mt5:\n    type: mt5\n"
-        f"    command_port: {ports.command}\n    data_port: {ports.data}\n    live_port: {ports.live}\n"
-        f"    events_port: {ports.events}\n    heartbeat_interval_ms: 200\n"
-    )
+    config = mt5_config(tmp_path / "om.yaml", ports)
     monkeypatch.setitem(harness.SERVICES, "gateway-mt5", ["gateway", "mt5"])
     seen: list[object] = []
     try:
