@@ -7,6 +7,7 @@ import sys
 
 import msgspec
 
+from ordermesh.platform.bus import BusError
 from ordermesh.platform.config import ConfigError, load_config
 from services.cli import books, brokers, control, processes, tca, tools, trading
 from services.cli.common import Command
@@ -36,4 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ordermesh: config error: {exc}", file=sys.stderr)
         return 2
-    return COMMANDS[args.command](config, args)
+    try:
+        return COMMANDS[args.command](config, args)
+    except BusError as exc:  # NATS unreachable until the connect deadline: one line, not a traceback
+        print(f"ordermesh: {exc}", file=sys.stderr)
+        return 3

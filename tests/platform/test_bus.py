@@ -3,10 +3,14 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import pytest
+
 from ordermesh.contract.codec import INTENT_CODEC
 from ordermesh.contract.subjects import INTENTS
 from ordermesh.contract.wire import Fixed, Intent, Side
-from ordermesh.platform.bus import Bus
+from ordermesh.platform.bus import Bus, BusError
+from ordermesh.platform.config import NatsSettings
+from ordermesh.platform.natsserver import free_port
 
 
 def _intent(intent_id: str) -> Intent:
@@ -81,3 +85,13 @@ async def test_kv_mirror_loads_and_follows(bus: Bus) -> None:
 async def _until(cond) -> None:  # type: ignore[no-untyped-def]
     while not cond():
         await asyncio.sleep(0.01)
+
+
+async def test_connect_gives_up_at_its_deadline_when_nats_is_unreachable() -> None:
+    # nats-py's own connect loop retried for ever (max_reconnect_attempts=-1), so the deadline never applied:
+    # every service and CLI command hung printing "nats error" twice a second.
+    port = free_port()  # nothing listens there
+    bus = Bus(NatsSettings(url=f"nats://127.0.0.1:{port}", connect_timeout_s=0.2), "test")
+    with pytest.raises(BusError, match=f"cannot connect to NATS at nats://127.0.0.1:{port}"):
+        await asyncio.wait_for(bus.connect(deadline_s=1.0), 20)
+    assert not bus.connected

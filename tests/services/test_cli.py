@@ -171,3 +171,13 @@ def test_brokers_validate_prints_one_clear_line_per_problem(tmp_path: Path) -> N
         ["old-paper", "paper", "disabled"],
         ["paper", "paper", "ok"],
     ]
+
+
+def test_a_networked_command_gives_up_when_nats_is_unreachable(tmp_path: Path) -> None:
+    # it used to hang for ever, printing two warnings a second
+    cfg = tmp_path / "om.yaml"
+    cfg.write_text(f"nats:\n  url: nats://127.0.0.1:{free_port()}\n  connect_timeout_s: 0.3\n")
+    out = ordermesh("--config", str(cfg), "positions", timeout=60)
+    assert out.returncode == 3, out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("ordermesh: cannot connect to NATS at nats://127.0.0.1:") and "Traceback" not in out.stderr

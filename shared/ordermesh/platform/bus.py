@@ -92,24 +92,31 @@ class Bus:
             log.warning("nats error", service=service, error=str(exc))
 
         while True:
+            nc = Client()
             try:
-                self._nc = await nats.connect(
-                    servers=[u.strip() for u in s.url.split(",")],
-                    name=self.name,
-                    connect_timeout=min(s.connect_timeout_s, 2.0),
-                    max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
-                    user=s.user,
-                    password=s.password,
-                    token=s.token,
-                    disconnected_cb=disconnected,
-                    reconnected_cb=reconnected,
-                    error_cb=error,
-                )
+                # nats-py retries its first connect for ever when reconnects are unlimited: bound each attempt
+                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
+                    await nc.connect(
+                        servers=[u.strip() for u in s.url.split(",")],
+                        name=self.name,
+                        connect_timeout=min(s.connect_timeout_s, 2.0),
+                        max_reconnect_attempts=-1,
+                        reconnect_time_wait=0.5,
+                        user=s.user,
+                        password=s.password,
+                        token=s.token,
+                        disconnected_cb=disconnected,
+                        reconnected_cb=reconnected,
+                        error_cb=error,
+                    )
+                self._nc = nc
                 break
             except (TimeoutError, OSError, nats.errors.Error) as exc:
+                with contextlib.suppress(Exception):
+                    await nc.close()
                 if time.monotonic() + delay > deadline:
-                    raise BusError(f"cannot connect to NATS at {s.url}: {exc}") from None
+                    why = str(exc) or "no answer before the connect deadline"
+                    raise BusError(f"cannot connect to NATS at {s.url}: {why}") from None
                 log.info("waiting for nats", url=s.url, error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
