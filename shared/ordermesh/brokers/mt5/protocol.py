@@ -34,7 +34,6 @@ _json = msgspec.json.Decoder(float_hook=Decimal)  # the EA's 5-decimal doubles, 
 ZERO = Decimal(0)
 MARKET = ("ORDER_TYPE_BUY", "ORDER_TYPE_SELL")
 PENDING = ("ORDER_TYPE_BUY_LIMIT", "ORDER_TYPE_SELL_LIMIT", "ORDER_TYPE_BUY_STOP", "ORDER_TYPE_SELL_STOP")
-DEALING = (*MARKET, "POSITION_CLOSE_ID", "POSITION_PARTIAL")  # requests that deal at once (no pending order)
 
 
 def clean(value: Decimal) -> Decimal:

@@ -26,7 +26,6 @@ to another order.
 from __future__ import annotations
 
 import time
-from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from ordermesh.brokers.model import BrokerConnectionError, BrokerFill, BrokerOrder
@@ -43,7 +42,6 @@ from ordermesh.brokers.mt5.listings import (
 )
 from ordermesh.brokers.mt5.protocol import CONNECTION, MARKET, PENDING
 from ordermesh.brokers.mt5.tickets import TicketRecord, TicketStore
-from ordermesh.contract.wire import Side
 from ordermesh.platform import metrics
 
 if TYPE_CHECKING:
@@ -305,10 +303,3 @@ class Reconciliation:
                 self._emit(rec.view())
             elif rec.vanished_s is not None:
                 await self.store.put(rec)
-
-
-def opposite(side: Side) -> Side:
-    return Side.SELL if side is Side.BUY else Side.BUY
-
-
-ZERO = Decimal(0)
