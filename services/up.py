@@ -27,6 +27,7 @@ import nats.errors
 
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.codec import HEARTBEAT_CODEC, BadMessage, decode_any
+from ordermesh.contract.subjects import Subjects
 from ordermesh.contract.wire import (
     IntentRejected,
     OrderDenied,
@@ -35,6 +36,7 @@ from ordermesh.contract.wire import (
     PositionsQuery,
     PositionsReply,
 )
+from ordermesh.platform.auth import OBSERVER, AuthError, generate, identities
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.natsserver import NatsServer, NatsServerError, url_answers
@@ -111,7 +113,20 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             print(f"ordermesh: nothing answers at {url} and nats.embedded is off", file=sys.stderr)
             return 1
         parsed = urlparse(url.split(",")[0])
-        server = NatsServer(config.nats.store_dir, host=parsed.hostname or "127.0.0.1", port=parsed.port or 4222)
+        auth_file = None
+        if config.nats.auth.enabled:  # least privilege by default: every process connects as its own identity
+            try:
+                subjects = Subjects(config.nats.prefix)
+                auth_file = generate(identities(config), subjects, config.nats.auth.dir).server_config
+            except AuthError as exc:
+                print(f"ordermesh: {exc}", file=sys.stderr)
+                return 2
+        server = NatsServer(
+            config.nats.store_dir,
+            host=parsed.hostname or "127.0.0.1",
+            port=parsed.port or 4222,
+            config_file=auth_file,
+        )
         try:
             server.start()
         except NatsServerError as exc:
@@ -163,7 +178,7 @@ async def _supervise(
         loop.add_signal_handler(sig, stop.set)
     if args.duration:
         loop.call_later(args.duration, stop.set)
-    bus = Bus(config.nats, "ordermesh-up")
+    bus = Bus(config.nats, "ordermesh-up", identity=OBSERVER)
     await bus.connect()
     flow = Flow()
     p = bus.subjects.prefix

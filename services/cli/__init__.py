@@ -9,11 +9,11 @@ import msgspec
 
 from ordermesh.platform.bus import BusError
 from ordermesh.platform.config import ConfigError, load_config
-from services.cli import books, brokers, control, processes, tca, tools, trading
+from services.cli import auth, books, brokers, control, processes, tca, tools, trading
 from services.cli.common import Command
 
 # In this order in `ordermesh --help`.
-GROUPS = (processes, trading, books, tca, control, brokers, tools)
+GROUPS = (processes, trading, books, tca, control, brokers, auth, tools)
 
 COMMANDS: dict[str, Command] = {name: cmd for group in GROUPS for name, cmd in group.COMMANDS.items()}
 

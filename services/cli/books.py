@@ -7,6 +7,7 @@ import asyncio
 import sys
 from typing import Any
 
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.brokers import check_reconciliation
 from services.cli.common import Command, quiet
@@ -53,7 +54,7 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        om = OrderMeshClient("cli", config=config)
+        om = OrderMeshClient("cli", config=config, identity=OPERATOR)
         await om.bus.connect()
         try:
             reply = await om.positions_reply(
@@ -104,7 +105,7 @@ def cmd_account(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        om = OrderMeshClient("cli", config=config, account=args.account)
+        om = OrderMeshClient("cli", config=config, account=args.account, identity=OPERATOR)
         await om.bus.connect()
         try:
             state = await om.account_state(args.account)
@@ -130,11 +131,10 @@ async def read_equity(config: OrderMeshConfig, account: str, timeout: float = 10
     from ordermesh.contract.subjects import EQUITY
     from ordermesh.platform.bus import Bus
 
-    bus = Bus(config.nats, "cli:equity")
+    bus = Bus(config.nats, "cli:equity", identity=OPERATOR)
     await bus.connect()
     points: list[Any] = []
     try:
-        await bus.provision()
         subject = bus.subjects.equity(account)
         info = await bus.js.stream_info(EQUITY, subjects_filter=subject)
         total = sum((info.state.subjects or {}).values()) if info.state.subjects else 0

@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import Any
 
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.common import Command, request_ctl
 
@@ -47,7 +48,7 @@ async def check_reconciliation(config: OrderMeshConfig) -> int:
     from ordermesh.contract.wire import ReconcileQuery, ReconciliationReport
     from ordermesh.platform.bus import Bus
 
-    bus = Bus(config.nats, "cli:check")
+    bus = Bus(config.nats, "cli:check", identity=OPERATOR)
     await bus.connect()
     try:
         reply = decode_any(await bus.request(bus.subjects.q("reconcile"), ReconcileQuery(), timeout=15.0))

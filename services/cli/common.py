@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.log import setup_logging
 from ordermesh.platform.runtime import install_uvloop
@@ -50,7 +51,7 @@ def request_ctl(config: OrderMeshConfig, name: str, msg: Any) -> int:
     quiet(config)
 
     async def go() -> int:
-        bus = Bus(config.nats, "cli:ctl")
+        bus = Bus(config.nats, "cli:ctl", identity=OPERATOR)
         await bus.connect()
         try:
             data = await bus.request(bus.subjects.ctl(name), msg, timeout=10.0)

@@ -8,6 +8,7 @@ import asyncio
 import sys
 from typing import Any
 
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.common import Command, quiet, request_ctl
 
@@ -73,7 +74,7 @@ def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        async with OrderMeshClient("close-all", config=config, account=args.account) as om:
+        async with OrderMeshClient("close-all", config=config, account=args.account, identity=OPERATOR) as om:
             try:
                 report = await om.close_all_positions(args.account, args.strategy, timeout=args.timeout)
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, OrderMeshError) as exc:

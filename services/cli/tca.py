@@ -14,6 +14,7 @@ from ordermesh.books.tca import analyse, format_report
 from ordermesh.contract.codec import EXEC_CODEC, BadMessage
 from ordermesh.contract.subjects import EXEC
 from ordermesh.contract.wire import OrderFilled
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.common import Command, quiet
@@ -82,7 +83,7 @@ def cmd_tca(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        bus = Bus(config.nats, "cli:tca")
+        bus = Bus(config.nats, "cli:tca", identity=OPERATOR)
         await bus.connect()
         try:
             fills = await read_fills(bus, args.since, args.until)

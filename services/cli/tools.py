@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 from ordermesh.contract.wire import Side
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import ConfigError, OrderMeshConfig
 from services.cli.common import Command, decimal, fmt, quiet
 
@@ -123,7 +124,7 @@ def cmd_tail(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        bus = Bus(config.nats, "cli:tail")
+        bus = Bus(config.nats, "cli:tail", identity=OPERATOR)
         await bus.connect()
         prefix = bus.subjects.prefix
         subject = args.subject if args.subject.startswith(prefix + ".") else f"{prefix}.{args.subject}"

@@ -7,6 +7,7 @@ import asyncio
 import sys
 
 from ordermesh.contract.wire import OrderType, Side
+from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.common import Command, decimal, quiet, request_ctl
 
@@ -40,7 +41,7 @@ def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        async with OrderMeshClient(args.strategy, account=args.account, config=config) as om:
+        async with OrderMeshClient(args.strategy, account=args.account, config=config, identity=OPERATOR) as om:
             intent = om.intent(
                 Side(args.side),
                 args.symbol,
@@ -96,7 +97,7 @@ def cmd_orders(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     quiet(config)
 
     async def go() -> int:
-        bus = Bus(config.nats, "cli:orders")
+        bus = Bus(config.nats, "cli:orders", identity=OPERATOR)
         await bus.connect()
         try:
             if args.unknown:

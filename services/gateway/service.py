@@ -37,6 +37,7 @@ from ordermesh.contract.wire import (
     UnresolvedReply,
 )
 from ordermesh.platform import metrics
+from ordermesh.platform.auth import gateway_identity
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import Service
@@ -54,6 +55,10 @@ class GatewayService(Service):
         self._validated = False
         self._stored: set[str] = set()  # client order ids whose command is in KV om_gateway
         self._orders: dict[str, PlaceOrder] = {}  # client order id -> the command that placed it
+
+    @property
+    def identity(self) -> str:
+        return gateway_identity(self.broker_id)
 
     def default_http_port(self) -> int:
         return self.config.http.gateway_base + sorted(self.config.brokers).index(self.broker_id)

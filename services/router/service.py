@@ -158,6 +158,15 @@ class ControlState(msgspec.Struct, kw_only=True):
     day_start: dict[str, tuple[str, Decimal]] = msgspec.field(default_factory=dict)  # account -> (UTC day, equity)
 
 
+#: What each control subject accepts (see ordermesh.contract.subjects.CONTROLS).
+CONTROL_REQUESTS: dict[str, tuple[type, ...]] = {
+    "trading": (SetTradingState, TradingStateQuery),
+    "cancel": (CancelRequest,),
+    "cancel_all": (CancelAll,),
+    "registry.reload": (RegistryReload,),
+}
+
+
 class RouterService(Service):
     name = "router"
 
@@ -198,8 +207,7 @@ class RouterService(Service):
         self._mirrors.append(await self.bus.kv_mirror(KV_INSTRUMENTS, self.instruments.on_report))
         await self.bus.subscribe(f"{s.prefix}.md.>", self.on_quote)
         await self.bus.subscribe(f"{s.prefix}.health.gateway.>", self.on_heartbeat)
-        for name in ("trading", "cancel", "cancel_all", "registry.reload"):
-            await self.bus.subscribe(s.ctl(name), self.on_control, queue="router")
+        await self.bus.subscribe(s.all_ctl, self.on_control, queue="router")
         self.consume(
             stream=ORDERS,
             durable="router",
@@ -426,12 +434,31 @@ class RouterService(Service):
             self.bad_message(msg.subject, exc.reason, exc.detail)
             await msg.respond(encode(ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}")))
             return
+        refusal = self.control_refusal(msg.subject, req)
+        if refusal:
+            self.bad_message(msg.subject, "control_subject", refusal)
+            await msg.respond(encode(ControlReply(ok=False, detail=refusal)))
+            return
         try:
             reply = await self.control(req)
         except Exception as exc:  # a control request must always be answered
             self.log.exception("control request failed", request=type(req).__name__)
             reply = ControlReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
         await msg.respond(encode(reply))
+
+    def control_refusal(self, subject: str, req: Any) -> str:
+        """Why a control request may not be acted on under ``subject`` ("" if it may): the subject decides what
+        a request may be (the server's permissions grant subjects, not message types), and a strategy-scoped
+        subject only speaks for its own strategy."""
+        parsed = self.subjects.parse_ctl(subject)
+        if parsed is None:
+            return f"{subject} is not a control subject"
+        name, strategy = parsed
+        if not isinstance(req, CONTROL_REQUESTS[name]):
+            return f"a {type(req).__name__} is not accepted on {subject}"
+        if strategy is not None and getattr(req, "strategy_id", None) != strategy:
+            return f"{subject} speaks for strategy {strategy!r} only"
+        return ""
 
     async def control(self, req: Any) -> ControlReply:
         if isinstance(req, SetTradingState):

@@ -23,13 +23,12 @@ from typing import Any
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.api import DeliverPolicy, PubAck
+from nats.js.api import PubAck
 from nats.js.errors import KeyNotFoundError
 
 from ordermesh.contract.codec import REPORT_CODEC, BadMessage, decode_any
 from ordermesh.contract.ids import client_order_id, new_intent_id
-from ordermesh.contract.subjects import EXEC, KV_ORDERS, kv_key
+from ordermesh.contract.subjects import EXEC, KV_ORDERS, STRATEGY_CONTROLS, kv_key
 from ordermesh.contract.wire import (
     AccountQuery,
     AccountState,
@@ -54,7 +53,8 @@ from ordermesh.contract.wire import (
     SizingRequest,
     TimeInForce,
 )
-from ordermesh.platform.bus import Bus
+from ordermesh.platform.auth import strategy_identity
+from ordermesh.platform.bus import Bus, Feed
 from ordermesh.platform.config import NatsSettings, OrderMeshConfig
 from ordermesh.routing.orders import OrderRecord
 
@@ -125,19 +125,20 @@ class OrderMeshClient:
         config: OrderMeshConfig | None = None,
         remember: int = 10_000,
         on_report: Callable[[Report], None] | None = None,
+        identity: str | None = None,
     ) -> None:
         settings = config.nats if config else NatsSettings()
         if url is not None:
             settings = msgspec.structs.replace(settings, url=url)
         self.strategy_id = strategy_id
         self.account = account
-        self.bus = Bus(settings, f"sdk:{strategy_id}")
+        self.bus = Bus(settings, f"sdk:{strategy_id}", identity=identity or strategy_identity(strategy_id))
         self.subjects = self.bus.subjects
         self._waiters: dict[str, asyncio.Future[Report]] = {}
         self._final: OrderedDict[str, Report] = OrderedDict()  # recent outcomes, for wait() after the fact
         self._remember = remember
         self._queue: asyncio.Queue[Report] | None = None
-        self._subs: list[Subscription] = []
+        self._feeds: list[Feed] = []
         self._on_report_cb = on_report
         self.bad_reports = 0
 
@@ -145,21 +146,16 @@ class OrderMeshClient:
 
     async def connect(self) -> OrderMeshClient:
         await self.bus.connect()
-        await self.bus.provision()
+        await self.bus.wait_stream(EXEC)  # the services create the streams; a client never changes the topology
         # Ordered consumers from "now": gap-free across reconnects, no state left on the server.
         for subject in (self.subjects.strategy_exec(self.strategy_id), self.subjects.reject(self.strategy_id)):
-            self._subs.append(
-                await self.bus.js.subscribe(
-                    subject, stream=EXEC, cb=self._on_report, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
-                )
-            )
+            self._feeds.append(await self.bus.feed(EXEC, subject, self._on_report))
         return self
 
     async def close(self) -> None:
-        for sub in self._subs:
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-        self._subs.clear()
+        for feed in self._feeds:
+            await feed.stop()
+        self._feeds.clear()
         await self.bus.close()
 
     async def __aenter__(self) -> OrderMeshClient:
@@ -262,7 +258,8 @@ class OrderMeshClient:
         return await self._control("cancel_all", CancelAll(account=self.account, strategy_id=self.strategy_id))
 
     async def _control(self, name: str, msg: Any) -> ControlReply:
-        reply = decode_any(await self.bus.request(self.subjects.ctl(name), msg, timeout=10.0))
+        subject = self.subjects.ctl(name, msg.strategy_id if name in STRATEGY_CONTROLS else None)
+        reply = decode_any(await self.bus.request(subject, msg, timeout=10.0))
         if not isinstance(reply, ControlReply):
             raise OrderMeshError(f"unexpected reply {type(reply).__name__}")
         return reply
@@ -345,10 +342,8 @@ class OrderMeshClient:
                 if wanted <= outcomes.keys():
                     done.set()
 
-        subs = [
-            await self.bus.js.subscribe(
-                subject, stream=EXEC, cb=on_report, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
-            )
+        feeds = [
+            await self.bus.feed(EXEC, subject, on_report)
             for subject in (self.subjects.strategy_exec(by), self.subjects.reject(by))
         ]
         sent: list[tuple[Position, Intent | None, str]] = []
@@ -377,9 +372,8 @@ class OrderMeshClient:
             # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
             remaining = await self._remaining(account, strategy, {_key(p) for p, _, _ in sent}, deadline)
         finally:
-            for sub in subs:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
+            for feed in feeds:
+                await feed.stop()
         result = []
         for p, intent, error in sent:
             rest = p.quantity if remaining is None else remaining.get(_key(p), Decimal(0))

@@ -60,6 +60,12 @@ def kv_key_parts(key: str) -> list[str]:
     return [unescape.sub(lambda m: bytes.fromhex(m.group().replace("=", "")).decode(), p) for p in key.split(".")]
 
 
+#: Control requests the router answers on ``<prefix>.ctl.<name>``; those in STRATEGY_CONTROLS also on
+#: ``<prefix>.ctl.<name>.<strategy>`` (what a strategy's identity may publish).
+CONTROLS = ("trading", "cancel", "cancel_all", "registry.reload")
+STRATEGY_CONTROLS = ("cancel", "cancel_all")
+
+
 class Subjects:
     """Subject builders under one prefix (default ``om``)."""
 
@@ -89,8 +95,31 @@ class Subjects:
     def health(self, service: str, instance: str) -> str:
         return f"{self.prefix}.health.{token(service)}.{token(instance)}"
 
-    def ctl(self, name: str) -> str:
-        return f"{self.prefix}.ctl.{name}"
+    def ctl(self, name: str, strategy_id: str | None = None) -> str:
+        """A control subject; a request about one strategy's orders carries the strategy in its last token, so
+        the server's permissions can let a strategy cancel its own orders and nobody else's."""
+        if strategy_id is None:
+            return f"{self.prefix}.ctl.{name}"
+        if name not in STRATEGY_CONTROLS:
+            raise ValueError(f"control {name!r} is not scoped by strategy")
+        return f"{self.prefix}.ctl.{name}.{token(strategy_id)}"
+
+    def parse_ctl(self, subject: str) -> tuple[str, str | None] | None:
+        """``(name, strategy id or None)`` of a control subject, or None if it is not one."""
+        head = f"{self.prefix}.ctl."
+        if not subject.startswith(head):
+            return None
+        rest = subject[len(head) :]
+        if rest in CONTROLS:
+            return rest, None
+        name, _, tok = rest.rpartition(".")
+        if name in STRATEGY_CONTROLS and tok:
+            return name, untoken(tok)
+        return None
+
+    @property
+    def all_ctl(self) -> str:
+        return f"{self.prefix}.ctl.>"
 
     def q(self, name: str) -> str:
         return f"{self.prefix}.q.{name}"

@@ -13,11 +13,14 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import msgspec
 import nats
 import nats.errors
+import nats.js.errors
+import nats.nuid
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -29,6 +32,7 @@ from nats.js.kv import KeyValue
 from ordermesh.contract.codec import encode
 from ordermesh.contract.subjects import Subjects, Topology, provision
 from ordermesh.platform import metrics
+from ordermesh.platform.auth import AuthError, inbox_prefix, read_seed, seed_path
 from ordermesh.platform.config import NatsSettings
 
 MSG_ID = "Nats-Msg-Id"
@@ -40,9 +44,11 @@ class BusError(RuntimeError):
 
 
 class Bus:
-    def __init__(self, settings: NatsSettings, name: str) -> None:
+    def __init__(self, settings: NatsSettings, name: str, *, identity: str | None = None) -> None:
         self.settings = settings
         self.name = name
+        #: The NATS identity this process connects as (its seed file and inbox prefix); ``nats.identity`` wins.
+        self.identity = settings.identity or identity
         self.subjects = Subjects(settings.prefix)
         self.topology = Topology(
             self.subjects, replicas=settings.replicas, duplicate_window_s=settings.duplicate_window_s
@@ -91,6 +97,12 @@ class Bus:
         async def error(exc: Exception) -> None:
             log.warning("nats error", service=service, error=str(exc))
 
+        seed = self.seed()
+        auth: dict[str, Any] = {"user": s.user, "password": s.password, "token": s.token}
+        if seed is not None:
+            auth["nkeys_seed_str"] = seed.decode()
+        if self.identity:
+            auth["inbox_prefix"] = inbox_prefix(self.identity)
         while True:
             nc = Client()
             try:
@@ -102,18 +114,22 @@ class Bus:
                         connect_timeout=min(s.connect_timeout_s, 2.0),
                         max_reconnect_attempts=-1,
                         reconnect_time_wait=0.5,
-                        user=s.user,
-                        password=s.password,
-                        token=s.token,
                         disconnected_cb=disconnected,
                         reconnected_cb=reconnected,
                         error_cb=error,
+                        **auth,
                     )
                 self._nc = nc
                 break
+            except nats.errors.AuthorizationError:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+                raise BusError(self._refused()) from None
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 with contextlib.suppress(Exception):
                     await nc.close()
+                if "authorization" in str(exc).lower():
+                    raise BusError(self._refused()) from None
                 if time.monotonic() + delay > deadline:
                     why = str(exc) or "no answer before the connect deadline"
                     raise BusError(f"cannot connect to NATS at {s.url}: {why}") from None
@@ -122,6 +138,49 @@ class Bus:
                 delay = min(delay * 2, 2.0)
         self._js = self._nc.jetstream(timeout=5.0)
         metrics.NATS_CONNECTED.labels(service).set(1)
+
+    def seed(self) -> bytes | None:
+        """This process's nkey seed: ``nats.nkey_seed``, else ``<auth.dir>/<identity>.nk`` when auth is on."""
+        s = self.settings
+        if s.nkey_seed:
+            path = Path(s.nkey_seed)
+        elif s.auth.enabled and self.identity:
+            path = seed_path(s.auth.dir, self.identity)
+            if not path.exists():
+                return None
+        else:
+            return None
+        try:
+            return read_seed(path)
+        except (OSError, AuthError) as exc:
+            raise BusError(f"cannot read the nkey seed of {self.identity or self.name}: {exc}") from None
+
+    def _refused(self) -> str:
+        s = self.settings
+        who = f"identity {self.identity!r}" if self.identity else "this process"
+        if self.seed() is None:
+            where = seed_path(s.auth.dir, self.identity) if self.identity else "nats.nkey_seed"
+            hint = f"no credentials ({where} not found; `ordermesh auth generate` writes them)"
+        else:
+            hint = "its credentials were refused (rotated, or another system's?)"
+        return f"NATS at {s.url} refused {who}: {hint}"
+
+    async def wait_stream(self, stream: str, deadline_s: float | None = None) -> None:
+        """Wait until ``stream`` exists (the services create it; a client never does), up to the connect deadline."""
+        deadline = time.monotonic() + (deadline_s if deadline_s is not None else self.settings.connect_timeout_s * 6)
+        delay = 0.05
+        while True:
+            try:
+                await self.js.stream_info(stream)
+                return
+            except nats.js.errors.NotFoundError:
+                if time.monotonic() + delay > deadline:
+                    raise BusError(
+                        f"stream {stream} does not exist on {self.settings.url}: start the ordermesh services "
+                        "(they create the streams) or run `ordermesh provision`"
+                    ) from None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
     async def provision(self) -> None:
         await provision(self.js, self.topology)
@@ -206,6 +265,20 @@ class Bus:
         config = ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=start_seq)
         return await self.js.subscribe(filter_subject, stream=stream, cb=cb, ordered_consumer=True, config=config)
 
+    async def feed(
+        self,
+        stream: str,
+        filter_subject: str,
+        cb: Callable[[Msg], Awaitable[None]],
+        *,
+        deliver_policy: DeliverPolicy = DeliverPolicy.NEW,
+        start_seq: int = 0,
+    ) -> Feed:
+        """A gap-free feed of ``filter_subject`` that permissions can scope (see :class:`Feed`)."""
+        feed = Feed(self, stream, filter_subject, cb)
+        await feed.start(deliver_policy, start_seq)
+        return feed
+
     async def stream_last_seq(self, stream: str) -> int:
         info = await self.js.stream_info(stream)
         return int(info.state.last_seq)
@@ -224,6 +297,114 @@ class Bus:
         watcher = await (await self.kv(bucket)).watchall()
         await mirror.start(watcher)
         return mirror
+
+
+class Feed:
+    """A gap-free, ack-less push consumer that names itself, so its filter travels in the API subject
+    (``$JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>``) where the server's permissions check it: a strategy
+    reads its own reports and nobody else's. nats-py's ordered consumer creates unnamed consumers (the filter
+    hidden in the request body, so any filter would pass) and re-creates a named one under the same name, which
+    the server refuses. Like it, this one re-creates its consumer from the next stream sequence after a gap in
+    the consumer sequence or a silence of three idle heartbeats; an abandoned consumer expires on the server."""
+
+    HEARTBEAT_S = 5.0
+
+    def __init__(self, bus: Bus, stream: str, filter_subject: str, cb: Callable[[Msg], Awaitable[None]]) -> None:
+        self._bus = bus
+        self._stream = stream
+        self._filter = filter_subject
+        self._cb = cb
+        self._sub: Subscription | None = None
+        self._sseq = 0  # last stream sequence delivered (or the stream's last one when the feed began "new")
+        self._cseq = 0  # consumer sequence of the current consumer
+        self._gen = 0  # which consumer is current
+        self._last = time.monotonic()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._resetting: asyncio.Task[None] | None = None
+        self.resets = 0
+
+    async def start(self, deliver_policy: DeliverPolicy, start_seq: int) -> None:
+        await self._create(deliver_policy, start_seq)
+        self._watchdog = asyncio.ensure_future(self._watch())
+
+    async def _create(self, deliver_policy: DeliverPolicy, start_seq: int) -> None:
+        nc = self._bus.nc
+        inbox = nc.new_inbox()
+        self._cseq = 0
+        self._gen += 1
+        gen = self._gen
+
+        async def on_msg(msg: Msg) -> None:
+            if gen == self._gen:  # not from a consumer already replaced
+                await self._on_msg(msg)
+
+        self._sub = await nc.subscribe(inbox, cb=on_msg)
+        config = ConsumerConfig(
+            name=f"feed_{nats.nuid.NUID().next().decode()}",
+            filter_subject=self._filter,
+            deliver_subject=inbox,
+            deliver_policy=deliver_policy,
+            opt_start_seq=start_seq or None,
+            ack_policy=AckPolicy.NONE,
+            max_deliver=1,
+            idle_heartbeat=self.HEARTBEAT_S,
+            inactive_threshold=self.HEARTBEAT_S * 12,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        info = await self._bus.js.add_consumer(self._stream, config=config)
+        self._sseq = max(self._sseq, int(info.delivered.stream_seq or 0))
+        self._last = time.monotonic()
+
+    async def _on_msg(self, msg: Msg) -> None:
+        self._last = time.monotonic()
+        headers = msg.headers or {}
+        if headers.get("Status") == "100":  # idle heartbeat: it says how far the consumer has delivered
+            last = headers.get("Nats-Last-Consumer")
+            if last is not None and int(last) != self._cseq:
+                self._reset()
+            return
+        try:
+            seq = msg.metadata.sequence
+        except Exception:
+            return
+        if int(seq.consumer) != self._cseq + 1:
+            self._reset()
+            return
+        self._cseq, self._sseq = int(seq.consumer), int(seq.stream)
+        await self._cb(msg)
+
+    def _reset(self) -> None:
+        if self._resetting is None or self._resetting.done():
+            self._resetting = asyncio.ensure_future(self._recreate())
+
+    async def _recreate(self) -> None:
+        old, self._sub = self._sub, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        self.resets += 1
+        try:
+            await self._create(DeliverPolicy.BY_START_SEQUENCE, self._sseq + 1)
+        except Exception as exc:  # the watchdog tries again
+            log.warning("feed re-create failed", stream=self._stream, filter=self._filter, error=str(exc))
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.HEARTBEAT_S)
+            if self._bus.connected and time.monotonic() - self._last > 3 * self.HEARTBEAT_S:
+                self._reset()
+
+    async def stop(self) -> None:
+        for task in (self._watchdog, self._resetting):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
 
 
 class KVMirror:

@@ -37,6 +37,20 @@ class _Cfg(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
 # ------------------------------------------------------------------------------------ settings
 
 
+class AuthSettings(_Cfg):
+    """Who may do what on the bus: one NATS identity (nkey user) per role, see ``ordermesh.platform.auth``."""
+
+    #: Connect with this process's identity seed from ``dir``; ``ordermesh up`` writes the files if missing and
+    #: runs its embedded nats-server with them. Off: no credentials (a server without authorization).
+    enabled: bool = True
+    #: The server's authorization block (``nats-auth.conf``) and one seed per identity (``<identity>.nk``, 0600).
+    dir: str = ".ordermesh/auth"
+    #: Strategy ids with an identity of their own (the demo's strategies are added to these).
+    strategies: list[str] = msgspec.field(default_factory=list)
+    operators: list[str] = msgspec.field(default_factory=lambda: ["operator"])
+    observers: list[str] = msgspec.field(default_factory=lambda: ["observer"])
+
+
 class NatsSettings(_Cfg):
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "om"
@@ -50,6 +64,11 @@ class NatsSettings(_Cfg):
     user: str | None = None
     password: str | None = None
     token: str | None = None
+    auth: AuthSettings = msgspec.field(default_factory=AuthSettings)
+    #: Connect as this identity instead of the process's own (e.g. ``observer`` for read-only CLI use).
+    identity: str | None = None
+    #: An nkey seed file to connect with, overriding ``auth.dir`` (e.g. a secret mounted by the orchestrator).
+    nkey_seed: str | None = None
 
 
 class LogSettings(_Cfg):

@@ -67,11 +67,14 @@ class NatsServer:
         host: str = "127.0.0.1",
         port: int | None = None,
         log_file: str | os.PathLike[str] | None = None,
+        config_file: str | os.PathLike[str] | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
         self.store_dir = Path(store_dir)
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
+        #: A server configuration (e.g. the generated authorization block); the flags below take precedence.
+        self.config_file = Path(config_file) if config_file else None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -90,6 +93,8 @@ class NatsServer:
             "--store_dir", str(self.store_dir),
             "--server_name", f"ordermesh-{self.port}",
         ]  # fmt: skip
+        if self.config_file is not None:
+            cmd += ["--config", str(self.config_file)]
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -105,6 +110,11 @@ class NatsServer:
             time.sleep(0.02)
         self.stop()
         raise NatsServerError(f"nats-server did not accept connections on {self.url} within {timeout}s")
+
+    def reload(self) -> None:
+        """Re-read the configuration file (new or rotated credentials) without dropping connections."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGHUP)
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.proc = self.proc, None

@@ -47,6 +47,9 @@ class RetryLater(Exception):
 
 
 Handler = Callable[[T, Msg], Awaitable[None]]
+#: Called with a consumed message that did not decode, before it is terminated: a service answers whoever the
+#: message names with a refusal (an intent's strategy, a command's order) instead of silence.
+BadHandler = Callable[[Msg, BadMessage], Awaitable[None]]
 
 
 def install_uvloop() -> None:
@@ -72,6 +75,7 @@ class _Consumer(Generic[T]):
     lane: Callable[[T], str] | None
     #: Unacked messages come back after this long (e.g. those a killed process had in hand).
     ack_wait_s: float
+    on_bad: BadHandler | None = None
 
 
 class _KeepAlive:
@@ -101,7 +105,7 @@ class Service:
     def __init__(self, config: OrderMeshConfig, *, instance: str | None = None, http_port: int | None = None):
         self.config = config
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
-        self.bus = Bus(config.nats, f"{self.name}:{self.instance}")
+        self.bus = Bus(config.nats, f"{self.name}:{self.instance}", identity=self.identity)
         self.subjects = self.bus.subjects
         self.log = structlog.get_logger(f"ordermesh.{self.name}")
         self.http_port = http_port if http_port is not None else self.default_http_port()
@@ -114,6 +118,11 @@ class Service:
         self.ready = asyncio.Event()
 
     # ---------------------------------------------------------------------------- overridables
+
+    @property
+    def identity(self) -> str:
+        """The NATS identity this process connects as (``ordermesh.platform.auth``)."""
+        return self.name
 
     def default_http_port(self) -> int:
         return 0
@@ -147,15 +156,27 @@ class Service:
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
         lane: Callable[[T], str] | None = None,
         ack_wait_s: float = 5.0,
+        on_bad: BadHandler | None = None,
     ) -> None:
         """Consume ``filter_subject`` of ``stream`` through the durable ``durable``; ack after ``handler``.
 
         ``lane`` enables concurrency: messages whose lane keys differ are handled concurrently, messages with
         the same key strictly in stream order (e.g. key by client order id so one order's events stay ordered).
+        ``on_bad`` answers a message that does not decode (it is counted and terminated either way).
         """
         self._consumers.append(
             _Consumer(
-                durable, stream, filter_subject, codec, handler, batch, max_attempts, deliver_policy, lane, ack_wait_s
+                durable,
+                stream,
+                filter_subject,
+                codec,
+                handler,
+                batch,
+                max_attempts,
+                deliver_policy,
+                lane,
+                ack_wait_s,
+                on_bad,
             )
         )
 
@@ -259,6 +280,19 @@ class Service:
         try:
             return c.codec.decode(msg.data)
         except BadMessage as exc:
+            if c.on_bad is not None:
+                try:
+                    await c.on_bad(msg, exc)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as err:  # the refusal could not be published: try again later, a bounded number
+                    if msg_delivery_count(msg) < c.max_attempts:
+                        self.log.warning(
+                            "refusing a bad message failed; will retry", subject=msg.subject, error=repr(err)
+                        )
+                        await msg.nak(delay=min(0.05 * 2 ** msg_delivery_count(msg), 5.0))
+                        return None
+                    self.log.error("refusing a bad message failed; giving up", subject=msg.subject, error=repr(err))
             self.bad_message(msg.subject, exc.reason, exc.detail)
             metrics.MESSAGES.labels(self.name, c.name, "bad").inc()
             await msg.term()
