@@ -31,7 +31,12 @@ class System:
     """The ordermesh processes of one test. Each writes its log to ``log_dir/<name>.log``."""
 
     def __init__(
-        self, nats_url: str, log_dir: Path, env: dict[str, str] | None = None, config: Path | None = None
+        self,
+        nats_url: str,
+        log_dir: Path,
+        env: dict[str, str] | None = None,
+        config: Path | None = None,
+        settings: NatsSettings | None = None,
     ) -> None:
         self.nats_url = nats_url
         self.config = config
@@ -44,7 +49,8 @@ class System:
         }
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.metrics_urls: dict[str, str] = {}
-        self._bus = Bus(NatsSettings(url=nats_url), "test-harness")
+        # ``settings``: e.g. a server with authorization (the harness watches heartbeats as an observer)
+        self._bus = Bus(settings or NatsSettings(url=nats_url), "test-harness", identity="observer")
         self._beats: dict[str, asyncio.Event] = {}
 
     async def __aenter__(self) -> System:

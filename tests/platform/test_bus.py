@@ -4,13 +4,15 @@ import asyncio
 from decimal import Decimal
 
 import pytest
+from nats.aio.msg import Msg
 
 from ordermesh.contract.codec import INTENT_CODEC
-from ordermesh.contract.subjects import INTENTS
+from ordermesh.contract.subjects import EXEC, INTENTS
 from ordermesh.contract.wire import Fixed, Intent, Side
 from ordermesh.platform.bus import Bus, BusError
 from ordermesh.platform.config import NatsSettings
 from ordermesh.platform.natsserver import free_port
+from tests.harness import eventually
 
 
 def _intent(intent_id: str) -> Intent:
@@ -95,3 +97,34 @@ async def test_connect_gives_up_at_its_deadline_when_nats_is_unreachable() -> No
     with pytest.raises(BusError, match=f"cannot connect to NATS at nats://127.0.0.1:{port}"):
         await asyncio.wait_for(bus.connect(deadline_s=1.0), 20)
     assert not bus.connected
+
+
+async def test_a_feed_delivers_in_order_and_recovers_its_consumer_without_gap_or_repeat(bus: Bus) -> None:
+    """A feed whose consumer disappears on the server (deleted, expired, a restarted node) re-creates it from the
+    next stream sequence: every message once, in order."""
+    got: list[bytes] = []
+    subject = "om.exec.paper.s-feed"
+
+    async def on(msg: Msg) -> None:
+        got.append(msg.data)
+
+    feed = await bus.feed(EXEC, subject, on, heartbeat_s=0.2)
+    try:
+        for i in range(3):
+            await bus.js.publish(subject, b"%d" % i)
+        await bus.js.publish("om.exec.paper.someone-else", b"not mine")
+        await eventually(lambda: _at_least(got, 3), what="the first three")
+        consumers = [c.name for c in await bus.js.consumers_info(EXEC) if c.name.startswith("feed_")]
+        assert len(consumers) == 1
+        await bus.js.delete_consumer(EXEC, consumers[0])
+        for i in range(3, 6):
+            await bus.js.publish(subject, b"%d" % i)
+        await eventually(lambda: _at_least(got, 6), what="the rest, after the consumer came back")
+        assert got == [b"%d" % i for i in range(6)]
+        assert feed.resets >= 1
+    finally:
+        await feed.stop()
+
+
+async def _at_least(items: list[bytes], n: int) -> bool:
+    return len(items) >= n

@@ -94,7 +94,12 @@ class Bus:
             metrics.NATS_RECONNECTS.labels(service).inc()
             log.info("nats reconnected", service=service, url=str(self.nc.connected_url.netloc))
 
+        refused = asyncio.Event()
+
         async def error(exc: Exception) -> None:
+            if self._nc is None and "authorization violation" in str(exc).lower():
+                refused.set()  # nats-py would retry the first connect for ever: credentials do not heal
+                return
             log.warning("nats error", service=service, error=str(exc))
 
         seed = self.seed()
@@ -107,8 +112,8 @@ class Bus:
             nc = Client()
             try:
                 # nats-py retries its first connect for ever when reconnects are unlimited: bound each attempt
-                async with asyncio.timeout(max(0.1, deadline - time.monotonic())):
-                    await nc.connect(
+                connecting = asyncio.ensure_future(
+                    nc.connect(
                         servers=[u.strip() for u in s.url.split(",")],
                         name=self.name,
                         connect_timeout=min(s.connect_timeout_s, 2.0),
@@ -119,6 +124,24 @@ class Bus:
                         error_cb=error,
                         **auth,
                     )
+                )
+                gave_up = asyncio.ensure_future(refused.wait())
+                try:
+                    await asyncio.wait(
+                        {connecting, gave_up},
+                        timeout=max(0.1, deadline - time.monotonic()),
+                        return_when=asyncio.FIRST_COMPLETED,
+                    )
+                finally:
+                    gave_up.cancel()
+                    unfinished = not connecting.done()
+                    if unfinished:
+                        connecting.cancel()
+                if refused.is_set():
+                    raise nats.errors.AuthorizationError
+                if unfinished:
+                    raise TimeoutError
+                connecting.result()
                 self._nc = nc
                 break
             except nats.errors.AuthorizationError:
@@ -273,9 +296,10 @@ class Bus:
         *,
         deliver_policy: DeliverPolicy = DeliverPolicy.NEW,
         start_seq: int = 0,
+        heartbeat_s: float = 5.0,
     ) -> Feed:
         """A gap-free feed of ``filter_subject`` that permissions can scope (see :class:`Feed`)."""
-        feed = Feed(self, stream, filter_subject, cb)
+        feed = Feed(self, stream, filter_subject, cb, heartbeat_s=heartbeat_s)
         await feed.start(deliver_policy, start_seq)
         return feed
 
@@ -307,9 +331,16 @@ class Feed:
     the server refuses. Like it, this one re-creates its consumer from the next stream sequence after a gap in
     the consumer sequence or a silence of three idle heartbeats; an abandoned consumer expires on the server."""
 
-    HEARTBEAT_S = 5.0
-
-    def __init__(self, bus: Bus, stream: str, filter_subject: str, cb: Callable[[Msg], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        bus: Bus,
+        stream: str,
+        filter_subject: str,
+        cb: Callable[[Msg], Awaitable[None]],
+        *,
+        heartbeat_s: float = 5.0,
+    ) -> None:
+        self.heartbeat_s = heartbeat_s
         self._bus = bus
         self._stream = stream
         self._filter = filter_subject
@@ -347,8 +378,8 @@ class Feed:
             opt_start_seq=start_seq or None,
             ack_policy=AckPolicy.NONE,
             max_deliver=1,
-            idle_heartbeat=self.HEARTBEAT_S,
-            inactive_threshold=self.HEARTBEAT_S * 12,
+            idle_heartbeat=self.heartbeat_s,
+            inactive_threshold=self.heartbeat_s * 12,
             mem_storage=True,
             num_replicas=1,
         )
@@ -391,8 +422,8 @@ class Feed:
 
     async def _watch(self) -> None:
         while True:
-            await asyncio.sleep(self.HEARTBEAT_S)
-            if self._bus.connected and time.monotonic() - self._last > 3 * self.HEARTBEAT_S:
+            await asyncio.sleep(self.heartbeat_s)
+            if self._bus.connected and time.monotonic() - self._last > 3 * self.heartbeat_s:
                 self._reset()
 
     async def stop(self) -> None:
