@@ -126,6 +126,7 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             host=parsed.hostname or "127.0.0.1",
             port=parsed.port or 4222,
             config_file=auth_file,
+            tls=config.nats.server_tls,
         )
         try:
             server.start()

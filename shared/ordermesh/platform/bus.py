@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -33,7 +34,7 @@ from ordermesh.contract.codec import encode
 from ordermesh.contract.subjects import Subjects, Topology, provision
 from ordermesh.platform import metrics
 from ordermesh.platform.auth import AuthError, inbox_prefix, read_seed, seed_path
-from ordermesh.platform.config import NatsSettings
+from ordermesh.platform.config import NatsSettings, TlsSettings
 
 MSG_ID = "Nats-Msg-Id"
 log = structlog.get_logger("ordermesh.platform.bus")
@@ -108,6 +109,8 @@ class Bus:
             auth["nkeys_seed_str"] = seed.decode()
         if self.identity:
             auth["inbox_prefix"] = inbox_prefix(self.identity)
+        if s.tls is not None:
+            auth["tls"] = tls_context(s.tls)
         while True:
             nc = Client()
             try:
@@ -321,6 +324,18 @@ class Bus:
         watcher = await (await self.kv(bucket)).watchall()
         await mirror.start(watcher)
         return mirror
+
+
+def tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """A client context that verifies the server against ``ca_file`` (else the system's trust store) and presents
+    ``cert_file``/``key_file`` when given."""
+    try:
+        ctx = ssl.create_default_context(cafile=tls.ca_file)
+        if tls.cert_file:
+            ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    except (OSError, ssl.SSLError) as exc:
+        raise BusError(f"cannot use the TLS files: {exc}") from None
+    return ctx
 
 
 class Feed:

@@ -51,6 +51,15 @@ class AuthSettings(_Cfg):
     observers: list[str] = msgspec.field(default_factory=lambda: ["observer"])
 
 
+class TlsSettings(_Cfg):
+    """TLS files. For a client: the CA that signed the server's certificate, and its own certificate and key when
+    the server verifies clients. For the embedded server: its certificate and key, and the CA of its clients."""
+
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+
+
 class NatsSettings(_Cfg):
     url: str = "nats://127.0.0.1:4222"
     prefix: str = "om"
@@ -69,6 +78,10 @@ class NatsSettings(_Cfg):
     identity: str | None = None
     #: An nkey seed file to connect with, overriding ``auth.dir`` (e.g. a secret mounted by the orchestrator).
     nkey_seed: str | None = None
+    #: Connect over TLS with these files (a ``tls://`` URL alone uses the system's trust store).
+    tls: TlsSettings | None = None
+    #: ``ordermesh up``'s embedded server serves TLS with these (``ca_file``: it also verifies client certificates).
+    server_tls: TlsSettings | None = None
 
 
 class LogSettings(_Cfg):

@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ordermesh.platform.config import TlsSettings
+
 
 class NatsServerError(RuntimeError):
     pass
@@ -68,6 +70,7 @@ class NatsServer:
         port: int | None = None,
         log_file: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
+        tls: TlsSettings | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -75,6 +78,8 @@ class NatsServer:
         self.log_file = Path(log_file) if log_file else self.store_dir / "nats-server.log"
         #: A server configuration (e.g. the generated authorization block); the flags below take precedence.
         self.config_file = Path(config_file) if config_file else None
+        #: Serve TLS with ``cert_file``/``key_file``; with ``ca_file``, also require and verify client certificates.
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +100,10 @@ class NatsServer:
         ]  # fmt: skip
         if self.config_file is not None:
             cmd += ["--config", str(self.config_file)]
+        if self.tls is not None:
+            cmd += ["--tls", "--tlscert", str(self.tls.cert_file), "--tlskey", str(self.tls.key_file)]
+            if self.tls.ca_file:
+                cmd += ["--tlsverify", "--tlscacert", str(self.tls.ca_file)]
         log = open(self.log_file, "ab")  # noqa: SIM115 - handed to the child process
         try:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
