@@ -55,7 +55,7 @@ from ordermesh.contract.wire import (
 )
 from ordermesh.platform.auth import strategy_identity
 from ordermesh.platform.bus import Bus, Feed
-from ordermesh.platform.config import NatsSettings, OrderMeshConfig
+from ordermesh.platform.config import OrderMeshConfig, load_config
 from ordermesh.routing.orders import OrderRecord
 
 
@@ -127,7 +127,8 @@ class OrderMeshClient:
         on_report: Callable[[Report], None] | None = None,
         identity: str | None = None,
     ) -> None:
-        settings = config.nats if config else NatsSettings()
+        # the same configuration as the services: $ORDERMESH_CONFIG, then ORDERMESH__SECTION__KEY overrides
+        settings = (config or load_config()).nats
         if url is not None:
             settings = msgspec.structs.replace(settings, url=url)
         self.strategy_id = strategy_id

@@ -128,3 +128,28 @@ async def test_a_feed_delivers_in_order_and_recovers_its_consumer_without_gap_or
 
 async def _at_least(items: list[bytes], n: int) -> bool:
     return len(items) >= n
+
+
+async def test_provision_never_drops_a_setting_an_operator_made_nor_lowers_replicas(bus: Bus) -> None:
+    """Provisioning brings its own fields to the configured shape and leaves everything else as it found it."""
+    info = await bus.js.stream_info(INTENTS)
+    tuned = info.config.evolve(max_bytes=64 * 1024 * 1024, max_msgs_per_subject=1_000_000)
+    await bus.js.update_stream(tuned)
+    await bus.provision()
+    after = (await bus.js.stream_info(INTENTS)).config
+    assert after.max_bytes == 64 * 1024 * 1024 and after.max_msgs_per_subject == 1_000_000
+    # the configured fields still win where they are ours
+    assert after.duplicate_window == bus.settings.duplicate_window_s
+
+
+def test_a_stream_keeps_its_higher_replica_count() -> None:
+    from nats.js.api import StreamConfig
+
+    from ordermesh.contract.subjects import merged_stream
+
+    existing = StreamConfig(name="S", subjects=["a.>"], num_replicas=3, max_bytes=10, duplicate_window=60)
+    wanted = StreamConfig(name="S", subjects=["a.>"], num_replicas=1, duplicate_window=600)
+    out = merged_stream(existing, wanted)
+    assert out is not None
+    assert out.num_replicas == 3 and out.max_bytes == 10 and out.duplicate_window == 600
+    assert merged_stream(out, wanted) is None  # nothing to change: no update at all

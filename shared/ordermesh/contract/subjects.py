@@ -258,15 +258,38 @@ class Topology:
         return out
 
 
+#: The stream fields provisioning owns; every other field (limits an operator set, placement, ...) is left as found.
+OWNED_FIELDS = ("subjects", "retention", "max_age", "description", "storage", "duplicate_window", "discard")
+
+
+def merged_stream(existing: StreamConfig, wanted: StreamConfig) -> StreamConfig | None:
+    """``existing`` with the fields provisioning owns brought to ``wanted`` and a replica count never lowered; None
+    when nothing differs (no update is sent at all)."""
+    changes = {f: getattr(wanted, f) for f in OWNED_FIELDS if getattr(existing, f) != getattr(wanted, f)}
+    if (existing.num_replicas or 1) < (wanted.num_replicas or 1):
+        changes["num_replicas"] = wanted.num_replicas
+    return existing.evolve(**changes) if changes else None
+
+
 async def provision(js: JetStreamContext, topology: Topology) -> None:
-    """Create or update every stream and bucket. Never deletes or purges."""
+    """Create what is missing; bring what exists to the configured shape in the fields ordermesh owns. Never
+    deletes, purges, lowers a replica count or drops a setting someone else made."""
     for cfg in topology.streams():
         try:
-            await js.add_stream(cfg)
-        except nats.js.errors.BadRequestError as exc:
-            # 10058: a stream of this name exists with another config -> update it in place.
-            if exc.err_code != 10058:
-                raise
-            await js.update_stream(cfg)
+            info = await js.stream_info(cfg.name or "")
+        except nats.js.errors.NotFoundError:
+            try:
+                await js.add_stream(cfg)
+                continue
+            except nats.js.errors.BadRequestError as exc:
+                if exc.err_code != 10058:  # 10058: created by another process meanwhile
+                    raise
+            info = await js.stream_info(cfg.name or "")
+        update = merged_stream(info.config, cfg)
+        if update is not None:
+            await js.update_stream(update)
     for kv in topology.buckets():
-        await js.create_key_value(kv)
+        try:
+            await js.key_value(kv.bucket)  # an existing bucket is left as it is
+        except nats.js.errors.BucketNotFoundError:
+            await js.create_key_value(kv)
