@@ -127,6 +127,7 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             port=parsed.port or 4222,
             config_file=auth_file,
             tls=config.nats.server_tls,
+            sync_interval=config.nats.sync_interval,
         )
         try:
             server.start()

@@ -10,7 +10,7 @@ import pytest
 
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.config import NatsSettings
-from ordermesh.platform.natsserver import NatsServer
+from ordermesh.platform.natsserver import NatsCluster, NatsServer
 
 
 def _decimal_state(ctx: decimal.Context) -> tuple[object, ...]:
@@ -37,6 +37,17 @@ def nats_server(tmp_path: Path) -> Iterator[NatsServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def nats_cluster(tmp_path: Path) -> Iterator[NatsCluster]:
+    """Three JetStream nodes on loopback, ready for replicas 3."""
+    cluster = NatsCluster(tmp_path / "cluster")
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -86,3 +86,16 @@ def test_url_answers_only_for_nats(listening_socket: socket.socket) -> None:
     port = listening_socket.getsockname()[1]
     assert not url_answers(f"nats://127.0.0.1:{port}")  # something listens, but it is not NATS
     assert not url_answers(f"nats://127.0.0.1:{free_port()}")  # nothing listens
+
+
+@pytest.mark.parametrize(("sync_interval", "always"), [(None, False), ("always", True)])
+def test_the_sync_interval_reaches_jetstream(tmp_path: Path, sync_interval: str | None, always: bool) -> None:
+    """nats-server's own monitoring endpoint says whether JetStream syncs every write."""
+    import json
+    import urllib.request
+
+    port = free_port()
+    with NatsServer(tmp_path, sync_interval=sync_interval, monitor_port=port):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as resp:
+            config = json.load(resp)["jetstream"]["config"]
+    assert bool(config.get("sync_always")) is always

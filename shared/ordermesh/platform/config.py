@@ -80,6 +80,11 @@ class NatsSettings(_Cfg):
     nkey_seed: str | None = None
     #: Connect over TLS with these files (a ``tls://`` URL alone uses the system's trust store).
     tls: TlsSettings | None = None
+    #: ``ordermesh up``'s embedded server: JetStream's fsync. None keeps nats-server's default (every 2 minutes:
+    #: an OS crash or power loss can lose acknowledged writes of the last interval on a single node); "always"
+    #: syncs before every acknowledgement, at a throughput cost. On a cluster, R3 across failure domains is the
+    #: other remedy.
+    sync_interval: str | None = None
     #: ``ordermesh up``'s embedded server serves TLS with these (``ca_file``: it also verifies client certificates).
     server_tls: TlsSettings | None = None
 

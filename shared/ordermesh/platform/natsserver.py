@@ -71,6 +71,11 @@ class NatsServer:
         log_file: str | os.PathLike[str] | None = None,
         config_file: str | os.PathLike[str] | None = None,
         tls: TlsSettings | None = None,
+        sync_interval: str | None = None,
+        cluster_port: int | None = None,
+        routes: list[str] | None = None,
+        cluster_name: str = "ordermesh",
+        monitor_port: int | None = None,
     ) -> None:
         self.host = host
         self.port = port or free_port(host)
@@ -80,6 +85,14 @@ class NatsServer:
         self.config_file = Path(config_file) if config_file else None
         #: Serve TLS with ``cert_file``/``key_file``; with ``ca_file``, also require and verify client certificates.
         self.tls = tls
+        #: JetStream's fsync: None keeps nats-server's default (every 2 minutes), "always" syncs every write.
+        self.sync_interval = sync_interval
+        #: A cluster node: its route port and the other nodes' route URLs.
+        self.cluster_port = cluster_port
+        self.routes = routes or []
+        self.cluster_name = cluster_name
+        #: nats-server's HTTP monitoring endpoint (/varz, /jsz, /healthz), on loopback, when set.
+        self.monitor_port = monitor_port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -98,8 +111,15 @@ class NatsServer:
             "--store_dir", str(self.store_dir),
             "--server_name", f"ordermesh-{self.port}",
         ]  # fmt: skip
-        if self.config_file is not None:
-            cmd += ["--config", str(self.config_file)]
+        if self.monitor_port is not None:
+            cmd += ["--http_port", str(self.monitor_port)]
+        config = self._config_file()
+        if config is not None:
+            cmd += ["--config", str(config)]
+        if self.cluster_port is not None:
+            cmd += ["--cluster", f"nats://{self.host}:{self.cluster_port}", "--cluster_name", self.cluster_name]
+            if self.routes:
+                cmd += ["--routes", ",".join(self.routes)]
         if self.tls is not None:
             cmd += ["--tls", "--tlscert", str(self.tls.cert_file), "--tlskey", str(self.tls.key_file)]
             if self.tls.ca_file:
@@ -119,6 +139,16 @@ class NatsServer:
             time.sleep(0.02)
         self.stop()
         raise NatsServerError(f"nats-server did not accept connections on {self.url} within {timeout}s")
+
+    def _config_file(self) -> Path | None:
+        """The given configuration file, with JetStream's sync interval added when one is set (flags cannot set it)."""
+        if self.sync_interval is None:
+            return self.config_file
+        text = self.config_file.read_text() if self.config_file is not None else ""
+        path = self.store_dir / "ordermesh-server.conf"
+        path.write_text(f"{text}\njetstream {{\n  sync_interval: {self.sync_interval}\n}}\n")
+        path.chmod(0o600)  # it may hold the authorization block
+        return path
 
     def reload(self) -> None:
         """Re-read the configuration file (new or rotated credentials) without dropping connections."""
@@ -142,3 +172,77 @@ class NatsServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class NatsCluster:
+    """Nodes of one JetStream cluster on loopback (tests, ``ordermesh up --cluster``). ``start()`` returns when the
+    cluster has a JetStream meta leader, so streams with replicas can be created at once."""
+
+    def __init__(self, base_dir: str | os.PathLike[str], size: int = 3, **server_kw: object) -> None:
+        base = Path(base_dir)
+        ports = [free_port() for _ in range(size)]
+        route_ports = [free_port() for _ in range(size)]
+        self.nodes = [
+            NatsServer(
+                base / f"n{i}",
+                port=ports[i],
+                cluster_port=route_ports[i],
+                routes=[f"nats://127.0.0.1:{p}" for j, p in enumerate(route_ports) if j != i],
+                **server_kw,  # type: ignore[arg-type]
+            )
+            for i in range(size)
+        ]
+
+    @property
+    def url(self) -> str:
+        """Every node, comma-separated (the form ``nats.url`` takes)."""
+        return ",".join(node.url for node in self.nodes)
+
+    def start(self, timeout: float = 30.0) -> NatsCluster:
+        for node in self.nodes:
+            node.start(timeout)
+        self.wait_meta_leader(timeout)
+        return self
+
+    def wait_meta_leader(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(_jetstream_ready(n) for n in self.nodes if n.proc is not None and n.proc.poll() is None):
+                return
+            time.sleep(0.1)
+        raise NatsServerError(f"the cluster elected no JetStream meta leader within {timeout}s")
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> NatsCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _jetstream_ready(node: NatsServer) -> bool:
+    """True once the node answers a JetStream account-info request (it needs a meta leader to)."""
+    try:
+        with socket.create_connection((node.host, node.port), timeout=1.0) as sock:
+            sock.settimeout(1.0)
+            sock.recv(4096)  # INFO
+            sock.sendall(b'CONNECT {"verbose":false,"pedantic":false}\r\nSUB _r 1\r\n')
+            sock.sendall(b"PUB $JS.API.INFO _r 0\r\n\r\nPING\r\n")
+            data = b""
+            end = time.monotonic() + 1.0
+            while time.monotonic() < end and b"MSG _r" not in data:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+                if b"MSG _r" in data:
+                    # wait for the payload too
+                    while b"\r\n" not in data.split(b"MSG _r", 1)[1].split(b"\r\n", 1)[1] and time.monotonic() < end:
+                        data += sock.recv(65536)
+            body = data.split(b"MSG _r", 1)[1] if b"MSG _r" in data else b""
+            return b'"memory"' in body and b'"error"' not in body
+    except OSError:
+        return False
