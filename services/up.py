@@ -37,9 +37,9 @@ from ordermesh.contract.wire import (
     PositionsReply,
 )
 from ordermesh.platform.auth import OBSERVER, AuthError, generate, identities
-from ordermesh.platform.bus import Bus
+from ordermesh.platform.bus import Bus, BusError
 from ordermesh.platform.config import OrderMeshConfig
-from ordermesh.platform.natsserver import NatsServer, NatsServerError, url_answers
+from ordermesh.platform.natsserver import NatsServer, NatsServerError, is_port_open, url_answers
 
 RUN_DIR = Path(".ordermesh")
 
@@ -104,10 +104,66 @@ def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs:
     return [Child(name, base + extra, logs / f"{name}.log") for name, extra in names]
 
 
+def _running_services(config: OrderMeshConfig, wait_s: float = 2.5) -> list[str]:
+    """The services whose heartbeats (one a second) arrive on this NATS within ``wait_s``: another system."""
+
+    async def listen() -> list[str]:
+        bus = Bus(config.nats, "ordermesh-up", identity=OBSERVER)
+        await bus.connect()
+        seen: set[str] = set()
+        first = asyncio.Event()
+
+        async def on_health(msg: Any) -> None:
+            with contextlib.suppress(BadMessage):
+                seen.add(HEARTBEAT_CODEC.decode(msg.data).service)
+                first.set()
+
+        try:
+            await bus.subscribe(bus.subjects.all_health, on_health)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(first.wait(), wait_s)
+            return sorted(seen)
+        finally:
+            await bus.close()
+
+    return asyncio.run(listen())
+
+
+def _ports_in_use(config: OrderMeshConfig, registry: BrokerRegistry) -> list[str]:
+    """The configured /metrics ports that something else already listens on (the services would crash-loop)."""
+    h = config.http
+    wanted = {"sizer": h.sizer, "router": h.router, "keeper": h.keeper, "demo": h.demo}
+    for i, bid in enumerate(sorted(config.brokers)):
+        if bid in registry.usable():
+            wanted[f"gateway {bid}"] = h.gateway_base + i if h.gateway_base else 0
+    busy = []
+    for name, port in wanted.items():
+        if port and is_port_open(h.host, port):
+            busy.append(f"{name} {h.host}:{port}")
+    return busy
+
+
 def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     url = config.nats.url
     server: NatsServer | None = None
     embedded = False
+    if url_answers(url) and not getattr(args, "join", False):
+        try:
+            running = _running_services(config)
+        except BusError as exc:
+            print(f"ordermesh: {exc}", file=sys.stderr)
+            return 1
+        if running:
+            print(
+                f"ordermesh: another ordermesh system is running at {url} ({', '.join(running)} seen): "
+                "`ordermesh up --join` adds these processes to it; another nats.url starts a separate one",
+                file=sys.stderr,
+            )
+            return 1
+    busy = _ports_in_use(config, BrokerRegistry(config.brokers))
+    if busy:
+        print(f"ordermesh: ports in use: {', '.join(busy)} (set http.* to free ports, or 0 for any)", file=sys.stderr)
+        return 1
     if not url_answers(url):
         if not config.nats.embedded:
             print(f"ordermesh: nothing answers at {url} and nats.embedded is off", file=sys.stderr)

@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     up.add_argument("--duration", type=float, help="stop everything after this many seconds")
     up.add_argument("--no-view", action="store_true", help="print a status line now and then instead of the screen")
     up.add_argument(
+        "--join",
+        action="store_true",
+        help="start the processes even though another ordermesh system already runs on this NATS (scale it out)",
+    )
+    up.add_argument(
         "--mt5-sim",
         action="store_true",
         help="also start the MT5 bridge simulator (for a config with an mt5 broker: deploy/mt5/ordermesh-mt5.yaml)",

@@ -179,5 +179,46 @@ def test_a_networked_command_gives_up_when_nats_is_unreachable(tmp_path: Path) -
     cfg.write_text(f"nats:\n  url: nats://127.0.0.1:{free_port()}\n  connect_timeout_s: 0.3\n")
     out = ordermesh("--config", str(cfg), "positions", timeout=60)
     assert out.returncode == 3, out.stderr
-    last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("ordermesh: cannot connect to NATS at nats://127.0.0.1:") and "Traceback" not in out.stderr
+    # one line, saying why, and nothing else (no warnings while it waits)
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ordermesh: cannot connect to NATS at nats://127.0.0.1:")
+    assert "Connection refused" in lines[0] and "gave up after" in lines[0]
+
+
+async def test_up_refuses_to_start_beside_a_running_system(nats_server: NatsServer, tmp_path: Path) -> None:
+    """It used to join the other system silently, its own processes crash-looping on the taken ports."""
+    async with System(nats_server.url, tmp_path) as system:
+        system.start("sizer")
+        await system.wait_ready("sizer")
+        env = {"ORDERMESH__NATS__URL": nats_server.url}
+        out = await asyncio.to_thread(
+            ordermesh, "up", "--no-view", "--duration", "5", "--no-demo", env=env, cwd=tmp_path, timeout=60
+        )
+    assert out.returncode == 1
+    lines = (out.stdout + out.stderr).strip().splitlines()
+    assert lines == [
+        f"ordermesh: another ordermesh system is running at {nats_server.url} (sizer seen): "
+        "`ordermesh up --join` adds these processes to it; another nats.url starts a separate one"
+    ]
+    assert not (tmp_path / ".ordermesh" / "logs").exists()  # nothing was started
+
+
+def test_up_refuses_ports_that_are_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {
+            "ORDERMESH__NATS__URL": f"nats://127.0.0.1:{free_port()}",
+            "ORDERMESH__NATS__STORE_DIR": str(tmp_path / "nats"),
+            "ORDERMESH__HTTP__ROUTER": str(port),
+            **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "KEEPER", "DEMO", "GATEWAY_BASE")},
+        }
+        out = ordermesh("up", "--no-view", "--duration", "5", env=env, cwd=tmp_path, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr.strip() == (
+        f"ordermesh: ports in use: router 127.0.0.1:{port} (set http.* to free ports, or 0 for any)"
+    )

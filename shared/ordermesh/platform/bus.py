@@ -81,13 +81,14 @@ class Bus:
     async def connect(self, deadline_s: float | None = None) -> None:
         """Connect, retrying with backoff until ``deadline_s`` (default: the settings' connect timeout x 6)."""
         s = self.settings
-        deadline = time.monotonic() + (deadline_s if deadline_s is not None else s.connect_timeout_s * 6)
+        started = time.monotonic()
+        deadline = started + (deadline_s if deadline_s is not None else s.connect_timeout_s * 6)
         delay = 0.1
         service = self.name
 
         async def disconnected() -> None:
             metrics.NATS_CONNECTED.labels(service).set(0)
-            if not self._closing:
+            if not self._closing and self._nc is not None:  # before the first connect: said once, at the deadline
                 log.warning("nats disconnected", service=service)
 
         async def reconnected() -> None:
@@ -96,10 +97,13 @@ class Bus:
             log.info("nats reconnected", service=service, url=str(self.nc.connected_url.netloc))
 
         refused = asyncio.Event()
+        last_error: list[str] = []
 
         async def error(exc: Exception) -> None:
-            if self._nc is None and "authorization violation" in str(exc).lower():
-                refused.set()  # nats-py would retry the first connect for ever: credentials do not heal
+            if self._nc is None:  # the first connect: its outcome is said once (connected, or one line at the deadline)
+                last_error[:] = [str(exc) or type(exc).__name__]
+                if "authorization violation" in str(exc).lower():
+                    refused.set()  # nats-py would retry the first connect for ever: credentials do not heal
                 return
             log.warning("nats error", service=service, error=str(exc))
 
@@ -157,8 +161,9 @@ class Bus:
                 if "authorization" in str(exc).lower():
                     raise BusError(self._refused()) from None
                 if time.monotonic() + delay > deadline:
-                    why = str(exc) or "no answer before the connect deadline"
-                    raise BusError(f"cannot connect to NATS at {s.url}: {why}") from None
+                    why = (last_error or [str(exc)])[0] or "no answer"
+                    waited = time.monotonic() - started
+                    raise BusError(f"cannot connect to NATS at {s.url}: {why} (gave up after {waited:.1f} s)") from None
                 log.info("waiting for nats", url=s.url, error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)

@@ -54,6 +54,15 @@ def is_listening(host: str, port: int, timeout: float = 0.2) -> bool:
         return False
 
 
+def is_port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    """Something accepts TCP connections on ``host:port``."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def url_answers(url: str) -> bool:
     parsed = urlparse(url)
     return is_listening(parsed.hostname or "127.0.0.1", parsed.port or 4222)
