@@ -34,23 +34,36 @@ def register(sub: argparse._SubParsersAction) -> None:
     od.add_argument("--unknown", action="store_true", help="tickets and orders gateways could not match, never guessed")
 
 
+#: After its OrderAccepted, a limit order that has not filled within this long is reported as resting.
+REST_GRACE_S = 1.0
+
+
 def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
-    from ordermesh.contract.wire import OrderFilled
+    from ordermesh.contract.wire import OrderAccepted, OrderFilled, Report
     from ordermesh.sdk import OrderMeshClient, OrderMeshError
 
     quiet(config)
+    watched: dict[str, asyncio.Event] = {}
+
+    def on_report(report: Report) -> None:
+        if isinstance(report, OrderAccepted) and report.intent_id in watched:
+            watched[report.intent_id].set()
 
     async def go() -> int:
-        async with OrderMeshClient(args.strategy, account=args.account, config=config, identity=OPERATOR) as om:
+        async with OrderMeshClient(
+            args.strategy, account=args.account, config=config, identity=OPERATOR, on_report=on_report
+        ) as om:
+            limit = args.limit is not None
             intent = om.intent(
                 Side(args.side),
                 args.symbol,
                 args.qty,
-                order_type=OrderType.LIMIT if args.limit is not None else OrderType.MARKET,
+                order_type=OrderType.LIMIT if limit else OrderType.MARKET,
                 limit_price=args.limit,
                 broker_id=args.broker,
                 intent_id=args.intent_id,
             )
+            accepted = watched[intent.intent_id] = asyncio.Event()
             ack = await om.publish_intent(intent)
             if ack.duplicate:
                 # Deduplicated by the stream: report what became of the first submission instead of waiting.
@@ -64,12 +77,31 @@ def cmd_submit(config: OrderMeshConfig, args: argparse.Namespace) -> int:
                     + (f" @ {rec.avg_px}" if rec.avg_px is not None else "")
                 )
                 return 0
-            print(f"intent {intent.intent_id} sent: {args.side} {args.qty} {args.symbol}")
+            price = f" limit {args.limit}" if limit else ""
+            print(f"intent {intent.intent_id} sent: {args.side} {args.qty} {args.symbol}{price}")
+            final = asyncio.ensure_future(om.wait(intent.intent_id, timeout=args.timeout))
+            resting = asyncio.ensure_future(accepted.wait())
             try:
-                outcome = await om.wait(intent.intent_id, timeout=args.timeout)
+                await asyncio.wait({final, resting}, return_when=asyncio.FIRST_COMPLETED)
+                if limit and not final.done():
+                    # accepted: a marketable limit fills at once; one that does not is resting, as intended
+                    await asyncio.wait({final}, timeout=REST_GRACE_S)
+                    if not final.done():
+                        rec = await om.order(intent.intent_id)
+                        status = rec.status.value if rec is not None else "ACCEPTED"
+                        filled = f", filled {rec.filled_qty} of {rec.quantity}" if rec is not None else ""
+                        print(
+                            f"resting: {status}{filled}; cancel with `ordermesh cancel {intent.intent_id}`"
+                            + (f" --strategy {args.strategy}" if args.strategy != "cli" else "")
+                        )
+                        return 0
+                outcome = await final
             except OrderMeshError as exc:
                 print(f"no outcome: {exc}", file=sys.stderr)
                 return 1
+            finally:
+                for task in (final, resting):
+                    task.cancel()
             kind = type(outcome).__name__
             if isinstance(outcome, OrderFilled):
                 print(

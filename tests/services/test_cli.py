@@ -87,6 +87,16 @@ async def test_submit_positions_and_tail(nats_server: NatsServer, tmp_path: Path
         assert again.returncode == 0, again.stderr
         assert "was already submitted" in again.stdout and "is FILLED, filled 0.25 of 0.25" in again.stdout
 
+        # a limit order that rests is a success, with its state (it used to be "no outcome", exit 1)
+        resting = await aordermesh(
+            "--nats", url, "submit", "buy", "EURUSD", "0.10", "--limit", "1.06000", "--intent-id", "cli-rest"
+        )
+        assert resting.returncode == 0, resting.stdout + resting.stderr
+        assert resting.stdout.splitlines()[-1] == (
+            "resting: ACCEPTED, filled 0 of 0.10; cancel with `ordermesh cancel cli-rest`"
+        )
+        assert (await aordermesh("--nats", url, "cancel", "cli-rest")).returncode == 0
+
         refused = await aordermesh("--nats", url, "submit", "sell", "NOPE", "1")
         assert refused.returncode == 1
         assert "OrderDenied: INSTRUMENT: NOPE is not a known tradable instrument at paper" in refused.stdout
