@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -40,13 +39,9 @@ from ordermesh.platform.auth import OBSERVER, AuthError, generate, identities
 from ordermesh.platform.bus import Bus, BusError
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.natsserver import NatsServer, NatsServerError, is_port_open, url_answers
+from services.cli.display import money
 
 RUN_DIR = Path(".ordermesh")
-
-
-def money(value: Decimal) -> Decimal:
-    """Two decimals for display; ``+ 0`` turns a rounded ``-0.00`` into ``0.00``."""
-    return value.quantize(Decimal("0.01")) + 0
 
 
 MAX_RESTARTS = 5

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import msgspec
@@ -42,3 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except BusError as exc:  # NATS unreachable until the connect deadline: one line, not a traceback
         print(f"ordermesh: {exc}", file=sys.stderr)
         return 3
+    except BrokenPipeError:  # `ordermesh orders --all | head`: the reader has what it wanted
+        # Python flushes stdout again at exit and would complain a second time: point it at /dev/null
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -11,6 +11,7 @@ from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.brokers import check_reconciliation
 from services.cli.common import Command, quiet
+from services.cli.display import Display, money
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -31,17 +32,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     eq.add_argument("--last", type=int, default=0, help="only the last N points (0: all)")
 
 
-def format_positions(positions: list[Any]) -> str:
-    from services.up import money
-
+def format_positions(positions: list[Any], display: Display) -> str:
     if not positions:
         return "no positions"
     header = f"{'account':<12} {'strategy':<16} {'symbol':<14} {'quantity':>14} {'avg price':>14} {'realized':>12}"
     lines = [header, "-" * len(header)]
     for p in positions:
         lines.append(
-            f"{p.account:<12} {(p.strategy_id or '*'):<16} {p.symbol:<14} {p.quantity!s:>14} "
-            f"{p.avg_price.normalize() if p.avg_price else 0!s:>14} {money(p.realized_pnl)!s:>12}"
+            f"{p.account:<12} {(p.strategy_id or '*'):<16} {p.symbol:<14} {display.qty(p.symbol, p.quantity):>14} "
+            f"{display.price(p.symbol, p.avg_price):>14} {money(p.realized_pnl)!s:>12}"
         )
     return "\n".join(lines)
 
@@ -65,7 +64,7 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             return 1
         finally:
             await om.bus.close()
-        print(format_positions(reply.positions))
+        print(format_positions(reply.positions, Display(config)))
         print(f"(keeper at exec sequence {reply.applied_seq}, {reply.fills_applied} fills)")
         if args.check:
             return await check_reconciliation(config)
@@ -75,8 +74,6 @@ def cmd_positions(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 
 
 def format_account(state: Any) -> str:
-    from services.up import money
-
     rows = [
         ("account", f"{state.account} ({state.mode}, {state.currency})"),
         ("deposit", money(state.deposit)),

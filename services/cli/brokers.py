@@ -31,12 +31,16 @@ def cmd_brokers(config: OrderMeshConfig, args: argparse.Namespace) -> int:
         usable = registry.usable()
         print(f"{len(registry.ids)} broker(s), {len(usable)} usable: {', '.join(usable) or 'none'}")
         return 1 if any(line.startswith("error:") for line in problems) else 0
-    for bid in registry.ids:
+    from services.cli.display import setting
+
+    for i, bid in enumerate(registry.ids):
         row = registry.describe(bid)
-        rest = "  ".join(
-            f"{k}={v}" for k, v in row.items() if k not in ("broker_id", "type", "enabled", "status", "gateway")
-        )
-        print(f"{bid:<14} {row['type']:<14} {row['status']:<9} {rest}")
+        if i:
+            print()
+        print(f"{bid}  ({row['type']}, {row['status']})")
+        for key, value in row.items():
+            if key not in ("broker_id", "type", "enabled", "status", "gateway") and value is not None:
+                print(f"  {key:<20} {setting(value)}")
     return 0
 
 

@@ -63,6 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     tl = sub.add_parser("tail", help="decode and print live messages on a subject (wildcards allowed)")
     tl.add_argument("subject", nargs="?", default=">", help="subject under the prefix, e.g. 'exec.>' (default: all)")
     tl.add_argument("--count", type=int, help="stop after this many messages")
+    tl.add_argument("--json", action="store_true", help="each message as JSON (as it is on the wire, in msgpack)")
 
 
 def cmd_size(config: OrderMeshConfig, args: argparse.Namespace) -> int:
@@ -120,8 +121,10 @@ def cmd_size(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 def cmd_tail(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     from ordermesh.contract.codec import BadMessage, decode_any
     from ordermesh.platform.bus import Bus
+    from services.cli.display import Display, message_line
 
     quiet(config)
+    display = Display(config)
 
     async def go() -> int:
         bus = Bus(config.nats, "cli:tail", identity=OPERATOR)
@@ -133,11 +136,18 @@ def cmd_tail(config: OrderMeshConfig, args: argparse.Namespace) -> int:
 
         async def on(msg: Any) -> None:
             nonlocal seen
+            if done.is_set():
+                return
             try:
-                body = fmt(decode_any(msg.data))
+                decoded = decode_any(msg.data)
+                body = fmt(decoded) if args.json else message_line(decoded, display)
             except BadMessage as exc:
                 body = f"<bad message: {exc}> {msg.data[:60]!r}"
-            print(f"{msg.subject} {body}", flush=True)
+            try:
+                print(f"{msg.subject} {body}", flush=True)
+            except BrokenPipeError:  # the reader went away (`| head`): stop, quietly
+                done.set()
+                return
             seen += 1
             if args.count and seen >= args.count:
                 done.set()

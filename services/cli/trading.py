@@ -10,6 +10,7 @@ from ordermesh.contract.wire import OrderType, Side
 from ordermesh.platform.auth import OPERATOR
 from ordermesh.platform.config import OrderMeshConfig
 from services.cli.common import Command, decimal, quiet, request_ctl
+from services.cli.display import Display, table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -159,13 +160,19 @@ def cmd_orders(config: OrderMeshConfig, args: argparse.Namespace) -> int:
         finally:
             await bus.close()
         rows.sort(key=lambda r: r.updated_ns)
-        for r in rows:
-            price = f" @ {r.avg_px.normalize()}" if r.avg_px is not None else ""
-            limit = f" limit {r.limit_price}" if r.limit_price is not None else ""
-            print(
-                f"{r.client_order_id}  {r.account:<10} {r.strategy_id:<14} {r.broker_id:<8} {r.side.value:<4} "
-                f"{r.quantity!s:>8} {r.symbol:<10}{limit:<16} {r.status.value:<16} filled {r.filled_qty}{price}"
+        display = Display(config)
+        heads = ("client order id", "account", "strategy", "broker", "side", "quantity", "symbol", "limit", "status")
+        table_rows = [
+            (
+                r.client_order_id, r.account, r.strategy_id, r.broker_id, r.side.value,
+                display.qty(r.symbol, r.quantity), r.symbol,
+                display.price(r.symbol, r.limit_price) if r.limit_price is not None else "market", r.status.value,
+                display.qty(r.symbol, r.filled_qty), display.price(r.symbol, r.avg_px),
             )
+            for r in rows
+        ]  # fmt: skip
+        if table_rows:
+            print(table((*heads, "filled", "avg price"), table_rows, right={5, 7, 9, 10}))
         print(f"{len(rows)} {'orders' if args.all else 'open orders'}")
         return 0
 

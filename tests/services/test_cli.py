@@ -103,12 +103,34 @@ async def test_submit_positions_and_tail(nats_server: NatsServer, tmp_path: Path
 
         stdout, _ = await asyncio.wait_for(tail.communicate(), 30)
         lines = stdout.decode().splitlines()
-        assert lines[0].startswith("om.exec.paper.cli ") and '"type":"order_accepted"' in lines[0]
-        assert '"type":"order_filled"' in lines[1] and '"last_qty":"0.25"' in lines[1]
+        # one readable line per message: clock time, type, fields; prices at the instrument's precision
+        assert re.match(r"om\.exec\.paper\.cli \d\d:\d\d:\d\d\.\d{3} OrderAccepted ", lines[0]), lines[0]
+        assert re.search(r"OrderFilled .*last_qty=0\.25 last_px=1\.\d{5}( |$)", lines[1]), lines[1]
+        assert "ts_ns" not in stdout.decode() and "{" not in lines[0]
 
         pos = await aordermesh("--nats", url, "positions")
         assert pos.returncode == 0, pos.stderr
-        assert re.search(r"paper-1\s+\*\s+EURUSD\s+0\.25\s+1\.\d+", pos.stdout), pos.stdout
+        # the average price at the instrument's precision, not a 28-digit quotient
+        assert re.search(r"paper-1\s+\*\s+EURUSD\s+0\.25\s+1\.\d{5}\s", pos.stdout), pos.stdout
+
+        # a reader that stops early: no BrokenPipeError, and `tail` ends instead of running for ever
+        cli = f"{sys.executable} -m services.cli --nats {url}"
+        listing = await asyncio.to_thread(
+            subprocess.run, f"{cli} orders --all | head -1", shell=True, capture_output=True, text=True, timeout=60,
+            cwd=ROOT,
+        )  # fmt: skip
+        assert "Traceback" not in listing.stderr and "BrokenPipe" not in listing.stderr, listing.stderr
+        assert listing.stdout.splitlines() == [listing.stdout.splitlines()[0]]
+        assert listing.stdout.startswith("client order id")
+        piped = await asyncio.create_subprocess_shell(
+            f"{cli} tail 'exec.>' | head -1", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            cwd=ROOT,
+        )  # fmt: skip
+        assert piped.stderr is not None
+        assert b"tailing om.exec.>" in await asyncio.wait_for(piped.stderr.readline(), 30)
+        await aordermesh("--nats", url, "submit", "sell", "EURUSD", "0.25")
+        out_b, err_b = await asyncio.wait_for(piped.communicate(), 30)  # both ends of the pipe finished
+        assert len(out_b.decode().splitlines()) == 1 and b"Traceback" not in err_b, err_b
 
 
 def test_positions_without_a_keeper_says_so(nats_server: NatsServer) -> None:
@@ -145,7 +167,7 @@ def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -
 def test_money_display_never_shows_negative_zero() -> None:
     from decimal import Decimal
 
-    from services.up import money
+    from services.cli.display import money
 
     assert str(money(Decimal("-0.0001"))) == "0.00"
     assert str(money(Decimal("12.344"))) == "12.34"
@@ -175,12 +197,12 @@ def test_brokers_validate_prints_one_clear_line_per_problem(tmp_path: Path) -> N
     ]
     listing = ordermesh("--config", str(cfg), "brokers")
     assert listing.returncode == 0
-    assert [line.split()[:3] for line in listing.stdout.splitlines()] == [
-        ["fix-gw", "fix", "invalid"],
-        ["mt5-live", "paper", "invalid"],
-        ["old-paper", "paper", "disabled"],
-        ["paper", "paper", "ok"],
-    ]
+    heads = [line for line in listing.stdout.splitlines() if line and not line.startswith(" ")]
+    assert heads == ["fix-gw  (fix, invalid)", "mt5-live  (paper, invalid)", "old-paper  (paper, disabled)",
+                     "paper  (paper, ok)"]  # fmt: skip
+    # one setting per line, as written in a config file: no Python reprs
+    assert "  seed                 7" in listing.stdout.splitlines()
+    assert "Decimal(" not in listing.stdout and "DepthProfile(" not in listing.stdout
 
 
 def test_a_networked_command_gives_up_when_nats_is_unreachable(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,14 @@ async def test_cancel_one_and_cancel_all(nats_server: NatsServer, tmp_path: Path
             assert listing.returncode == 0, listing.stderr
             lines = listing.stdout.splitlines()
             assert lines[-1] == "3 open orders"
-            assert all("s-cancel" in line and "limit 1.06000" in line and "ACCEPTED" in line for line in lines[:-1])
+            assert lines[0].split() == ["client", "order", "id", "account", "strategy", "broker", "side", "quantity",
+                                        "symbol", "limit", "status", "filled", "avg", "price"]  # fmt: skip
+            rows = lines[2:-1]
+            assert len(rows) == 3
+            assert all(
+                re.search(r"s-cancel\s+paper\s+BUY\s+0\.10\s+EURUSD\s+1\.06000\s+ACCEPTED\s+0\.00\s+-$", row)
+                for row in rows
+            ), rows
             # the paper venue stores its orders with their commands: the gateway keeps no second copy
             assert await _keys(om, "om_gateway") == []
             reply = await om.cancel(ids[0])  # the SDK's way; `ordermesh cancel` sends the same request
