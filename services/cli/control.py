@@ -76,7 +76,9 @@ def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     async def go() -> int:
         async with OrderMeshClient("close-all", config=config, account=args.account, identity=OPERATOR) as om:
             try:
-                report = await om.close_all_positions(args.account, args.strategy, timeout=args.timeout)
+                report = await om.close_all_positions(
+                    args.account, args.strategy, whole_account=args.strategy is None, timeout=args.timeout
+                )
             except (nats.errors.NoRespondersError, nats.errors.TimeoutError, OrderMeshError) as exc:
                 print(f"close-all failed: {type(exc).__name__} {exc}", file=sys.stderr)
                 return 1

@@ -95,24 +95,36 @@ def is_final(report: Report) -> bool:
     return isinstance(report, IntentRejected | OrderDenied | OrderRejected | OrderCanceled | OrderExpired)
 
 
-def _to_close(account: str, strategy: str | None, positions: list[Position]) -> list[Position]:
-    """What close-all closes: every open ticket (a position with a ``position_id``: hedging) on its own, and the
-    net per symbol of the rest (netting)."""
+def _to_close(positions: list[Position]) -> list[Position]:
+    """What close-all closes, each in its owner's name: every open ticket (a position with a ``position_id``:
+    hedging) on its own, and each strategy's net per symbol of the rest (netting)."""
     tickets = [p for p in positions if p.position_id is not None and p.quantity != 0]
-    net: dict[str, Decimal] = {}
+    net: dict[tuple[str | None, str], Decimal] = {}
     for p in positions:
         if p.position_id is None:
-            net[p.symbol] = net.get(p.symbol, Decimal(0)) + p.quantity
+            key = (p.strategy_id, p.symbol)
+            net[key] = net.get(key, Decimal(0)) + p.quantity
     nets = [
-        Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy)
-        for sym, q in sorted(net.items())
+        Position(account=_account_of(positions), symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strat)
+        for (strat, sym), q in sorted(net.items(), key=lambda kv: (kv[0][0] or "", kv[0][1]))
         if q != 0
     ]
-    return nets + sorted(tickets, key=lambda p: (p.symbol, str(p.position_id)))
+    return nets + sorted(tickets, key=lambda p: (p.strategy_id or "", p.symbol, str(p.position_id)))
 
 
-def _key(p: Position) -> str:
-    return p.position_id if p.position_id is not None else p.symbol
+def _account_of(positions: list[Position]) -> str:
+    return positions[0].account if positions else ""
+
+
+def _key(p: Position) -> tuple[str | None, str]:
+    """One close's identity: its owner and its ticket (hedging) or symbol (netting)."""
+    return (p.strategy_id, p.position_id if p.position_id is not None else p.symbol)
+
+
+def _reduces(net: Decimal, qty: Decimal) -> bool:
+    """Closing ``qty`` of a strategy reduces the account's net ``net`` without flipping it (netting accounts): only
+    then may the close be reduce-only, which the router judges on the account's position."""
+    return net != 0 and (net > 0) == (qty > 0) and abs(qty) <= abs(net)
 
 
 class OrderMeshClient:
@@ -308,27 +320,39 @@ class OrderMeshClient:
     # ------------------------------------------------------------------------------ close all
 
     async def close_all_positions(
-        self, account: str | None = None, strategy: str | None = None, *, timeout: float = 15.0
+        self,
+        account: str | None = None,
+        strategy: str | None = None,
+        *,
+        whole_account: bool = False,
+        timeout: float = 15.0,
     ) -> CloseAllReport:
-        """Cancel the open orders, send a reduce-only market intent for every open position, wait until the
-        keeper shows them flat (or ``timeout``), and report per position: closed, partial (with the rest) or
-        failed (with the reason).
+        """Cancel the open orders, send a market intent closing every open position, wait until the keeper shows
+        them flat (or ``timeout``), and report per position: closed, partial (with the rest) or failed (with the
+        reason).
 
-        Netting accounts: one intent per symbol for its net. Hedging accounts (the keeper lists one position per
-        ticket, with its ``position_id``): one intent per ticket, naming it, for the ticket's quantity on the
-        opposite side, and one outcome per ticket. Without ``strategy`` the account's positions are closed by
-        intents of this client's strategy; with it, that strategy's own positions by intents in its name."""
+        Whose positions: this client's strategy's by default (what a strategy means by "close all"); ``strategy``'s
+        (an operator acting for it); or with ``whole_account`` every strategy's in the account (an operator's
+        close-all). Each position is closed by an intent in its owner's name, so the books stay per strategy.
+        Netting accounts: one intent per strategy and symbol, reduce-only when it reduces the account's net
+        position without flipping it (the router judges reduce-only on the account; a strategy long while the
+        account is short closes with a plain order of exactly its quantity). Hedging accounts (one position per
+        ticket, with its ``position_id``): one reduce-only intent per ticket, naming it."""
         account = account or self.account
+        scope = None if whole_account else (strategy or self.strategy_id)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
-            cancel = (await self._control("cancel_all", CancelAll(account=account, strategy_id=strategy))).detail
+            cancel = (await self._control("cancel_all", CancelAll(account=account, strategy_id=scope))).detail
         except Exception as exc:  # no router: still close what is open
             cancel = f"open orders not canceled: {type(exc).__name__} {exc}".strip()
-        held = _to_close(account, strategy, await self.positions(account=account, strategy_id=strategy))
+        held = _to_close(await self.positions(account=account, strategy_id=scope, by_strategy=True))
         if not held:
-            return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=[])
-        by = strategy or self.strategy_id
+            return CloseAllReport(account=account, strategy_id=scope, cancel=cancel, outcomes=[])
+        nets: dict[str, Decimal] = {}
+        for p in await self.positions(account=account):
+            if p.position_id is None:
+                nets[p.symbol] = nets.get(p.symbol, Decimal(0)) + p.quantity
         outcomes: dict[str, Report] = {}
         done = asyncio.Event()
         wanted: set[str] = set()
@@ -343,21 +367,23 @@ class OrderMeshClient:
                 if wanted <= outcomes.keys():
                     done.set()
 
+        owners = sorted({p.strategy_id or self.strategy_id for p in held})
         feeds = [
             await self.bus.feed(EXEC, subject, on_report)
-            for subject in (self.subjects.strategy_exec(by), self.subjects.reject(by))
+            for owner in owners
+            for subject in (self.subjects.strategy_exec(owner), self.subjects.reject(owner))
         ]
         sent: list[tuple[Position, Intent | None, str]] = []
         try:
             for p in held:
                 intent = Intent(
                     intent_id=new_intent_id(),
-                    strategy_id=by,
+                    strategy_id=p.strategy_id or self.strategy_id,
                     account=account,
                     symbol=p.symbol,
                     side=Side.SELL if p.quantity > 0 else Side.BUY,
                     sizing=Fixed(qty=abs(p.quantity)),
-                    reduce_only=True,
+                    reduce_only=p.position_id is not None or _reduces(nets.get(p.symbol, Decimal(0)), p.quantity),
                     position_id=p.position_id,
                     tags={"close_all": "1"},
                 )
@@ -371,7 +397,7 @@ class OrderMeshClient:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
             # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
-            remaining = await self._remaining(account, strategy, {_key(p) for p, _, _ in sent}, deadline)
+            remaining = await self._remaining(account, scope, {_key(p) for p, _, _ in sent}, deadline)
         finally:
             for feed in feeds:
                 await feed.stop()
@@ -407,22 +433,22 @@ class OrderMeshClient:
                     position_id=p.position_id,
                 )
             )
-        return CloseAllReport(account=account, strategy_id=strategy, cancel=cancel, outcomes=result)
+        return CloseAllReport(account=account, strategy_id=scope, cancel=cancel, outcomes=result)
 
     async def _remaining(
-        self, account: str, strategy: str | None, keys: set[str], deadline: float
-    ) -> dict[str, Decimal] | None:
-        """Open quantity per key (a ticket's position id, or a symbol's net) once all are flat or at the
-        deadline; None if the keeper never answered."""
+        self, account: str, strategy: str | None, keys: set[tuple[str | None, str]], deadline: float
+    ) -> dict[tuple[str | None, str], Decimal] | None:
+        """Open quantity per close key (owner, and ticket or symbol) once all are flat or at the deadline; None if
+        the keeper never answered."""
         loop = asyncio.get_running_loop()
-        last: dict[str, Decimal] | None = None
+        last: dict[tuple[str | None, str], Decimal] | None = None
         while True:
             try:
-                now: dict[str, Decimal] = {}
-                for p in await self.positions(account=account, strategy_id=strategy):
-                    for key in (p.symbol, p.position_id):
-                        if key is not None and key in keys:
-                            now[key] = now.get(key, Decimal(0)) + p.quantity
+                now: dict[tuple[str | None, str], Decimal] = {}
+                for p in await self.positions(account=account, strategy_id=strategy, by_strategy=True):
+                    for key in ((p.strategy_id, p.symbol), (p.strategy_id, p.position_id)):
+                        if key[1] is not None and key in keys:
+                            now[key] = now.get(key, Decimal(0)) + p.quantity  # type: ignore[index]
                 last = {key: q for key, q in now.items() if q != 0}
             except (OrderMeshError, TimeoutError, nats.errors.Error):
                 pass

@@ -4,15 +4,17 @@ account state and the equity curve."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import random
 import re
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import msgspec
 
-from ordermesh.books.accounting import Ledger, Rules
+from ordermesh.books.accounting import BookSnapshot, Ledger, Rules
 from ordermesh.contract.subjects import EQUITY
 from ordermesh.contract.wire import AccountState, Liquidity, OrderAccepted, OrderFilled, Side
 from ordermesh.platform.config import OrderMeshConfig
@@ -196,11 +198,16 @@ async def test_close_all_reconciliation_account_and_equity_through_the_running_s
             # close-all: every position flat, and the report
             out = await aordermesh("--nats", url, "close-all", "--timeout", "20")
             assert out.returncode == 0, out.stdout + out.stderr
-            assert re.search(r"EURUSD\s+\*\s+0\.30\s+closed", out.stdout), out.stdout
-            assert re.search(r"BTCUSD\s+\*\s+-0\.010\s+closed", out.stdout), out.stdout
-            assert re.search(r"GBPUSD\s+\*\s+0\.15\s+closed", out.stdout), out.stdout
-            assert "3 of 3 position(s) closed" in out.stdout
+            # each strategy's position closed in its own name (GBPUSD: s-b long 0.20, s-a short 0.05)
+            assert re.search(r"EURUSD\s+s-a\s+0\.30\s+closed", out.stdout), out.stdout
+            assert re.search(r"BTCUSD\s+s-b\s+-0\.010\s+closed", out.stdout), out.stdout
+            assert re.search(r"GBPUSD\s+s-b\s+0\.20\s+closed", out.stdout), out.stdout
+            assert re.search(r"GBPUSD\s+s-a\s+-0\.05\s+closed", out.stdout), out.stdout
+            assert "4 of 4 position(s) closed" in out.stdout
             assert all(p.quantity == 0 for p in await a.positions())
+            per_strategy = (await a.positions_reply(by_strategy=True)).positions
+            assert {p.strategy_id for p in per_strategy} == {"s-a", "s-b"}  # nothing booked to a "close-all"
+            assert all(p.quantity == 0 for p in per_strategy)
             again = await a.close_all_positions()
             assert again.outcomes == [] and again.flat
 
@@ -237,3 +244,150 @@ async def test_close_all_reconciliation_account_and_equity_through_the_running_s
             assert eq.returncode == 0, eq.stderr
             assert "paper-1 equity curve:" in eq.stdout and "max drawdown" in eq.stdout and "*" in eq.stdout
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_hostile_fills_never_poison_the_books_across_restart_replay_and_an_old_snapshot(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    env = {"ORDERMESH__KEEPER__SNAPSHOT_INTERVAL_S": "0.1", "ORDERMESH__KEEPER__RECONCILE_INTERVAL_S": "0"}
+    good = make_fills(4, seed=3)
+    base = msgspec.to_builtins(good[0])
+    hostile = [  # (what the fill says, the reason the keeper counts it under)
+        ({"last_px": "NaN"}, "invalid"),
+        ({"last_qty": "1e999999"}, "invalid"),
+        ({"last_px": "1e300"}, "invalid"),
+        ({"last_qty": "-Infinity"}, "invalid"),
+        ({"last_qty": "-1"}, "invalid"),
+        ({"last_qty": "100000000000000"}, "out_of_bounds"),  # 1e14 lots: fine on the wire, absurd in the books
+        ({"last_qty": "999999999999999", "last_px": "999999999999999", "symbol": "ZZZ"}, "out_of_bounds"),
+        ({"broker_id": "forged"}, "unknown_broker"),
+    ]
+    async with System(nats_server.url, tmp_path, env=env) as system:
+        system.start("keeper")
+        await system.wait_ready("keeper")
+        async with OrderMeshClient("hostile", url=nats_server.url) as om:
+            bus = om.bus
+            for f in good[:3]:
+                await bus.publish(bus.subjects.exec("paper", f.strategy_id), f, msg_id=f.event_id)
+            await reply_when(om, 3)
+            for i, (fields, _) in enumerate(hostile):
+                data = msgspec.msgpack.encode({**base, "fill_id": f"h{i}", "event_id": f"fill:h{i}", **fields})
+                await bus.js.publish(bus.subjects.exec("paper", "s0"), data, headers={"Nats-Msg-Id": f"h{i}"})
+            last = good[3]
+            await bus.publish(bus.subjects.exec("paper", last.strategy_id), last, msg_id=last.event_id)
+            await reply_when(om, 4)
+
+            clean = Ledger(rules=Rules(accounts=dict(OrderMeshConfig().accounts), specs=load_instruments(
+                OrderMeshConfig().sizer.instruments_file)))  # fmt: skip
+            for seq, f in enumerate(good, 1):
+                clean.apply_fill(f, seq)
+            reply = await om.positions_reply()
+            state = await om.account_state("paper-1")
+            assert reply.fills_applied == 4 and reply.positions == clean.positions()
+            assert state.equity.is_finite() and state.equity == clean.account_state("paper-1", lambda _s: None).equity
+
+            def counted(reason: str) -> float:
+                return system.metric("keeper", "ordermesh_bad_messages_total", service="keeper", reason=reason)
+
+            expected = {r: sum(1 for _, x in hostile if x == r) for _, r in hostile}
+            assert {r: counted(r) for r in expected} == expected
+            log = (tmp_path / "keeper.log").read_text()
+            assert log.count('"bad message"') == len(hostile)  # each logged once
+
+            # a restart resumes from its snapshot; the books are the same
+            system.kill("keeper", 15)
+            system.start("keeper")
+            await system.wait_ready("keeper")
+            await reply_when(om, 4)
+            assert (await om.positions_reply()).positions == reply.positions
+            assert without_ts(await om.account_state("paper-1")) == without_ts(state)
+
+            # a snapshot from before fills were checked (NaN in it): rebuilt from the stream, with the checks
+            system.kill("keeper", 15)
+            kv = await bus.kv("om_keeper")
+            snap = msgspec.msgpack.decode((await kv.get("snapshot.keeper")).value, type=BookSnapshot)
+            snap.accounts["paper-1"].positions[good[0].symbol].avg_price = D("NaN")
+            await kv.put("snapshot.keeper", msgspec.msgpack.encode(snap))
+            system.start("keeper")
+            await system.wait_ready("keeper")
+            await reply_when(om, 4)
+            assert (await om.positions_reply()).positions == reply.positions
+            assert without_ts(await om.account_state("paper-1")) == without_ts(state)
+            assert (
+                "snapshot holds impossible values; rebuilding from the stream" in (tmp_path / "keeper.log").read_text()
+            )
+            assert {r: counted(r) for r in expected} == expected  # refused again on the way
+
+            # `--replay` refuses the same fills: the same books
+            system.kill("keeper", 15)
+            system.start("keeper-replay", "--replay", "--instance", "replay", service="keeper")
+            await system.wait_ready("keeper")
+            await reply_when(om, 4)
+            assert (await om.positions_reply()).positions == reply.positions
+            assert without_ts(await om.account_state("paper-1")) == without_ts(state)
+            assert {r: counted(r) for r in expected} == expected
+
+
+async def test_a_forged_timestamp_cannot_charge_years_of_swaps(nats_server: NatsServer, tmp_path: Path) -> None:
+    # the rollover half a day away: no legitimate night passes during the test
+    hour = (datetime.datetime.now(datetime.UTC).hour + 12) % 24
+    env = {
+        "ORDERMESH__KEEPER__SWAPS": "{EURUSD: {long: '5', short: '5'}}",
+        "ORDERMESH__KEEPER__SWAP_ROLLOVER_HOUR_UTC": str(hour),
+        "ORDERMESH__KEEPER__RECONCILE_INTERVAL_S": "0",
+    }
+    now = time.time_ns()
+    first, last = (
+        msgspec.structs.replace(f, symbol="EURUSD", commission=D(0), ts_ns=now) for f in make_fills(2, seed=5)
+    )
+    async with System(nats_server.url, tmp_path, env=env) as system:
+        system.start("keeper")
+        await system.wait_ready("keeper")
+        async with OrderMeshClient("clock", url=nats_server.url) as om:
+            bus = om.bus
+            await bus.publish(bus.subjects.exec("paper", first.strategy_id), first, msg_id=first.event_id)
+            await reply_when(om, 1)
+            forged = OrderAccepted(
+                event_id="acc:forged", client_order_id="om-x", intent_id="x", strategy_id="s0", account="paper-1",
+                broker_id="paper", symbol="EURUSD", broker_order_id="b", ts_ns=2**63 - 1,  # the year 2262
+            )  # fmt: skip
+            await bus.publish(bus.subjects.exec("paper", "s0"), forged, msg_id=forged.event_id)
+            await bus.publish(bus.subjects.exec("paper", last.strategy_id), last, msg_id=last.event_id)
+            await reply_when(om, 2)
+            state = await om.account_state("paper-1")
+            assert state.swap == 0, state  # not 5 a lot for each of ~86,000 nights
+            assert [p.swap for p in await om.positions()] == [0]
+
+
+async def test_a_strategy_closes_its_own_positions_on_a_netting_account_where_others_hold_the_opposite(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """`close-all --strategy cli` used to fail ("reduce-only SELL 0.10 would increase or flip the EURUSD position
+    -0.10"), and the README's `close_all_positions()` flattened every strategy's positions."""
+    url = nats_server.url
+    async with System(url, tmp_path) as system:
+        await system.start_all()
+        async with OrderMeshClient("cli", url=url) as cli, OrderMeshClient("s-short", url=url) as short:
+            assert isinstance(await cli.wait(await cli.buy("EURUSD", D("0.10"))), OrderFilled)
+            assert isinstance(await short.wait(await short.sell("EURUSD", D("0.30"))), OrderFilled)
+            assert isinstance(await short.wait(await short.buy("GBPUSD", D("0.10"))), OrderFilled)
+
+            out = await aordermesh("--nats", url, "close-all", "--strategy", "cli", "--timeout", "20")
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert re.search(r"EURUSD\s+cli\s+0\.10\s+closed", out.stdout), out.stdout
+            assert "1 of 1 position(s) closed" in out.stdout
+
+            async def held(om: OrderMeshClient) -> dict[str, Decimal]:
+                return {p.symbol: p.quantity for p in await om.positions(strategy_id=om.strategy_id) if p.quantity}
+
+            assert await held(cli) == {}
+            assert await held(short) == {"EURUSD": D("-0.30"), "GBPUSD": D("0.10")}  # untouched
+
+            # the SDK's close_all_positions() closes the calling strategy's positions, and only those
+            assert isinstance(await cli.wait(await cli.buy("GBPUSD", D("0.05"))), OrderFilled)
+            report = await cli.close_all_positions(timeout=20)
+            assert report.flat and [(o.symbol, o.strategy_id, o.quantity) for o in report.outcomes] == [
+                ("GBPUSD", "cli", D("0.05"))
+            ]
+            assert await held(cli) == {}
+            assert await held(short) == {"EURUSD": D("-0.30"), "GBPUSD": D("0.10")}
