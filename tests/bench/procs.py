@@ -20,6 +20,14 @@ from tests.bench.scenarios import BenchError
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
+#: ordermesh's processes in a benchmark (``make bench`` and ``make soak``): name -> ``services.cli`` command
+SERVICES: dict[str, tuple[str, ...]] = {
+    "keeper": ("keeper",),
+    "router": ("router",),
+    "gateway": ("gateway", "paper"),
+    "sizer": ("sizer",),
+}
+
 
 def child_env() -> dict[str, str]:
     """The caller's environment without its ordermesh settings (defaults only), logging warnings as JSON."""
@@ -28,12 +36,22 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class Procs:
     """Child processes by name; each one's stdout and stderr go to ``log_dir/<name>.log``."""
 
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.watched: dict[str, int] = {}  # other processes of the system under test (the nats-server)
 
     def start(self, name: str, *module_args: str) -> None:
         """Start ``python -m <module_args...>`` from the project root."""
@@ -46,6 +64,18 @@ class Procs:
                 cwd=ROOT,
                 start_new_session=True,  # a Ctrl-C reaches only us; we stop the children ourselves
             )
+
+    def start_ordermesh(self, url: str) -> None:
+        """Start every process of :data:`SERVICES` against the NATS server at ``url``."""
+        for name, command in SERVICES.items():
+            self.start(name, "services.cli", "--nats", url, *command, "--http-port", "0")
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.procs.items() if p.poll() is None}
+
+    def cpu(self) -> float:
+        """CPU seconds used so far by the children and the watched processes together."""
+        return sum(cpu_seconds(pid) for pid in [*self.pids().values(), *self.watched.values()])
 
     def dead(self) -> list[str]:
         return [f"{name} (exit code {p.returncode})" for name, p in self.procs.items() if p.poll() is not None]

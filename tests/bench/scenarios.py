@@ -52,8 +52,8 @@ class Target(abc.ABC):
 
     name: str
 
-    def __init__(self) -> None:
-        self.tracker = Tracker()
+    def __init__(self, tracker: Tracker | None = None) -> None:
+        self.tracker = tracker or Tracker()
         self._sides = itertools.cycle((Side.BUY, Side.SELL))  # alternate, so positions stay small
 
     def prepare(self) -> Intent:

@@ -1,4 +1,6 @@
-"""The two systems under measurement: ordermesh through its SDK, and the raw nats-py relay chain."""
+"""The systems under measurement: ordermesh through its SDK, and two plain nats-py chains over streams of the same
+shape: the relay chain (``relay.py``, one PubAck awaited at a time: the latency baseline) and the pipelined chain
+(``pipelined.py``, batches in flight: the throughput baseline)."""
 
 from __future__ import annotations
 
@@ -41,8 +43,8 @@ def _timed(tracker: Tracker) -> Callable[[Report], None]:
 class OrderMeshTarget(Target):
     name = "ordermesh"
 
-    def __init__(self, url: str) -> None:
-        super().__init__()
+    def __init__(self, url: str, tracker: Tracker | None = None) -> None:
+        super().__init__(tracker)
         self.client = OrderMeshClient(STRATEGY, account=ACCOUNT, url=url, on_report=_timed(self.tracker))
 
     async def connect(self) -> None:
@@ -58,35 +60,46 @@ class OrderMeshTarget(Target):
         await self.client.submit(intent)
 
 
-# ------------------------------------------------------------------------------------- raw baseline
+# ------------------------------------------------------------------------------------- raw baselines
 
-RAW = Subjects("raw")
-
-
-def raw_name(stream: str) -> str:
-    """OM_INTENTS -> RAW_INTENTS"""
-    return "RAW_" + stream.removeprefix("OM_")
+RAW = Subjects("raw")  # the relay chain
+PIPE = Subjects("pipe")  # the pipelined chain
 
 
-def raw_streams() -> list[StreamConfig]:
-    """ordermesh's stream shapes (``Topology``) under the ``raw`` prefix, with ``raw_name``s."""
-    return [dataclasses.replace(cfg, name=raw_name(cfg.name or "")) for cfg in Topology(RAW).streams()]
+def chain_name(stream: str, subjects: Subjects = RAW) -> str:
+    """OM_INTENTS -> RAW_INTENTS (PIPE_INTENTS under the ``pipe`` prefix)"""
+    return f"{subjects.prefix.upper()}_" + stream.removeprefix("OM_")
 
 
-def relay_hops() -> list[dict[str, str]]:
-    """The three relays in path order: durable name, stream consumed, its filter, subject republished to."""
+def chain_streams(subjects: Subjects = RAW) -> list[StreamConfig]:
+    """ordermesh's stream shapes (``Topology``) under another prefix, with ``chain_name``s."""
+    return [dataclasses.replace(cfg, name=chain_name(cfg.name or "", subjects)) for cfg in Topology(subjects).streams()]
+
+
+def chain_hops(subjects: Subjects = RAW) -> list[dict[str, str]]:
+    """The three hops in path order: durable name, stream consumed, its filter, subject republished to."""
+    s = subjects
     return [
-        {"name": "sizer", "stream": raw_name(INTENTS), "filter": RAW.all_intents, "out": RAW.order(ACCOUNT)},
-        {"name": "router", "stream": raw_name(ORDERS), "filter": RAW.all_orders, "out": RAW.cmd(BROKER)},
-        {"name": "gateway", "stream": raw_name(COMMANDS), "filter": RAW.cmd(BROKER), "out": RAW.exec(BROKER, STRATEGY)},
+        {"name": "sizer", "stream": chain_name(INTENTS, s), "filter": s.all_intents, "out": s.order(ACCOUNT)},
+        {"name": "router", "stream": chain_name(ORDERS, s), "filter": s.all_orders, "out": s.cmd(BROKER)},
+        {
+            "name": "gateway",
+            "stream": chain_name(COMMANDS, s),
+            "filter": s.cmd(BROKER),
+            "out": s.exec(BROKER, STRATEGY),
+        },
     ]
 
 
 class RawTarget(Target):
-    name = "raw"
+    """The driver of a plain nats-py chain: publishes intents to ``<PREFIX>_INTENTS`` and takes as the fill the
+    message on ``<PREFIX>_EXEC`` whose ``Nats-Msg-Id`` is the intent id (the pipelined chain's venue hop also
+    publishes an ``<intent id>:accepted`` report before it, which nobody waits for)."""
 
-    def __init__(self, url: str) -> None:
-        super().__init__()
+    def __init__(self, url: str, subjects: Subjects = RAW, name: str = "raw", tracker: Tracker | None = None) -> None:
+        super().__init__(tracker)
+        self.name = name
+        self.subjects = subjects
         self.url = url
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -97,14 +110,14 @@ class RawTarget(Target):
         return self._nc
 
     async def connect(self) -> None:
-        """Create the streams and the driver's ordered consumer on the last one (start the relays after)."""
-        self._nc = await nats.connect(self.url, name="bench:raw", max_reconnect_attempts=-1)
+        """Create the streams and the driver's ordered consumer on the last one (start the hops after)."""
+        self._nc = await nats.connect(self.url, name=f"bench:{self.name}", max_reconnect_attempts=-1)
         self._js = self._nc.jetstream(timeout=5.0)
-        for cfg in raw_streams():
+        for cfg in chain_streams(self.subjects):
             await self._js.add_stream(cfg)
         await self._js.subscribe(
-            RAW.strategy_exec(STRATEGY),
-            stream=raw_name(EXEC),
+            self.subjects.strategy_exec(STRATEGY),
+            stream=chain_name(EXEC, self.subjects),
             cb=self._on_msg,
             ordered_consumer=True,
             deliver_policy=DeliverPolicy.NEW,
@@ -132,4 +145,4 @@ class RawTarget(Target):
 
     async def send(self, intent: Intent) -> None:
         assert self._js is not None
-        await self._js.publish(RAW.intent(STRATEGY), encode(intent), headers={MSG_ID: intent.intent_id})
+        await self._js.publish(self.subjects.intent(STRATEGY), encode(intent), headers={MSG_ID: intent.intent_id})
