@@ -144,8 +144,9 @@ class BrokerClient(abc.ABC):
         return child_reports(reports_for(cmd, order), order.parent_client_order_id)
 
     def take_changes(self) -> Iterator[VenueChange]:
-        """``keeps_commands`` venues: each order that changed and is not reported yet, marked reported as it is
-        yielded (so a concurrent caller does not publish it too). Default: none."""
+        """``keeps_commands`` venues: each order that changed and is not reported yet, all marked reported before
+        the first is yielded (so a concurrent caller does not publish any of them too), leaving out an order whose
+        placement its own handler has not reported yet (``take_reports``). Default: none."""
         return iter(())
 
     async def quotes(self) -> AsyncIterator[Quote]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextvars import ContextVar, Token
 from typing import Any
 
 import structlog
@@ -51,6 +50,7 @@ def setup_logging(settings: LogSettings, **bind: Any) -> None:
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
+            _merge_ids,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             _mask_secrets,
@@ -68,12 +68,37 @@ def setup_logging(settings: LogSettings, **bind: Any) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
 
 
-@contextmanager
-def bind_ids(**ids: Any) -> Iterator[None]:
-    """Bind causal ids (intent_id, client_order_id, ...) to every log line inside the block."""
-    present = {k: v for k, v in ids.items() if v is not None}
-    with structlog.contextvars.bound_contextvars(**present):
-        yield
+#: The causal ids of the message being handled. One ContextVar holding a small dict, set and reset per message,
+#: and read only when a line is actually logged: binding structlog's context for every message cost 12-22 % of
+#: a service's CPU under load (issue 16), logging a line is rare.
+_IDS: ContextVar[dict[str, Any] | None] = ContextVar("ordermesh_ids", default=None)
+
+
+def _merge_ids(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    ids = _IDS.get()
+    if ids:
+        for key, value in ids.items():
+            if value is not None:
+                event.setdefault(key, value)
+    return event
+
+
+class bind_ids:  # lower case: used like a function, ``with bind_ids(intent_id=...)``
+    """Bind causal ids (intent_id, client_order_id, ...) to every log line inside the block (nested blocks add)."""
+
+    __slots__ = ("_ids", "_token")
+
+    def __init__(self, **ids: Any) -> None:
+        self._ids = ids
+        self._token: Token[dict[str, Any] | None] | None = None
+
+    def __enter__(self) -> None:
+        outer = _IDS.get()
+        self._token = _IDS.set({**outer, **self._ids} if outer else self._ids)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _IDS.reset(self._token)
 
 
 def get_logger(**bind: Any) -> Any:

@@ -37,8 +37,12 @@ from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, msg_delivery_count
 from ordermesh.platform.config import ConfigError, OrderMeshConfig
 from ordermesh.platform.log import setup_logging
+from ordermesh.platform.pipeline import InHand, Lanes, Puller
 
 T = TypeVar("T")
+
+#: How often a service reads its consumers' backlogs and the streams' sizes for its metrics.
+JETSTREAM_METRICS_INTERVAL_S = 5.0
 
 
 class RetryLater(Exception):
@@ -76,25 +80,6 @@ class _Consumer(Generic[T]):
     #: Unacked messages come back after this long (e.g. those a killed process had in hand).
     ack_wait_s: float
     on_bad: BadHandler | None = None
-
-
-class _KeepAlive:
-    __slots__ = ("_handle", "_msg", "_period", "_task")
-
-    def __init__(self, msg: Msg, period: float) -> None:
-        self._msg = msg
-        self._period = period
-        self._task: asyncio.Task[None] | None = None
-        self._handle: asyncio.TimerHandle | None = asyncio.get_running_loop().call_later(period, self._fire)
-
-    def _fire(self) -> None:
-        self._task = asyncio.ensure_future(self._msg.in_progress())
-        self._handle = asyncio.get_running_loop().call_later(self._period, self._fire)
-
-    def cancel(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
 
 
 class Service:
@@ -243,40 +228,41 @@ class Service:
     # ------------------------------------------------------------------------------ consuming
 
     async def _consume_loop(self, c: _Consumer[Any]) -> None:
-        psub = await self.bus.pull_consumer(
+        """Pipelined (``ordermesh.platform.pipeline``): pull requests stay outstanding, up to 4 batches are in hand,
+        lanes keep one key's messages in order, each message is acked once its handler (and so its outputs'
+        PubAcks) is done."""
+        await self.bus.ensure_pull_consumer(
             c.stream, c.name, c.filter_subject, deliver_policy=c.deliver_policy, ack_wait_s=c.ack_wait_s
         )
-        backoff = 0.1
-        while True:
-            try:
-                msgs = await psub.fetch(c.batch, timeout=1.0)
-            except TimeoutError:
-                continue
-            except (nats.errors.Error, OSError) as exc:
-                # Disconnected or server busy: the client reconnects by itself; wait a little.
-                self.log.warning("fetch failed", consumer=c.name, error=str(exc) or type(exc).__name__)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                continue
-            backoff = 0.1
-            if c.lane is None or len(msgs) == 1:
-                for msg in msgs:
-                    obj = await self._decode(c, msg)
-                    if obj is not None:
-                        await self._handle(c, obj, msg)
-                continue
-            lanes: dict[str, list[tuple[Any, Msg]]] = {}
-            for msg in msgs:
-                obj = await self._decode(c, msg)
-                if obj is not None:
-                    lanes.setdefault(c.lane(obj), []).append((obj, msg))
-            await asyncio.gather(*(self._handle_lane(c, items) for items in lanes.values()))
+        in_hand = InHand(c.ack_wait_s / 2)
 
-    async def _handle_lane(self, c: _Consumer[Any], items: list[tuple[Any, Msg]]) -> None:
-        for obj, msg in items:
-            await self._handle(c, obj, msg)
+        async def handle(obj: Any, msg: Msg) -> None:
+            in_hand.add(msg)
+            try:
+                await self._handle(c, obj, msg)
+            finally:
+                in_hand.remove(msg)
+
+        lanes = Lanes(handle, limit=4 * c.batch, on_done=lambda: puller.top_up())
+
+        async def on_msg(msg: Msg) -> None:
+            obj = await self._decode(c, msg)
+            if obj is not None:
+                lanes.add(c.lane(obj) if c.lane is not None else None, obj, msg)
+
+        puller = Puller(self.bus, c.stream, c.name, on_msg, room=lambda: lanes.room, batch=2 * c.batch)
+        await puller.start()
+        keepalive = asyncio.ensure_future(in_hand.run())
+        try:
+            await asyncio.Event().wait()  # until the service stops (this task is cancelled)
+        finally:
+            keepalive.cancel()
+            await puller.stop()
+            await lanes.stop()
 
     async def _decode(self, c: _Consumer[T], msg: Msg) -> T | None:
+        if msg_delivery_count(msg) > 1:
+            metrics.REDELIVERIES.labels(self.name, c.name).inc()
         try:
             return c.codec.decode(msg.data)
         except BadMessage as exc:
@@ -300,9 +286,6 @@ class Service:
 
     async def _handle(self, c: _Consumer[T], obj: T, msg: Msg) -> None:
         started = time.perf_counter()
-        # A slow handler (a broker call) keeps its message: a timer, armed per message and nearly free when it
-        # never fires, tells the server "in progress" before the ack wait runs out.
-        keepalive = _KeepAlive(msg, c.ack_wait_s / 2)
         try:
             await c.handler(obj, msg)
         except asyncio.CancelledError:
@@ -328,11 +311,15 @@ class Service:
                 )
                 await msg.nak(delay=min(0.05 * 2**attempts, 5.0))
             return
-        finally:
-            keepalive.cancel()
         metrics.HANDLER_SECONDS.labels(self.name, c.name).observe(time.perf_counter() - started)
         metrics.MESSAGES.labels(self.name, c.name, "ok").inc()
         await msg.ack()
+
+    async def respond(self, msg: Msg, reply: Any) -> None:
+        """Answer a request with the message ``reply``; a message sent without a reply subject is not a request
+        and gets no answer (answering it would raise in the subscription)."""
+        if msg.reply:
+            await msg.respond(encode(reply))
 
     def bad_message(self, subject: str, reason: str, detail: str) -> None:
         metrics.BAD_MESSAGES.labels(self.name, reason).inc()

@@ -250,6 +250,22 @@ async def test_intent_reference_price_wins() -> None:
     assert _fills(broker, "r")[0][5:] == (D("1.09990"), D("0.9092"))
 
 
+@pytest.mark.parametrize("reference", ["1e-999999", "1e-12"])
+async def test_a_reference_no_slippage_can_be_measured_against_fills_without_one(reference: str) -> None:
+    broker = _venue()
+    order = await broker.place_order(_order("r", Side.BUY, "1", reference_price=D(reference)))
+    assert order.state is BrokerOrderState.FILLED
+    assert _fills(broker, "r")[0][1:3] == (D("1.10000"), D(1))
+    assert _fills(broker, "r")[0][6] is None  # 1.1 against 1e-999999 overflowed here, mid-fill
+    [fill] = [e for e in paper_reports(broker.order("r")) if isinstance(e, OrderFilled)]
+    assert fill.slippage_bps is None
+
+
+async def test_an_extreme_quantity_is_refused_with_the_margin_it_would_need() -> None:
+    with pytest.raises(InsufficientFundsError, match=r"needed for 99999999999999\.9 EURUSD"):
+        await _venue().place_order(_order("x", Side.BUY, "99999999999999.9"))
+
+
 async def test_reference_is_the_book_at_the_intents_decision_time() -> None:
     clock = Clock(1_000)
     broker = _venue(BOOK_1, ("1.10010@1", "1.10020@1"), clock=clock)
@@ -581,3 +597,53 @@ async def test_a_market_tick_looks_only_at_working_orders() -> None:
     (changed,) = await broker.on_book(book)
     assert (changed.coid, changed.state) == ("L", BrokerOrderState.FILLED)
     assert not any(broker._working.values())
+
+
+# ------------------------------------------------------------------------- concurrent reporting
+
+
+class _SlowStore(MemoryPaperStore):
+    """A store whose saves wait until released: a placement in the middle of its save."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def save(self, tickets: bytes, orders: dict[str, bytes]) -> None:
+        await self.release.wait()
+        await super().save(tickets, orders)
+
+
+async def test_concurrent_callers_never_take_the_same_change_twice() -> None:
+    """Handlers running at once each publish the venue's changes; a change taken by one is not taken by another
+    (each report used to be published once per concurrent handler: up to 17 times under load)."""
+    broker = _venue(BOOK_1, ("1.09990@9 1.09988@2", "1.09992@9 1.10002@2"))
+    await broker.connect()
+    for coid in ("R1", "R2", "R3"):
+        await broker.place_order(_order(coid, Side.BUY, "1", OrderType.LIMIT, limit="1.09995"))
+        broker.take_reports(_order(coid, Side.BUY, "1"), broker.order(coid).view())
+    for book in broker.feed.step():  # the market comes down to the three resting bids: each fills
+        await broker.on_book(book)
+    first = iter(broker.take_changes())
+    one = next(first)
+    second = list(broker.take_changes())  # another handler, while the first is still publishing its first change
+    rest = list(first)
+    taken = [c.cmd.client_order_id for c in (one, *second, *rest)]
+    assert sorted(taken) == ["R1", "R2", "R3"]  # each exactly once
+
+
+async def test_an_order_being_placed_is_reported_by_its_own_handler_only() -> None:
+    store = _SlowStore()
+    broker = _venue(store=store)
+    store.release.set()
+    await broker.connect()
+    store.release.clear()
+    cmd = _order("P1", Side.BUY, "1")
+    placing = asyncio.ensure_future(broker.place_order(cmd))
+    await asyncio.sleep(0)  # the placement now waits in its save
+    assert not placing.done()
+    assert [c.cmd.client_order_id for c in broker.take_changes()] == []  # not another handler's to publish
+    store.release.set()
+    order = await placing
+    assert [type(e).__name__ for e in broker.take_reports(cmd, order)] == ["OrderAccepted", "OrderFilled"]
+    assert list(broker.take_changes()) == []

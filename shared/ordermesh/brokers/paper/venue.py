@@ -98,7 +98,7 @@ class PaperFill(msgspec.Struct, frozen=True, kw_only=True):
     commission: Decimal
     commission_asset: str
     reference_price: Decimal
-    slippage_bps: Decimal
+    slippage_bps: Decimal | None  # None: not measurable against that reference
     position_id: str
     #: What the fill did to the balance, in the account currency: realized PnL minus the commission.
     cash: Decimal
@@ -235,6 +235,7 @@ class PaperBroker(BrokerClient):
         self._cash = ZERO
         self._unsaved: set[str] = set()
         self._unreported: dict[str, None] = {}  # insertion-ordered set
+        self._placing: set[str] = set()  # orders whose placement has not been reported by its handler yet
         self._recent: dict[str, None] = {}
         self._loaded = False
 
@@ -301,6 +302,7 @@ class PaperBroker(BrokerClient):
         return self._find(client_order_id, None)
 
     def take_reports(self, cmd: PlaceOrder, order: BrokerOrder) -> list[ExecEvent]:
+        self._placing.discard(cmd.client_order_id)
         o = self.order(cmd.client_order_id)
         # Marked before publishing, so the market does not report it too; a failed publish means a redelivered
         # command, answered from the venue's stored order.
@@ -308,9 +310,11 @@ class PaperBroker(BrokerClient):
         return paper_reports(o)
 
     def take_changes(self) -> Iterator[VenueChange]:
-        for o in self.unreported():
-            self.reported([o])  # taken before it is published: a concurrent caller does not publish it again
-            yield VenueChange(o.cmd, paper_reports(o), o.working)
+        # All taken at once, before any is published: a concurrent caller (another handler, while this one awaits
+        # its PubAcks) finds none of them. An order still being placed is its placing handler's to report.
+        orders = [o for o in self.unreported() if o.coid not in self._placing]
+        self.reported(orders)
+        return iter([VenueChange(o.cmd, paper_reports(o), o.working) for o in orders])
 
     def _next(self, kind: str) -> str:
         value = getattr(self.tickets, kind) + 1
@@ -366,6 +370,8 @@ class PaperBroker(BrokerClient):
         )
         self._orders[order.client_order_id] = o
         self._by_broker_id[o.broker_order_id] = o
+        # until ``take_reports``, the placing handler's to report (not a concurrent ``take_changes``)
+        self._placing.add(order.client_order_id)
         self._touch(o)
         if order.order_type in (OrderType.STOP, OrderType.STOP_LIMIT):
             assert order.stop_price is not None
@@ -374,7 +380,11 @@ class PaperBroker(BrokerClient):
         else:
             o.reference_price = order.reference_price or book_mid(self.feed.book_at(order.symbol, order.intent_ts_ns))
             self._arrive(o, book, now)
-        await self._save()
+        try:
+            await self._save()
+        except BaseException:
+            self._placing.discard(order.client_order_id)  # a redelivered command reports it from the stored order
+            raise
         return o.view()
 
     def _validate(self, order: PlaceOrder) -> None:
