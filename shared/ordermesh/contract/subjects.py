@@ -44,10 +44,16 @@ def untoken(value: str) -> str:
 _KV_UNSAFE = re.compile(r"[^-/_a-zA-Z0-9]")
 
 
+_KV_SAFE = re.compile(r"[-/_a-zA-Z0-9]+")
+
+
 def kv_key(*parts: str) -> str:
     """A JetStream KV key from parts (KV keys allow only ``[-/_=.a-zA-Z0-9]``; ``.`` separates parts)."""
     out = []
     for part in parts:
+        if _KV_SAFE.fullmatch(part):  # the common case (ids, broker ids): nothing to escape
+            out.append(part)
+            continue
         if not part:
             raise ValueError("a KV key part cannot be empty")
         out.append(_KV_UNSAFE.sub(lambda m: _escape(m.group(), "="), part))
