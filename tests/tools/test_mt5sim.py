@@ -413,6 +413,28 @@ async def test_pending_fills_and_stops_happen_without_trade_events(make: Make) -
     await next_event_is_probe(c)
 
 
+@pytest.mark.parametrize("hedging", [False, True], ids=["netting", "hedging"])
+async def test_a_partly_filled_pending_order_stays_listed_with_its_initial_volume(make: Make, hedging: bool) -> None:
+    """GetOrders lists ORDER_VOLUME_INITIAL: a pending order the server filled in part looks unchanged in ORDERS;
+    only HISTORY TRADES and POSITIONS show the deal, and no trade event follows. The rest fills into the same
+    position (hedging: the order's deals share the position its first deal opened)."""
+    account = Account(ticket_base=500, hedging=hedging)
+    _sim, c = await make(account)
+    await c.ask(trade("ORDER_TYPE_BUY_LIMIT", symbol="EURUSD", volume=0.3, price=1.08))
+    await event(c)
+    account.fill_partly(500, "0.1")
+    (row,) = (await c.ask_json({"action": "ORDERS"}))["orders"]
+    assert (row["id"], row["volume"]) == ("500", 0.3)
+    deals = (await c.ask_json({"action": "HISTORY", "actionType": "TRADES"}))["trades"][1:]
+    assert [(d["type"], d["volume"], d["price"], d["entry"]) for d in deals] == [("Buy type", 0.1, 1.08, 0)]
+    assert [(p["id"], p["volume"]) for p in (await c.ask_json({"action": "POSITIONS"}))["positions"]] == [(500, 0.1)]
+    account.set_price("EURUSD", D("1.07990"), D("1.08000"))  # the rest fills
+    assert await c.ask({"action": "ORDERS"}) == b'{"error":false,"orders":[]}'
+    assert [(p["id"], p["volume"]) for p in (await c.ask_json({"action": "POSITIONS"}))["positions"]] == [(500, 0.3)]
+    assert [d.volume for d in account.deals[1:]] == [D("0.1"), D("0.2")]
+    await next_event_is_probe(c)
+
+
 async def test_close_by_symbol_on_netting_reports_a_failed_send_as_no_error(make: Make) -> None:
     """CTrade::PositionClose(symbol), netting: `continue` after a failed OrderSend ends the do-while and the method
     returns true; with no position it answers 10006 REJECT."""
@@ -580,6 +602,16 @@ async def test_symbolinfo_and_book_are_opt_in_extensions(make: Make) -> None:
     assert missing == done(4301, "Symbol not found", "GetSymbolInfo")
 
 
+async def test_account_margin_mode_is_an_opt_in_extension(make: Make) -> None:
+    """GetAccountInfo never reads ACCOUNT_MARGIN_MODE; ``margin_mode`` adds it as an EA extension could."""
+    _sim, c = await make(Account(hedging=True))
+    assert "margin_mode" not in await c.ask_json({"action": "ACCOUNT"})
+    _sim, c = await make(Account(hedging=True), margin_mode=True)
+    assert (await c.ask_json({"action": "ACCOUNT"}))["margin_mode"] == "ACCOUNT_MARGIN_MODE_RETAIL_HEDGING"
+    _sim, c = await make(Account(), margin_mode=True)
+    assert (await c.ask_json({"action": "ACCOUNT"}))["margin_mode"] == "ACCOUNT_MARGIN_MODE_RETAIL_NETTING"
+
+
 def test_command_line_flags() -> None:
     import argparse
 
@@ -587,9 +619,10 @@ def test_command_line_flags() -> None:
     add_arguments(p)
     args = p.parse_args(["--drop-trade-replies", "1", "--drop-trade-events", "2", "--timeout-but-execute", "3",
                          "--server-utc-offset-s", "10800", "--pending-retcode", "10009", "--symbolinfo", "ejtrader",
-                         "--book", "--chart-symbol", "USDJPY"])  # fmt: skip
+                         "--book", "--chart-symbol", "USDJPY", "--account-margin-mode"])  # fmt: skip
     assert (args.drop_trade_replies, args.drop_trade_events, args.timeout_but_execute) == (1, 2, 3)
     assert (args.server_utc_offset_s, args.pending_retcode) == (10800, 10009)
     assert (args.symbolinfo, args.book, args.chart_symbol) == ("ejtrader", True, "USDJPY")
+    assert args.account_margin_mode
     with pytest.raises(SystemExit):
         p.parse_args(["--stock"])

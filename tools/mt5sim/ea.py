@@ -25,7 +25,7 @@ from tools.mt5sim.cjaval import UNDEF, JVal, Undefined, deserialize, serialize
 from tools.mt5sim.ctrade import CTrade
 from tools.mt5sim.engine import Account, Position, TradeRequest, TradeResult, int32
 from tools.mt5sim.errors import error_desc, retcode_id
-from tools.mt5sim.extensions import book, symbol_info
+from tools.mt5sim.extensions import book, margin_mode_name, symbol_info
 
 PENDING = ("ORDER_TYPE_BUY_LIMIT", "ORDER_TYPE_SELL_LIMIT", "ORDER_TYPE_BUY_STOP", "ORDER_TYPE_SELL_STOP")
 ERR_MARKET_UNKNOWN_SYMBOL = 4301
@@ -73,12 +73,14 @@ class ExpertAdvisor:
         single_socket: bool = False,
         symbolinfo: str = "none",
         book: bool = False,
+        margin_mode: bool = False,
     ) -> None:
         self.account = account
         self.digits = account.specs[chart_symbol].digits  # _Digits: the chart the EA is attached to
         self.single_socket = single_socket
         self.symbolinfo = symbolinfo  # none | extension | ejtrader
         self.book = book
+        self.margin_mode = margin_mode  # ACCOUNT also says the margin mode (an extension: the stock EA does not)
         self.subscriptions: list[Subscription] = []
         self.connected_flag = True
         self.last_error = 0
@@ -163,6 +165,8 @@ class ExpertAdvisor:
         }  # fmt: skip
         if self.single_socket:
             info["time"] = server_datetime(a.server_time())
+        if self.margin_mode:
+            info["margin_mode"] = margin_mode_name(a.hedging)
         self._inform(info)
 
     def get_balance_info(self, root: JVal) -> None:

@@ -56,6 +56,9 @@ SPECS: dict[str, tuple[SymbolSpec, Decimal, int]] = {  # spec, initial mid, spre
     "USDJPY": (SymbolSpec("FOREX", "USD", "JPY", 3, D(100000), "US Dollar vs Japanese Yen"), D("151.370"), 12),
     "USDCHF": (SymbolSpec("FOREX", "USD", "CHF", 5, D(100000), "US Dollar vs Swiss Franc"), D("0.90000"), 15),
     "AUDUSD": (SymbolSpec("FOREX", "AUD", "USD", 5, D(100000), "Australian Dollar vs US Dollar"), D("0.65500"), 12),
+    "USDCAD": (SymbolSpec("FOREX", "USD", "CAD", 5, D(100000), "US Dollar vs Canadian Dollar"), D("1.36000"), 15),
+    "EURGBP": (SymbolSpec("FOREX", "EUR", "GBP", 5, D(100000), "Euro vs Great Britain Pound"), D("0.85400"), 12),
+    "EURJPY": (SymbolSpec("FOREX", "EUR", "JPY", 3, D(100000), "Euro vs Japanese Yen"), D("164.200"), 15),
     "US500": (SymbolSpec("CFD", "USD", "USD", 2, D(1), "US 500 Cash Index", D("0.10"), D("50"), D("0.10")),
               D("5200.00"), 50),
 }  # fmt: skip
@@ -73,6 +76,7 @@ class Order:
     comment: str
     time_setup: int  # server seconds
     expiration: int = 0  # kept, never applied: the EA always sends ORDER_TIME_GTC
+    filled: Decimal = ZERO  # executed so far; ORDER_VOLUME_INITIAL (``volume``) never changes
 
 
 @dataclass
@@ -231,6 +235,20 @@ class Account:
         self._quote(symbol, D(str(bid)), D(str(ask)))
         return self.trigger()
 
+    def fill_partly(self, ticket: int, volume: Decimal | str) -> Deal:
+        """Test hook: the trade server executes ``volume`` of the pending order ``ticket`` (at its price for a
+        limit, at the market for a stop) and the rest keeps working. The order stays in ORDERS, still with its
+        initial volume (the EA lists ORDER_VOLUME_INITIAL); no trade event (guess: how a server fills part of a
+        pending order when liquidity is short)."""
+        o = self.orders[ticket]
+        volume = D(str(volume))
+        if not ZERO < volume < o.volume - o.filled:
+            raise ValueError(f"a partial fill leaves part of the order: {volume} of {o.volume - o.filled}")
+        buy = o.type.startswith("ORDER_TYPE_BUY")
+        price = o.price if "LIMIT" in o.type else (self.ask[o.symbol] if buy else self.bid[o.symbol])
+        o.filled += volume
+        return self._fill(o.ticket, o.symbol, buy, volume, price, o.sl, o.tp, o.comment)
+
     def trigger(self) -> list[Deal]:
         """Server-side fills (guess: limits fill at their price, stops and SL/TP at the market)."""
         out: list[Deal] = []
@@ -243,8 +261,9 @@ class Account:
             del self.orders[o.ticket]
             buy = o.type.startswith("ORDER_TYPE_BUY")
             price = o.price if "LIMIT" in o.type else (ask if buy else bid)
-            if self.margin_for(o.symbol, o.volume, price) <= self.margin_free():  # else canceled (guess)
-                out.append(self._fill(o.ticket, o.symbol, buy, o.volume, price, o.sl, o.tp, o.comment))
+            rest = o.volume - o.filled
+            if self.margin_for(o.symbol, rest, price) <= self.margin_free():  # else canceled (guess)
+                out.append(self._fill(o.ticket, o.symbol, buy, rest, price, o.sl, o.tp, o.comment))
         for p in list(self.positions.values()):
             close = self.bid[p.symbol] if p.buy else self.ask[p.symbol]
             sl_hit = p.sl and (close <= p.sl if p.buy else close >= p.sl)
@@ -331,7 +350,9 @@ class Account:
         pos = self.position_by_ticket(position) if position else None
         if pos is None and not self.hedging:
             pos = self.position_by_symbol(symbol)
-        if pos is None or (self.hedging and not position):
+        elif pos is None and not position:
+            pos = self.positions.get(order)  # hedging: a later deal of an order adds to the position it opened
+        if pos is None or (self.hedging and not position and pos.identifier != order):
             now = self.server_time()
             pos = self.positions[order] = Position(order, order, symbol, buy, volume, price, sl, tp, now, comment)
             return self._deal(order, pos, buy, 0, volume, price, ZERO, commission)

@@ -5,7 +5,8 @@
 Include/ejtraderMT/SymbolsInfo.mqh): ``{"error":false,"data":{...}}`` with its own field names, and
 ``ActionDoneOrError(ERR_MARKET_UNKNOWN_SYMBOL, "GetSymbolInfo", "Symbol not found")`` for an unknown symbol.
 Broker-side properties no source shows (swaps, sessions, stops level, filling and order modes) are guesses.
-BOOK is ordermesh's extension only; no EA source has it.
+BOOK is ordermesh's extension only; no EA source has it. Neither has ACCOUNT's ``margin_mode`` (the stock
+GetAccountInfo does not read ACCOUNT_MARGIN_MODE): with ``margin_mode`` on, ACCOUNT adds its ENUM name.
 """
 
 from __future__ import annotations
@@ -59,6 +60,11 @@ def symbol_info(account: Account, symbol: str, shape: str) -> dict[str, Any]:
         "order_mode": ORDER_MODE_ALL, "filling_mode": FILLING_FOK,
     }  # fmt: skip
     return {"error": False, "data": data}
+
+
+def margin_mode_name(hedging: bool) -> str:
+    """``EnumToString(ENUM_ACCOUNT_MARGIN_MODE(AccountInfoInteger(ACCOUNT_MARGIN_MODE)))``."""
+    return "ACCOUNT_MARGIN_MODE_RETAIL_HEDGING" if hedging else "ACCOUNT_MARGIN_MODE_RETAIL_NETTING"
 
 
 def book(account: Account, symbol: str, depth: int) -> dict[str, Any]:

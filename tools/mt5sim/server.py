@@ -10,7 +10,7 @@ variant (ejtraderMT) answers on the REP socket itself: see :mod:`tools.mt5sim.ea
 
 Fault injection for tests (in process): ``drop_replies``, ``drop_events``, :meth:`BridgeSimulator.delay_next`,
 :meth:`BridgeSimulator.errors_before`, :meth:`BridgeSimulator.reload`; on the account ``inject``,
-``timeout_but_execute``, ``set_price``, ``market_closed``, ``connected``.
+``timeout_but_execute``, ``set_price``, ``fill_partly``, ``market_closed``, ``connected``.
 """
 
 from __future__ import annotations
@@ -57,6 +57,7 @@ class BridgeSimulator:
         chart_symbol: str = "EURUSD",
         symbolinfo: str = "none",
         book: bool = False,
+        margin_mode: bool = False,
     ) -> None:
         self.account = account
         self.ports = ports
@@ -66,7 +67,7 @@ class BridgeSimulator:
         self.timer = timer_ms / 1000  # EventSetMillisecondTimer(1); Windows rounds it up
         self.move_prices = move_prices
         self.ea = ExpertAdvisor(account, chart_symbol=chart_symbol, single_socket=single_socket,
-                                symbolinfo=symbolinfo, book=book)  # fmt: skip
+                                symbolinfo=symbolinfo, book=book, margin_mode=margin_mode)  # fmt: skip
         # fault injection
         self.drop_replies = 0  # the next N TRADEs execute; their data reply is never pushed
         self.drop_events = 0  # the next N TRADEs execute; their trade events are never pushed
@@ -268,6 +269,8 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--symbolinfo", choices=("none", "extension", "ejtrader"), default="none",
                    help="answer SYMBOLINFO (the stock EA does not): ordermesh's flat shape, ejtraderMT's")  # fmt: skip
     p.add_argument("--book", action="store_true", help="answer BOOK (an ordermesh extension; the stock EA does not)")
+    p.add_argument("--account-margin-mode", action="store_true",
+                   help="ACCOUNT also says the margin mode (an extension; the stock EA does not)")  # fmt: skip
     hooks = {"--drop-trade-replies": "execute the next N TRADE requests but never push their reply",
              "--drop-trade-events": "execute the next N TRADE requests but never push their trade event",
              "--timeout-but-execute": "execute the next N deals/placements but answer 10012 (timeout)"}  # fmt: skip
@@ -289,7 +292,8 @@ def run(args: Any) -> int:
     async def serve() -> None:
         sim = BridgeSimulator(account, ports, host=args.host, single_socket=args.single_socket,
                               tick_interval_ms=args.tick_interval_ms, chart_symbol=args.chart_symbol,
-                              symbolinfo=args.symbolinfo, book=args.book)  # fmt: skip
+                              symbolinfo=args.symbolinfo, book=args.book,
+                              margin_mode=args.account_margin_mode)  # fmt: skip
         sim.drop_replies, sim.drop_events = args.drop_trade_replies, args.drop_trade_events
         await sim.start()
         stop = asyncio.Event()

@@ -414,3 +414,130 @@ async def test_a_late_trade_reply_settles_its_own_order_not_the_next(
     assert order.filled_qty == D("0.3") and order.fills[0].fill_id.startswith("o")  # from the reply itself
     assert trade_deals(account) == 2 and positions_at_mt5(account) == [("EURUSD", True, D("0.2"))]
     await reports.close()
+
+
+def fill_ids(reports: Reports, coid: str) -> list[str]:
+    return sorted(reports.fill_ids.get(coid, set()))
+
+
+@pytest.mark.parametrize("hedging", [False, True], ids=["netting", "hedging"])
+async def test_partial_fills_of_a_working_pending_order_are_reported_once(ports: Ports, hedging: bool) -> None:
+    """The server fills part of a pending order and the rest keeps working: ORDERS still shows it, unchanged
+    (ORDER_VOLUME_INITIAL). Each partial deal is reported as a partial fill once, then the rest."""
+    account = Account(seed=1, hedging=hedging)
+    account.step = lambda: []  # type: ignore[method-assign]
+    account.set_price("EURUSD", D("1.08495"), D("1.08505"))
+    sim = sim_for(account, ports)
+    await sim.start()
+    mt5 = adapter_for(ports, hedging=hedging)
+    await mt5.connect()
+    reports = Reports(mt5)
+    cmd = place("part", qty="0.30", order_type=OrderType.LIMIT, limit="1.08000")
+    try:
+        reports.add(await mt5.place_order(cmd))
+        (ticket,) = account.orders
+        first = account.fill_partly(ticket, "0.10")
+        order = await settled(mt5, reports, cmd, BrokerOrderState.PARTIALLY_FILLED)
+        assert [(f.fill_id, f.quantity, f.price) for f in order.fills] == [(str(first.ticket), D("0.1"), D("1.08"))]
+        second = account.fill_partly(ticket, "0.05")
+
+        async def two() -> bool:
+            return len(reports.orders[cmd.client_order_id].fills) == 2
+
+        await eventually(two, 10, "the second partial fill")
+        assert reports.state(cmd.client_order_id) is BrokerOrderState.PARTIALLY_FILLED
+        account.set_price("EURUSD", D("1.07990"), D("1.08000"))  # the rest
+        order = await settled(mt5, reports, cmd, BrokerOrderState.FILLED)
+        rest = account.deals[-1]
+        assert [(f.fill_id, f.quantity) for f in order.fills] == [
+            (str(first.ticket), D("0.1")),
+            (str(second.ticket), D("0.05")),
+            (str(rest.ticket), D("0.15")),
+        ]
+        assert fill_ids(reports, cmd.client_order_id) == sorted(str(d.ticket) for d in (first, second, rest))
+        assert positions_at_mt5(account) == [("EURUSD", True, D("0.3"))]
+    finally:
+        await reports.close()
+        await mt5.close()
+        await sim.stop()
+
+
+async def test_partial_fills_while_the_gateway_was_down_are_reported_once(ports: Ports, account: Account) -> None:
+    sim = sim_for(account, ports)
+    await sim.start()
+    store = MemoryTicketStore()
+    cmd = place("down", side=Side.SELL, qty="0.30", order_type=OrderType.LIMIT, limit="1.09000")
+    try:
+        first = adapter_for(ports, store=store)
+        await first.connect()
+        await first.place_order(cmd)
+        await first.close()
+        (ticket,) = account.orders
+        part = account.fill_partly(ticket, "0.10")  # while nobody watches
+        second = adapter_for(ports, store=store)
+        await second.connect()
+        reports = Reports(second)
+        try:
+            order = await settled(second, reports, cmd, BrokerOrderState.PARTIALLY_FILLED)
+            assert [(f.fill_id, f.quantity, f.price) for f in order.fills] == [(str(part.ticket), D("0.1"), D("1.09"))]
+            assert account.orders  # still working
+        finally:
+            await reports.close()
+            await second.close()
+        account.set_price("EURUSD", D("1.09000"), D("1.09010"))  # the rest fills, down again
+        third = adapter_for(ports, store=store)
+        await third.connect()
+        reports = Reports(third)
+        try:
+            await third.resume([cmd])  # the gateway had not reported the partial fill either: handed over again
+            order = await settled(third, reports, cmd, BrokerOrderState.FILLED)
+            assert [f.quantity for f in order.fills] == [D("0.1"), D("0.2")]
+            assert len(reports.fill_ids[cmd.client_order_id]) == 2
+            assert positions_at_mt5(account) == [("EURUSD", False, D("0.3"))]
+        finally:
+            await reports.close()
+            await third.close()
+    finally:
+        await sim.stop()
+
+
+async def test_a_late_reply_brought_while_settling_is_one_fill_not_two(
+    sim: BridgeSimulator, ports: Ports, account: Account
+) -> None:
+    """The command is delivered again while the EA is still busy with it: settling it reads HISTORY, whose request
+    first resynchronises the link, which brings the late reply and fills the order. The deal HISTORY then shows
+    is that same fill, not a second one."""
+    mt5 = adapter_for(ports, heartbeat_interval_s=60)  # no heartbeat request in between: the next one is ours
+    await mt5.connect()
+    try:
+        sim.drop_events = 1
+        sim.delay_next("TRADE", 0.8)  # past the 0.5 s timeout, answered while the settling waits for the EA
+        cmd = place("late-settle", qty="0.30")
+        with pytest.raises(BrokerConnectionError):
+            await mt5.place_order(cmd)
+        order = await mt5.place_order(cmd)  # delivered again at once
+        assert (order.state, order.filled_qty, len(order.fills)) == (BrokerOrderState.FILLED, D("0.3"), 1)
+        assert mt5.records[cmd.client_order_id].filled == D("0.3")
+        assert positions_at_mt5(account) == [("EURUSD", True, D("0.3"))] and trade_deals(account) == 1
+    finally:
+        await mt5.close()
+
+
+async def test_a_lost_reply_next_to_a_same_size_order_is_still_settled(
+    mt5: MT5Adapter, sim: BridgeSimulator, account: Account
+) -> None:
+    """Two market orders of the same symbol, side and volume at the same price, the second one's reply and event
+    lost: HISTORY has two deals either order could own. The first one's fill (named after its order, its deal not
+    linked yet) needs one of them; the other is the second order's, so it is filled, not rejected."""
+    reports = Reports(mt5)
+    first = reports.add(await mt5.place_order(place("same-1", qty="0.10")))
+    assert first.state is BrokerOrderState.FILLED and first.fills[0].fill_id.startswith("o")
+    sim.drop_replies, sim.drop_events = 1, 1
+    cmd = place("same-2", qty="0.10")
+    with pytest.raises(BrokerConnectionError):
+        await mt5.place_order(cmd)
+    order = await settled(mt5, reports, cmd, BrokerOrderState.FILLED)
+    deals = {str(d.ticket) for d in account.deals if d.symbol}
+    assert order.filled_qty == D("0.1") and {f.fill_id for f in order.fills} <= deals
+    assert trade_deals(account) == 2 and positions_at_mt5(account) == [("EURUSD", True, D("0.2"))]
+    await reports.close()

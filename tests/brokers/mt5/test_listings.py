@@ -140,3 +140,22 @@ def test_matching_rules() -> None:
     taken = order_candidates(orders, symbol="EURUSD", action_type="ORDER_TYPE_BUY_LIMIT", volume=D("0.25"),
                              price=D("1.08"), window=(0, 200), claimed={9})  # fmt: skip
     assert taken == []  # claimed through its 32-bit value
+
+
+def test_an_unknown_market_request_takes_a_deal_only_if_every_unlinked_fill_keeps_one() -> None:
+    """free_for: market fills named after their order (no deal ticket) each need one deal they may be; an unknown
+    request may take a candidate only if they all still get one."""
+    from ordermesh.brokers.mt5.reconcile import free_for
+
+    def deal(ticket: int, price: str = "1.1") -> DealRow:
+        return DealRow(ticket=ticket, time_s=ticket, price=D(price), volume=D("0.1"), symbol="EURUSD", side=Side.BUY,
+                       entry=0)  # fmt: skip
+
+    a, b, c = deal(1), deal(2), deal(3)
+    assert free_for([a, b], []) == [a, b]  # no fill competes: two candidates are ambiguous (the caller reports)
+    assert free_for([b], [{1, 2}]) == [b]  # the fill can be the older deal, out of the request's window
+    assert free_for([a], [{1, 2}, {2}]) == []  # the other fill can only be 2: the first one needs 1
+    assert free_for([a, b], [{1, 2}]) == [b]  # interchangeable: same price; the later one
+    assert free_for([a, b, c], [{1, 2}]) == [a, b, c]  # a deal too many: one is a stranger's (ambiguous)
+    assert free_for([deal(1), deal(2, "1.2")], [{1}, set()]) == [deal(2, "1.2")]
+    assert free_for([a], [{1}]) == []  # only the fill's own deal: the request did not execute (yet)

@@ -44,7 +44,19 @@ from ordermesh.brokers.model import (
     OrderNotFoundError,
     SymbolNotFoundError,
 )
-from ordermesh.brokers.mt5.listings import PositionRow, ServerClock, addressable, parse_positions, same_ticket
+from ordermesh.brokers.mt5.listings import (
+    DealRow,
+    PositionRow,
+    ServerClock,
+    addressable,
+    hidden_per_symbol,
+    hidden_remainder,
+    listed_per_symbol,
+    margin_mode_evidence,
+    margin_mode_field,
+    parse_positions,
+    same_ticket,
+)
 from ordermesh.brokers.mt5.protocol import (
     CONNECTION,
     DONE_PARTIAL,
@@ -63,6 +75,7 @@ from ordermesh.brokers.mt5.transport import EALink, decode
 from ordermesh.contract.subjects import KV_MT5
 from ordermesh.contract.wire import OrderType, PlaceOrder, Quote, Side
 from ordermesh.platform import metrics
+from ordermesh.platform.config import ConfigError
 from ordermesh.sizing.instruments import InstrumentOverride
 
 log = structlog.get_logger("mt5")
@@ -95,6 +108,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
         match_window_s: int = 120,
         settle_s: float = 10.0,
         tick_stale_s: float = 30.0,
+        keep_final_s: float = 3600.0,
         store: TicketStore | None = None,
     ) -> None:
         super().__init__(broker_id)
@@ -107,6 +121,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self.match_window_s = match_window_s
         self.settle_s = settle_s
         self.tick_stale_s = tick_stale_s
+        self.keep_final_s = keep_final_s
         self.clock = ServerClock(server_utc_offset_s)
         self.store: TicketStore = store or MemoryTicketStore()
         self.records: dict[str, TicketRecord] = {}
@@ -132,6 +147,13 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self._sub_generation = 0  # the live socket's handshake the current subscription was made on
         self._sub_at = 0.0
         self._last_tick = 0.0
+        self._held: set[str] = set()  # records loaded at start: not pruned before resume() (or keep_final_s)
+        self._started = time.monotonic()
+        self._positions_seen: tuple[object, ...] | None = None  # POSITIONS at the last look for partial fills
+        self._history_at = 0.0  # when HISTORY TRADES was last read (monotonic)
+        self._listed: dict[str, int] = {}  # rows per symbol in the last POSITIONS answer
+        self.margin_checked = False  # the account's margin mode was compared with ``hedging``
+        self.refused: str | None = None  # why no order is placed (the margin mode is not the configured one)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -142,11 +164,26 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self.store = KvTicketStore(kv, self.broker_id)
 
     async def connect(self) -> None:
+        """Load the ticket records, open the link and, when the EA answers in time, check the account's margin
+        mode against ``hedging`` (a mismatch is a :class:`ConfigError`: closes and SL/TP would go wrong). An EA
+        not reachable yet is checked at the first heartbeat it answers."""
         if self.link.ctx is not None:
             return
+        now = int(time.time())
         for r in await self.store.load():
+            if r.final and r.done_s is None:
+                r.done_s = now
             self.records[r.client_order_id] = r
+        self._held = set(self.records)
+        self._started = time.monotonic()
         await self.link.open()
+        try:
+            await self.check_margin_mode()
+        except BrokerConnectionError:
+            pass
+        except ConfigError:
+            await self.link.close()
+            raise
         self._live = self.link.monitored(zmq.PULL, self.ports[2], "live")
         self._tasks.append(asyncio.create_task(self._pull(self._live.sock, self._on_tick)))
         if not self.single_socket:
@@ -231,7 +268,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
                 rec,
                 {"retcode": retcode, "order": res.get("order"), "volume": res.get("volume"), "price": res.get("price")},
             )
-            await self.store.put(rec)
+            await self._save(rec)
             self.ambiguous.pop(rec.client_order_id, None)
             self.log.info(
                 "outcome learned from the trade event",
@@ -242,7 +279,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             self._emit(rec.view())
         elif rec.order is None and res.get("order"):
             rec.order = int(num(res.get("order")))
-            await self.store.put(rec)
+            await self._save(rec)
 
     async def _on_late_trade(self, rec: TicketRecord | None, reply: dict[str, Any]) -> None:
         """The answer of the TRADE that timed out (``rec``: its record), brought by the link's resynchronisation."""
@@ -255,9 +292,9 @@ class MT5Adapter(Reconciliation, BrokerClient):
         elif retcode not in CONNECTION and retcode not in PRICE_RETRY and retcode != TOO_MANY:
             rec.state, rec.reason = "REJECTED", f"TRADE_RETCODE {retcode}: {reply.get('desription')}"
         else:
-            await self.store.put(rec)
+            await self._save(rec)
             return
-        await self.store.put(rec)
+        await self._save(rec)
         self._emit(rec.view())
 
     def _emit(self, order: BrokerOrder) -> None:
@@ -282,6 +319,11 @@ class MT5Adapter(Reconciliation, BrokerClient):
                     self.log.info("connected to the MT5 EA", records=len(self.records))
                 else:
                     self._set_connected(True)
+                if not self.margin_checked:
+                    try:
+                        await self.check_margin_mode()
+                    except ConfigError as exc:
+                        self._refuse(str(exc))
                 await self.keep_subscribed()
                 await self.poll_working()
             except BrokerConnectionError:
@@ -289,6 +331,52 @@ class MT5Adapter(Reconciliation, BrokerClient):
             except Exception:
                 self.log.exception("heartbeat failed")
             await asyncio.sleep(self.heartbeat_interval)
+
+    # ------------------------------------------------------------------------------ margin mode
+
+    def _mode_name(self, hedging: bool) -> str:
+        return "hedging" if hedging else "netting"
+
+    def _mismatch(self, hedging: bool, why: str) -> str:
+        return (
+            f"broker {self.broker_id}: configured hedging: {str(self.hedging).lower()} but the MT5 account is "
+            f"{self._mode_name(hedging)} ({why}); set hedging: {str(hedging).lower()}"
+        )
+
+    async def check_margin_mode(self) -> None:
+        """Compare the account's margin mode with ``hedging``: from ACCOUNT when the EA says it (``margin_mode``,
+        not in the stock EA), else from what the listings prove (:func:`margin_mode_evidence`); nothing proven
+        (a fresh account) passes, and later listings are watched (:meth:`_observe`). ConfigError on a mismatch."""
+        account = await self.request({"action": "ACCOUNT"})
+        said = margin_mode_field(account)
+        if said is not None:
+            self.margin_checked = True
+            if said != self.hedging:
+                raise ConfigError(self._mismatch(said, f"ACCOUNT margin_mode {account.get('margin_mode')}"))
+            return
+        reply = await self.request({"action": "POSITIONS"})
+        listed = listed_per_symbol(reply) if not reply.get("_errors_before") else None
+        deals = await self.deals(since_s=0)  # (observes them too)
+        self.margin_checked = True
+        self._observe(listed, deals, raise_=True)
+
+    def _observe(self, listed: dict[str, int] | None, deals: list[DealRow], *, raise_: bool = False) -> None:
+        found = margin_mode_evidence(listed, deals)
+        if found is None or found[0] == self.hedging:
+            return
+        reason = self._mismatch(*found)
+        if raise_:
+            raise ConfigError(reason)
+        self._refuse(reason)
+
+    def _observe_deals(self, deals: list[DealRow]) -> None:
+        if self.margin_checked:  # (check_margin_mode raises on its own reading)
+            self._observe(None, deals)
+
+    def _refuse(self, reason: str) -> None:
+        if self.refused is None:
+            self.refused = reason
+            self.log.error("orders refused: the account's margin mode is not the configured one", reason=reason)
 
     async def keep_subscribed(self) -> None:
         """Ticks flow only after CONFIG, and an EA reload forgets every subscription: renew it on each new
@@ -342,25 +430,50 @@ class MT5Adapter(Reconciliation, BrokerClient):
             # CheckError inside GetPositions: a row could not be read, so the listing may be short; an error is
             # never an empty listing
             raise BrokerError(f"POSITIONS incomplete: {[e.get('lastError') for e in errors] or reply}")
-        rows, repeats = parse_positions(reply)
-        if repeats:
-            self.log.warning(
-                "the EA listed a position more than once (its hedging listing shows each symbol's "
-                "lowest ticket): positions of that symbol may be hidden",
-                repeats=repeats,
-            )
+        rows, _ = parse_positions(reply)
+        self._listed = listed_per_symbol(reply)
+        if self.margin_checked:
+            self._observe(self._listed, [])
         return rows
 
+    async def _listing(self) -> tuple[list[PositionRow], dict[str, int]]:
+        """The positions and, per symbol, how many of them the listing hides (the stock EA on a hedging account
+        lists each of a symbol's positions as its lowest ticket)."""
+        rows = await self.position_rows()
+        return rows, hidden_per_symbol(rows, self._listed)
+
     async def get_positions(self) -> list[BrokerPosition]:
-        return [
-            BrokerPosition(
-                symbol=p.symbol,
-                quantity=p.volume if p.side is Side.BUY else -p.volume,
-                avg_price=p.price,
-                position_id=str(p.id),
-            )
-            for p in await self.position_rows()
-        ]
+        """Every position: each ticket the listing shows, and, per symbol where the stock EA hides tickets
+        (hedging), one position without ticket holding what the hidden ones hold together: the symbol's net over
+        all deals in HISTORY less the listed tickets. The listing is read again after HISTORY and must not have
+        changed (nor may a TRADE have been sent meanwhile); a history that does not add up is an error."""
+        for _ in range(3):
+            rows, hidden = await self._listing()
+            out = [
+                BrokerPosition(
+                    symbol=p.symbol,
+                    quantity=p.volume if p.side is Side.BUY else -p.volume,
+                    avg_price=p.price,
+                    position_id=str(p.id),
+                )
+                for p in rows
+            ]
+            if not hidden:
+                return out
+            trades, before = self.link.trades_sent, (rows, self._listed)
+            deals = await self.deals(since_s=0)
+            again = await self.position_rows()
+            if (again, self._listed) != before or self.link.trades_sent != trades:
+                continue  # something traded meanwhile: read it all again
+            try:
+                rest = hidden_remainder(rows, hidden, deals)
+            except ValueError as exc:
+                which = ", ".join(sorted(hidden))
+                raise BrokerError(f"positions of {which} hidden by the EA's listing: {exc}") from None
+            self.log.debug("positions hidden by the EA's hedging listing counted from HISTORY", hidden=hidden)
+            out += [BrokerPosition(symbol=s, quantity=q, avg_price=ZERO) for s, q in sorted(rest.items()) if q]
+            return out
+        raise BrokerError("the positions kept changing while they were read")
 
     # ------------------------------------------------------------------------------ orders
 
@@ -379,6 +492,15 @@ class MT5Adapter(Reconciliation, BrokerClient):
         rec = self.records.get(order.client_order_id)
         if rec is not None:  # sent before: settle what became of it, never send it again
             return await self._existing(rec)
+        if self.refused is not None:
+            raise OrderError(self.refused)
+        age = time.time() - order.ts_ns / 1e9
+        if order.ts_ns and age > self.keep_final_s:
+            # its record, had it been sent, may have been pruned: never risk sending it twice
+            raise OrderError(
+                f"command {int(age)} s old and no record of it: it may have been placed before and forgotten "
+                f"(records are kept {int(self.keep_final_s)} s); not sent"
+            )
         if order.position_id is not None:
             return await self._close_position(order)
         kind = self.action_type(order)
@@ -423,7 +545,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             position_id=position_id,
         )
         self.records[rec.client_order_id] = rec
-        await self.store.put(rec)  # before sending: a crash after it leaves an outcome to settle, never a repeat
+        await self._save(rec)  # before sending: a crash after it leaves an outcome to settle, never a repeat
         self.in_flight.add(rec.client_order_id)  # settled by its answer, not by a poll meanwhile
         try:
             reply = await self._trade(payload, rec)
@@ -434,7 +556,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
         finally:
             self.in_flight.discard(rec.client_order_id)
         self._apply(rec, reply)
-        await self.store.put(rec)
+        await self._save(rec)
         return rec.view()
 
     def _apply(self, rec: TicketRecord, reply: dict[str, Any]) -> None:
@@ -481,7 +603,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             except BrokerConnectionError:
                 if rec is not None and rec.state == "sending":  # (a trade event may have settled it meanwhile)
                     rec.state = "unknown"
-                    await self.store.put(rec)
+                    await self._save(rec)
                     self.log.warning(
                         "order outcome unknown: settled from MT5's listings, never sent again",
                         client_order_id=rec.client_order_id,
@@ -509,7 +631,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
                     rec.state = "unknown"
                 else:
                     rec.state, rec.reason = "REJECTED", err.message
-                await self.store.put(rec)
+                await self._save(rec)
             raise err
 
     async def _existing(self, rec: TicketRecord) -> BrokerOrder:
@@ -584,7 +706,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             await self.poll_working()  # gone meanwhile: filled (or being settled)
             return rec.view()
         rec.cancel_sent = True
-        await self.store.put(rec)
+        await self._save(rec)
         try:
             await self._trade(
                 {"action": "TRADE", "actionType": "ORDER_CANCEL", "symbol": rec.symbol, "id": ticket}, None
@@ -593,7 +715,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             await self.poll_working()  # filled or gone meanwhile
             return rec.view()
         rec.state = "CANCELED"
-        await self.store.put(rec)
+        await self._save(rec)
         return rec.view()
 
     async def modify_order(
@@ -646,36 +768,42 @@ class MT5Adapter(Reconciliation, BrokerClient):
             None,
         )
         rec.price, rec.stop_loss, rec.take_profit = new_price, sl or None, tp or None
-        await self.store.put(rec)
+        await self._save(rec)
         return rec.view()
 
     async def _modify_position(
         self, rec: TicketRecord, stop_loss: Decimal | None, take_profit: Decimal | None
     ) -> BrokerOrder:
-        rows = await self.position_rows()
+        rows, hidden = await self._listing()
         if self.hedging:
             held = next((p for p in rows if same_ticket(p.id, rec.position_id)), None)
         else:
             held = next((p for p in rows if p.symbol == rec.symbol), None)
-        if held is None:
+        if held is not None:
+            ticket, cur_sl, cur_tp = held.id, held.stop_loss, held.take_profit
+        elif self.hedging and rec.position_id is not None and hidden.get(rec.symbol):
+            # the stock EA's listing hides this ticket: changed by ticket, the other level as we last set it
+            # (CTrade answers 0, "not sent", if the ticket is gone)
+            ticket, cur_sl, cur_tp = rec.position_id, rec.stop_loss or ZERO, rec.take_profit or ZERO
+        else:
             raise ModificationError(f"no open position for {rec.client_order_id} at MT5")
-        if not addressable(held.id):
-            raise ModificationError(f"position {held.id} is beyond the EA's 32-bit ids: change it in the terminal")
-        sl = stop_loss if stop_loss is not None else held.stop_loss
-        tp = take_profit if take_profit is not None else held.take_profit
+        if not addressable(ticket):
+            raise ModificationError(f"position {ticket} is beyond the EA's 32-bit ids: change it in the terminal")
+        sl = stop_loss if stop_loss is not None else cur_sl
+        tp = take_profit if take_profit is not None else cur_tp
         await self._trade(
             {
                 "action": "TRADE",
                 "actionType": "POSITION_MODIFY",
                 "symbol": rec.symbol,
-                "id": held.id,
+                "id": ticket,
                 "stoploss": float(sl),
                 "takeprofit": float(tp),
             },
             None,
         )
         rec.stop_loss, rec.take_profit = sl or None, tp or None
-        await self.store.put(rec)
+        await self._save(rec)
         return rec.view()
 
     async def get_order_status(self, client_order_id: str, broker_order_id: str | None = None) -> BrokerOrder:
@@ -689,13 +817,21 @@ class MT5Adapter(Reconciliation, BrokerClient):
         return rec.view()
 
     async def resume(self, orders: Any) -> None:
-        """Commands delivered again or remembered across a restart: their records settle them (never a resend)."""
+        """Commands delivered again or remembered across a restart: their records settle them (never a resend).
+        A record with fills or a final state is handed over again (the gateway had not finished reporting it:
+        it still remembers the command; reports have fixed ids, so a repeat publishes nothing). Records loaded at
+        start that the gateway does not remember were reported: from now on they may be pruned."""
         for cmd in orders:
             rec = self.records.get(cmd.client_order_id)
-            if rec is not None and rec.state in ("sending", "unknown"):
+            if rec is None:
+                continue
+            if rec.state in ("sending", "unknown"):
                 with contextlib.suppress(BrokerError):
                     if await self.settle(rec):
                         self._emit(rec.view())
+            elif rec.fills or rec.final:
+                self._emit(rec.view())
+        self._held.clear()
 
     # ------------------------------------------------------------------------------ market data
 

@@ -4,7 +4,9 @@ What the stock EA lists (Include/MQL5-JSON_API/Broker.mqh, HistoryInfo.mqh), and
 
 * POSITIONS rows ``{id, magic, symbol, type, time_setup, open, stoploss, takeprofit, volume}``: ``id`` is the
   64-bit POSITION_IDENTIFIER. On a hedging account the EA selects each row by symbol, so a symbol's positions are
-  all listed as its lowest ticket (duplicates are dropped here and counted by the caller).
+  all listed as its lowest ticket: the listing still has one row per position, but the others' tickets and
+  volumes are hidden. What they hold together is the symbol's net over every deal in HISTORY TRADES less the
+  listed ticket (:func:`hidden_remainder`); a netting account lists one position per symbol.
 * ORDERS rows: ``id`` is the ticket as a *string* (64-bit), ``type`` the ENUM_ORDER_TYPE name, ``volume`` the
   initial volume; no comment, so our client order id is not there.
 * HISTORY TRADES rows ``{ticket, time, price, volume, symbol, type, entry, profit}``: ``type`` is
@@ -169,6 +171,81 @@ def parse_positions(reply: dict[str, Any]) -> tuple[list[PositionRow], int]:
     return list(out.values()), repeats
 
 
+def listed_per_symbol(reply: dict[str, Any]) -> dict[str, int]:
+    """How many rows the POSITIONS answer has per symbol (one per position, even where the EA repeats a ticket)."""
+    out: dict[str, int] = {}
+    for r in _rows(reply, "positions"):
+        symbol = str(r.get("symbol"))
+        out[symbol] = out.get(symbol, 0) + 1
+    return out
+
+
+def hidden_per_symbol(rows: list[PositionRow], listed: dict[str, int]) -> dict[str, int]:
+    """Positions per symbol whose ticket the listing does not show (rows beyond the distinct tickets)."""
+    distinct: dict[str, int] = {}
+    for p in rows:
+        distinct[p.symbol] = distinct.get(p.symbol, 0) + 1
+    return {s: n - distinct.get(s, 0) for s, n in listed.items() if n > distinct.get(s, 0)}
+
+
+def signed(side: Side, volume: Decimal) -> Decimal:
+    return volume if side is Side.BUY else -volume
+
+
+def deal_net(deals: list[DealRow]) -> dict[str, Decimal]:
+    """Each symbol's net volume over ``deals`` (buys less sells). Every position change is a deal, so over the
+    whole history this is what the account holds per symbol (hedged tickets netted), on either margin mode."""
+    out: dict[str, Decimal] = {}
+    for d in deals:
+        out[d.symbol] = out.get(d.symbol, ZERO) + signed(d.side, d.volume)
+    return out
+
+
+def hidden_remainder(rows: list[PositionRow], hidden: dict[str, int], deals: list[DealRow]) -> dict[str, Decimal]:
+    """What the tickets the listing hides hold together, per symbol: the symbol's net over all its deals less the
+    listed tickets. Trusted only when the history adds up where nothing is hidden (every other symbol's net equals
+    its listed positions); otherwise ValueError (the history is incomplete: nothing can be told)."""
+    net = deal_net(deals)
+    listed: dict[str, Decimal] = {}
+    for p in rows:
+        listed[p.symbol] = listed.get(p.symbol, ZERO) + signed(p.side, p.volume)
+    wrong = sorted(s for s in set(net) | set(listed) if s not in hidden and net.get(s, ZERO) != listed.get(s, ZERO))
+    if wrong:
+        raise ValueError(f"HISTORY TRADES does not add up to the listed positions of {', '.join(wrong)}")
+    return {s: net.get(s, ZERO) - listed.get(s, ZERO) for s in hidden}
+
+
+#: ENUM_ACCOUNT_MARGIN_MODE: RETAIL_NETTING 0, EXCHANGE 1, RETAIL_HEDGING 2
+_MARGIN_MODES = {
+    "ACCOUNT_MARGIN_MODE_RETAIL_NETTING": False, "ACCOUNT_MARGIN_MODE_EXCHANGE": False,
+    "ACCOUNT_MARGIN_MODE_RETAIL_HEDGING": True, "0": False, "1": False, "2": True,
+}  # fmt: skip
+
+
+def margin_mode_field(account: dict[str, Any]) -> bool | None:
+    """Hedging (True) or netting (False) as an ACCOUNT answer says it, None when it does not: the stock EA's
+    GetAccountInfo never reads ACCOUNT_MARGIN_MODE; an EA that adds ``margin_mode`` (name or number) is heard."""
+    value = account.get("margin_mode")
+    if value is None or isinstance(value, bool):
+        return None
+    return _MARGIN_MODES.get(str(value).strip().upper().removesuffix(".0"))
+
+
+def margin_mode_evidence(listed: dict[str, int] | None, deals: list[DealRow]) -> tuple[bool, str] | None:
+    """What the listings prove about the margin mode (hedging True), with why; None when they prove nothing.
+    Only a hedging account holds two positions of one symbol or closes one position by another (DEAL_ENTRY_OUT_BY);
+    only a netting one reverses a position in one deal (DEAL_ENTRY_INOUT)."""
+    for symbol, n in sorted((listed or {}).items()):
+        if n > 1:
+            return True, f"POSITIONS lists {n} positions of {symbol}"
+    for d in deals:
+        if d.entry == ENTRY_OUT_BY:
+            return True, f"deal {d.ticket} closed a position by another (DEAL_ENTRY_OUT_BY)"
+        if d.entry == ENTRY_INOUT:
+            return False, f"deal {d.ticket} reversed a position (DEAL_ENTRY_INOUT)"
+    return None
+
+
 class ServerClock:
     """The trade server's offset from UTC. MT5 stamps deals, orders, positions and ticks with the server's wall
     clock (often UTC+2/+3). Configured, or detected from ticks (rounded to the quarter hour, as time zones are)."""
@@ -186,6 +263,10 @@ class ServerClock:
         offset = round((time_msc / 1000 - now) / self.QUARTER) * self.QUARTER
         if abs(offset) <= 14 * 3600:
             self.offset_s = offset
+
+    def latest(self, unix_s: int) -> int:
+        """The latest server-clock time of something that happened by ``unix_s``."""
+        return unix_s + (14 * 3600 if self.offset_s is None else self.offset_s)
 
     def window(self, sent_s: int, after_s: int) -> tuple[int, int]:
         """Server-clock bounds for something that happened between ``sent_s`` (unix) and ``after_s`` later.

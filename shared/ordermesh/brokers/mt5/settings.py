@@ -21,14 +21,16 @@ class MT5Settings(BrokerSettings, frozen=True, kw_only=True, forbid_unknown_fiel
     heartbeat_interval_ms: int = 1000
     currency: str = "USD"
     symbols: list[str] = msgspec.field(default_factory=lambda: ["EURUSD"])  # ticks subscribed on connect
-    #: The account's margin mode. The EA does not say (ACCOUNT has no margin mode): closes and SL/TP changes
-    #: go by symbol on a netting account and by ticket on a hedging one.
+    #: The account's margin mode: closes and SL/TP changes go by symbol on a netting account and by ticket on a
+    #: hedging one. The stock EA does not say it (ACCOUNT has no margin mode); the gateway refuses to start when
+    #: what the account shows contradicts it (see docs/architecture.md §16).
     hedging: bool = False
     #: The trade server's offset from UTC in seconds (its deal, order and tick times); None: detected from ticks.
     server_utc_offset_s: int | None = None
     match_window_s: int = 120  # how long after a 10012/10031 (or a lost reply) its deal may still appear
     settle_s: int = 10  # a lost reply with no deal or order after this long did not execute
     tick_stale_s: int = 30  # no tick for this long while the EA answers: subscribe again
+    keep_final_s: int = 3600  # a final order's ticket record is kept this long (and an older unknown command refused)
 
 
 def build_mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
@@ -51,4 +53,5 @@ def build_mt5(broker_id: str, settings: MT5Settings) -> BrokerClient:
         match_window_s=settings.match_window_s,
         settle_s=settings.settle_s,
         tick_stale_s=settings.tick_stale_s,
+        keep_final_s=settings.keep_final_s,
     )

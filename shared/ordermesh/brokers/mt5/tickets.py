@@ -1,5 +1,6 @@
 """What the MT5 gateway knows of each order at MT5 (tickets, state, fills), by client order id, and where it is
-kept: in memory, or in the gateway's KV bucket ``om_mt5`` under ``<broker_id>.<client order id>``."""
+kept: in memory, or in the gateway's KV bucket ``om_mt5`` under ``<broker_id>.<client order id>``. A record is
+deleted (pruned) a while after its order is final (``MT5Adapter.prune``), so the bucket stays bounded."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from ordermesh.contract.wire import Side
 
 log = structlog.get_logger("mt5")
 ZERO = Decimal(0)
+FINAL = ("FILLED", "CANCELED", "EXPIRED", "REJECTED")
+WORKING = ("NEW", "PARTIALLY_FILLED")
+UNSETTLED = ("sending", "unknown")
 
 
 class TicketRecord(msgspec.Struct, kw_only=True):
@@ -40,6 +44,11 @@ class TicketRecord(msgspec.Struct, kw_only=True):
     deals: list[int] = msgspec.field(default_factory=list)  # deal tickets (HISTORY) known to be this order's
     cancel_sent: bool = False  # we asked MT5 to delete it: gone from ORDERS is then not a fill by itself
     vanished_s: int | None = None  # when a working order was first missing from ORDERS with no deal found
+    done_s: int | None = None  # unix seconds when it became final (pruned a while after)
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL
 
     @property
     def filled(self) -> Decimal:
@@ -64,6 +73,7 @@ class TicketRecord(msgspec.Struct, kw_only=True):
 class TicketStore(Protocol):
     async def load(self) -> list[TicketRecord]: ...
     async def put(self, record: TicketRecord) -> None: ...
+    async def delete(self, client_order_id: str) -> None: ...
 
 
 class MemoryTicketStore:
@@ -76,15 +86,24 @@ class MemoryTicketStore:
     async def put(self, record: TicketRecord) -> None:
         self.records[record.client_order_id] = msgspec.json.encode(record)
 
+    async def delete(self, client_order_id: str) -> None:
+        self.records.pop(client_order_id, None)
+
 
 class KvTicketStore:
-    """The ticket map in JetStream KV ``om_mt5`` under ``<broker_id>.<client order id>``."""
+    """The ticket map in JetStream KV ``om_mt5`` under ``<broker_id>.<client order id>``. A pruned record is
+    purged, and the purge markers KV leaves behind are removed in batches and at every load, so neither keys nor
+    markers grow with the number of orders ever placed."""
+
+    MARKERS = 100  # purge markers left before they are cleared
 
     def __init__(self, kv: KeyValue, broker_id: str) -> None:
         self.kv = kv
         self.broker_id = broker_id
+        self.markers = 0
 
     async def load(self) -> list[TicketRecord]:
+        await self._clear_markers()
         try:
             keys = await self.kv.keys()
         except NoKeysError:
@@ -103,3 +122,17 @@ class KvTicketStore:
 
     async def put(self, record: TicketRecord) -> None:
         await self.kv.put(kv_key(self.broker_id, record.client_order_id), msgspec.json.encode(record))
+
+    async def delete(self, client_order_id: str) -> None:
+        await self.kv.purge(kv_key(self.broker_id, client_order_id))
+        self.markers += 1
+        if self.markers >= self.MARKERS:
+            await self._clear_markers()
+
+    async def _clear_markers(self) -> None:
+        try:
+            await self.kv.purge_deletes(olderthan=0)
+        except Exception:  # housekeeping: a failure leaves markers for the next time, nothing else
+            log.warning("KV purge markers not cleared", exc_info=True)
+            return
+        self.markers = 0

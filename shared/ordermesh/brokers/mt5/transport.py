@@ -181,6 +181,7 @@ class EALink:
         self._lock = asyncio.Lock()
         self._desynced = False
         self._nonce = itertools.count(1)
+        self.trades_sent = 0  # TRADE requests sent (a reader of several listings can tell none came in between)
 
     def url(self, port: int) -> str:
         return f"tcp://{self.host}:{port}"
@@ -241,6 +242,8 @@ class EALink:
                 if self._desynced:
                     await self._resync()
             started = time.perf_counter()
+            if payload["action"] == "TRADE":
+                self.trades_sent += 1
             answer = await self._exchange(payload, tag)
             metrics.MT5_REQUEST_SECONDS.labels(self.broker_id, str(payload["action"])).observe(
                 time.perf_counter() - started
