@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-mt5 test bench soak lint fmt install clean
+.PHONY: run run-mt5 run-observed test prometheus chromium bench soak lint fmt install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,35 @@ run: $(STAMP)
 run-mt5: $(STAMP)
 	$(VENV)/bin/ordermesh --config deploy/mt5/ordermesh-mt5.yaml up --mt5-sim
 
-test: $(STAMP)
+# the same with Prometheus beside it on 127.0.0.1:9090 (when installed: `make prometheus`), with the alert rules
+run-observed: $(STAMP)
+	$(VENV)/bin/ordermesh up --prometheus
+
+test: $(STAMP) prometheus chromium
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+# prometheus and promtool (the Debian package) for the alert-rule and dashboard tests, installed when missing as root
+# with apt-get (RUNLEVEL=1: the package's own service is not started); elsewhere those tests are skipped
+prometheus:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	  else \
+	    echo "make: promtool not found and not installable here (root and apt-get needed): Prometheus tests skipped" >&2; \
+	  fi; }
+
+# chromium and chromedriver (Debian's packages) for the console's browser tests (tests/services/test_console.py),
+# installed when missing as root with apt-get; elsewhere those tests are skipped
+chromium:
+	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	      apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "make: chromium not found and not installable here (root and apt-get needed): browser tests skipped" >&2; \
+	  fi; }
 
 bench: $(STAMP)
 	$(PY) -m tests.bench

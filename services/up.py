@@ -94,6 +94,7 @@ def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs:
         print(f"ordermesh: {problem}", file=sys.stderr)
     names += [(f"gateway-{bid}", ["gateway", bid]) for bid in registry.usable()]
     names.append(("sizer", ["sizer"]))
+    names.append(("console", ["console"]))  # the operator's web console (http.console)
     if not args.no_demo:
         names.append(("demo", ["demo"]))
     return [Child(name, base + extra, logs / f"{name}.log") for name, extra in names]
@@ -127,7 +128,7 @@ def _running_services(config: OrderMeshConfig, wait_s: float = 2.5) -> list[str]
 def _ports_in_use(config: OrderMeshConfig, registry: BrokerRegistry) -> list[str]:
     """The configured /metrics ports that something else already listens on (the services would crash-loop)."""
     h = config.http
-    wanted = {"sizer": h.sizer, "router": h.router, "keeper": h.keeper, "demo": h.demo}
+    wanted = {"sizer": h.sizer, "router": h.router, "keeper": h.keeper, "demo": h.demo, "console": h.console}
     for i, bid in enumerate(sorted(config.brokers)):
         if bid in registry.usable():
             wanted[f"gateway {bid}"] = h.gateway_base + i if h.gateway_base else 0
@@ -136,6 +137,22 @@ def _ports_in_use(config: OrderMeshConfig, registry: BrokerRegistry) -> list[str
         if port and is_port_open(h.host, port):
             busy.append(f"{name} {h.host}:{port}")
     return busy
+
+
+def _prometheus(config: OrderMeshConfig, port: int, logs: Path) -> list[Child]:
+    """Prometheus beside the system (``--prometheus``): scraping every process every 5 s, with the alert rules."""
+    from ordermesh.platform import prometheus
+
+    if prometheus.binary() is None:
+        print("ordermesh: prometheus is not installed (Debian: apt-get install prometheus); going on without it",
+              file=sys.stderr)  # fmt: skip
+        return []
+    rules = [str(prometheus.RULES)] if prometheus.RULES.exists() else []
+    cfg = prometheus.config_for(prometheus.targets(config), rule_files=rules, interval="5s")
+    server = prometheus.PrometheusServer(RUN_DIR / "prometheus", cfg, port=port)
+    server.write_config()
+    print(f"ordermesh: prometheus on {server.url} (dashboards: deploy/grafana/*.json, see the README)", file=sys.stderr)
+    return [Child("prometheus", server.argv(), logs / "prometheus.log")]
 
 
 def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
@@ -190,9 +207,12 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ORDERMESH__LOG__FORMAT": "json"}
     children = _children(config, args, url, logs)
+    if getattr(args, "prometheus", None):
+        children += _prometheus(config, args.prometheus, logs)
     for child in children:
         child.start(env)
     print(f"ordermesh: {len(children)} processes started; logs in {logs}/", file=sys.stderr)
+    print(f"ordermesh: {_console_line(config)}", file=sys.stderr)
     try:
         asyncio.run(_supervise(config, args, children, env, embedded))
     except KeyboardInterrupt:
@@ -203,6 +223,14 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             server.stop()
     print("ordermesh: stopped", file=sys.stderr)
     return 0
+
+
+def _console_line(config: OrderMeshConfig) -> str:
+    from services.console.access import token_path
+
+    port = config.http.console
+    where = f"http://{config.http.host}:{port}/" if port else "on a free port (http.console is 0)"
+    return f"console {where} (operator token in {token_path(config)}; `ordermesh console --login-url`)"
 
 
 def _stop_children(children: list[Child]) -> None:
@@ -323,6 +351,7 @@ def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: 
     lines = [
         f"ordermesh up   {config.nats.url} ({where})   uptime {int(uptime) // 60:02d}:{int(uptime) % 60:02d}   "
         "Ctrl-C stops everything",
+        _console_line(config),
         "",
         "PROCESSES",
     ]

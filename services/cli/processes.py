@@ -24,6 +24,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="start the processes even though another ordermesh system already runs on this NATS (scale it out)",
     )
     up.add_argument(
+        "--prometheus",
+        nargs="?",
+        type=int,
+        const=9090,
+        metavar="PORT",
+        help="also start Prometheus (when installed) on 127.0.0.1:PORT (default 9090), scraping every process, "
+        "with the alert rules of deploy/prometheus",
+    )
+    up.add_argument(
         "--mt5-sim",
         action="store_true",
         help="also start the MT5 bridge simulator (for a config with an mt5 broker: deploy/mt5/ordermesh-mt5.yaml)",
@@ -44,6 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     gw.add_argument("broker_id")
     gw.add_argument("--instance")
     gw.add_argument("--http-port", type=int)
+
+    co = sub.add_parser("console", help="run the operator's web console (live view; actions need the operator token)")
+    co.add_argument("--instance")
+    co.add_argument("--http-port", type=int, help="port of the page (default: http.console; 0: any free port)")
+    co.add_argument("--login-url", action="store_true", help="print the URL that logs a browser in as operator, exit")
+    co.add_argument("--rotate-token", action="store_true", help="replace the operator token (old sessions end), exit")
 
     _mt5sim_add(sub.add_parser("mt5-sim", help="run the MT5 bridge simulator (the MQL5-JSON-API EA's sockets)"))
 
@@ -103,6 +118,12 @@ def cmd_up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     return up(config, args)
 
 
+def cmd_console(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from services.console.cli import console
+
+    return console(config, args)
+
+
 def cmd_mt5_sim(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     return _mt5sim_run(args)
 
@@ -115,4 +136,5 @@ COMMANDS: dict[str, Command] = {
     "demo": cmd_demo,
     "gateway": cmd_gateway,
     "mt5-sim": cmd_mt5_sim,
+    "console": cmd_console,
 }

@@ -20,7 +20,8 @@ from ordermesh.brokers.reports import (
     modify_reports,
     rejection,
 )
-from ordermesh.contract.codec import BROKER_POSITIONS_CODEC, COMMAND_CODEC, BadMessage, encode
+from ordermesh.contract.codec import BROKER_POSITIONS_CODEC, COMMAND_CODEC, BadMessage, encode, loose_fields, texts
+from ordermesh.contract.ids import order_event_id
 from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key, kv_key_parts
 from ordermesh.contract.wire import (
     BrokerPositionsReply,
@@ -31,7 +32,10 @@ from ordermesh.contract.wire import (
     ExecEvent,
     Heartbeat,
     ModifyOrder,
+    OrderCancelRejected,
     OrderFilled,
+    OrderModifyRejected,
+    OrderRejected,
     PlaceOrder,
     RejectCategory,
     UnresolvedReply,
@@ -81,6 +85,7 @@ class GatewayService(Service):
             codec=COMMAND_CODEC,
             handler=self.on_command,
             lane=lambda cmd: cmd.client_order_id,
+            on_bad=self.on_bad_command,
         )
         self.spawn(self._order_updates(), "order-updates")
         await self.bus.subscribe(self.subjects.q(f"unresolved.{self.broker_id}"), self.on_unresolved_query)
@@ -124,6 +129,18 @@ class GatewayService(Service):
     def health(self) -> dict[str, object]:
         return {"nats_connected": self.bus.connected, "broker_connected": self.broker_connected}
 
+    @property
+    def metric_groups(self) -> tuple[str, ...]:
+        return metrics.gateway_groups(self.settings.type)
+
+    def metric_values(self) -> dict[str, tuple[str, ...]]:
+        return {**super().metric_values(), "broker_id": (self.broker_id,)}
+
+    def refresh_metrics(self) -> None:
+        metrics.BROKER_CONNECTED.labels(self.broker_id).set(1 if self.broker_connected else 0)
+        if hasattr(self, "adapter"):
+            metrics.BROKER_UNRESOLVED.labels(self.broker_id).set(len(self.adapter.unresolved()))
+
     # ------------------------------------------------------------------------------ commands
 
     async def on_command(self, cmd: Command, msg: Msg) -> None:
@@ -145,6 +162,45 @@ class GatewayService(Service):
                 await self.on_cancel(cmd)
             elif isinstance(cmd, ModifyOrder):
                 await self.on_modify(cmd)
+
+    async def on_bad_command(self, msg: Msg, exc: BadMessage) -> None:
+        """A command that does not decode (a quantity of 1e999999, NaN, a wrong type) is answered with the refusal
+        its kind calls for, when it names its order: ids readable and the broker this gateway's."""
+        fields = loose_fields(msg.data)
+        found = texts(fields, "command_id", "client_order_id", "strategy_id", "account", "broker_id", "symbol")
+        if found is None:
+            return
+        command_id, coid, strategy_id, account, broker_id, symbol = found
+        if broker_id != self.broker_id or self.subjects.cmd(broker_id) != msg.subject:
+            return
+        intent = texts(fields, "intent_id")
+        common = dict(
+            client_order_id=coid,
+            intent_id=intent[0] if intent else "",
+            strategy_id=strategy_id,
+            account=account,
+            broker_id=broker_id,
+            symbol=symbol,
+        )
+        reason = f"INVALID: {exc.reason}: {exc.detail}"[:500]
+        kind = fields.get("type")
+        event: ExecEvent
+        if kind == "place_order":
+            event = OrderRejected(
+                event_id=order_event_id(coid, "rejected"), category=RejectCategory.INVALID, reason=reason, **common
+            )
+        elif kind == "cancel_order":
+            event = OrderCancelRejected(
+                event_id=order_event_id(coid, "cancel_rejected", command_id), reason=reason, **common
+            )
+        elif kind == "modify_order":
+            event = OrderModifyRejected(
+                event_id=order_event_id(coid, "modify_rejected", command_id), reason=reason, **common
+            )
+        else:
+            return
+        metrics.COMMANDS.labels(self.broker_id, _COMMAND_NAMES[kind], "invalid").inc()
+        await self.publish_reports(None, [event], strategy_id=strategy_id)
 
     async def call(self, operation: str, coro: object) -> BrokerOrder:
         started = time.perf_counter()
@@ -270,6 +326,8 @@ class GatewayService(Service):
                     metrics.HOP_SECONDS.labels("intent_to_fill").observe(
                         max(0, time.time_ns() - event.intent_ts_ns) / 1e9
                     )
+            elif isinstance(event, OrderRejected) and not ack.duplicate:
+                metrics.REFUSALS.labels(self.name, event.category.value).inc()
 
     # ------------------------------------------------------------------------ venue changes and quotes
 
@@ -383,16 +441,19 @@ class GatewayService(Service):
             reply = ErrorReply(reason=f"{exc.reason}: {exc.detail}")
         except Exception as exc:  # the broker could not say: answer with the reason, never crash
             reply = ErrorReply(reason=f"{type(exc).__name__}: {exc}")
-        await msg.respond(encode(reply))
+        await self.respond(msg, reply)
 
     async def on_unresolved_query(self, msg: Msg) -> None:
         reply = UnresolvedReply(broker_id=self.broker_id, unresolved=self.adapter.unresolved())
-        await msg.respond(encode(reply))
+        await self.respond(msg, reply)
+
+
+_COMMAND_NAMES = {"place_order": "PlaceOrder", "cancel_order": "CancelOrder", "modify_order": "ModifyOrder"}
 
 
 def observe_fill(broker_id: str, fill: OrderFilled) -> None:
-    """TCA metrics of one new fill: its slippage (bps) and its commission."""
+    """TCA metrics of one new fill: its slippage (as a ratio: bps / 10,000) and its commission."""
     if fill.slippage_bps is not None:
-        metrics.SLIPPAGE_BPS.labels(broker_id, fill.symbol).observe(float(fill.slippage_bps))
+        metrics.FILL_SLIPPAGE.labels(broker_id, fill.symbol).observe(float(fill.slippage_bps) / 10_000)
     if fill.commission:
         metrics.COMMISSIONS.labels(broker_id, fill.symbol, fill.commission_asset or "").inc(float(fill.commission))

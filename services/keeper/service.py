@@ -10,7 +10,7 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
-from ordermesh.books.accounting import BookSnapshot, Ledger, Rules, equity_point, reconcile
+from ordermesh.books.accounting import BookSnapshot, FillRefused, Ledger, Rules, equity_point, reconcile
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.codec import (
     EXEC_CODEC,
@@ -40,6 +40,10 @@ from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import Service
 from ordermesh.sizing.instruments import InstrumentSpec, load_instruments
 
+#: An exec event's own time is trusted up to this far past the time the stream stored it: a forged ``ts_ns``
+#: years ahead would otherwise move the books' clock and charge swaps for every night in between.
+CLOCK_SKEW_NS = 60 * 1_000_000_000
+
 
 class KeeperService(Service):
     """Applies fills in stream order. Its snapshot (state + last applied exec sequence) lives in the
@@ -63,8 +67,10 @@ class KeeperService(Service):
             swaps=dict(config.keeper.swaps),
             rollover_hour_utc=config.keeper.swap_rollover_hour_utc,
             triple_swap_weekday=config.keeper.triple_swap_weekday,
+            brokers=frozenset(config.brokers),  # a fill from any other broker is refused
         )
         self.book = Ledger(rules=self.rules, recent_fills=config.keeper.recent_fills)
+        self._pending = metrics.CONSUMER_PENDING.labels(self.name, EXEC, self.name)  # set per exec message
         self.quotes: dict[str, tuple[Decimal, Decimal]] = {}
         self._since_snapshot = 0
         self._snapshot_lock = asyncio.Lock()
@@ -84,6 +90,14 @@ class KeeperService(Service):
     def default_http_port(self) -> int:
         return self.config.http.keeper
 
+    def metric_values(self) -> dict[str, tuple[str, ...]]:
+        return {**super().metric_values(), "broker_id": tuple(sorted(self.config.brokers))}
+
+    def refresh_metrics(self) -> None:
+        states = [s for s in map(self.account_state, self.accounts()) if s is not None]
+        held = self.book.positions(by_strategy=True, quote_of=self.quote_of)
+        metrics.observe_books(states, held, {k: v.quote_currency for k, v in self.rules.specs.items()})
+
     @property
     def snapshot_key(self) -> str:
         return kv_key("snapshot", self.instance)
@@ -92,7 +106,7 @@ class KeeperService(Service):
         if not self.replay:
             self.book = Ledger(await self.load_snapshot(), self.rules, recent_fills=self.config.keeper.recent_fills)
         self.log.info("keeper resuming", applied_seq=self.book.applied_seq, fills=self.book.fills_applied)
-        metrics.KEEPER_APPLIED_SEQ.labels(self.instance).set(self.book.applied_seq)
+        metrics.KEEPER_APPLIED_SEQ.set(self.book.applied_seq)
         s = self.subjects
         await self.bus.subscribe(f"{s.prefix}.md.>", self.on_quote)
         await self.bus.subscribe(s.q("positions"), self.on_query, queue="keeper")
@@ -116,11 +130,18 @@ class KeeperService(Service):
         if not entry.value:
             return None
         try:
-            return msgspec.msgpack.decode(entry.value, type=BookSnapshot)
+            snapshot = msgspec.msgpack.decode(entry.value, type=BookSnapshot)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             # An unreadable snapshot (older layout): rebuild from the stream rather than guess.
             self.log.error("snapshot unreadable; rebuilding from the stream", error=str(exc))
             return None
+        poisoned = Ledger(snapshot, self.rules).poisoned()
+        if poisoned:
+            # Written before fills were checked (a NaN price, 1e300 lots): the stream, re-applied with the
+            # checks, gives the books without the fills that poisoned them.
+            self.log.error("snapshot holds impossible values; rebuilding from the stream", problem=poisoned)
+            return None
+        return snapshot
 
     async def save_snapshot(self) -> None:
         async with self._snapshot_lock:
@@ -150,7 +171,6 @@ class KeeperService(Service):
             state = self.account_state(account)
             if state is not None:
                 await kv.put(kv_key(account), encode(state))
-                metrics.ACCOUNT_EQUITY.labels(account).set(float(state.equity))
 
     async def publish_point(self, point: EquityPoint, msg_id: str) -> None:
         await self.bus.publish(self.subjects.equity(point.account), point, msg_id=msg_id)
@@ -190,7 +210,6 @@ class KeeperService(Service):
                     if state is not None:
                         point = equity_point(state, "interval", self.book.fills_applied)
                         await self.publish_point(point, f"equity:{account}:t{bucket}")
-                        metrics.ACCOUNT_EQUITY.labels(account).set(float(state.equity))
             except (TimeoutError, nats.errors.Error) as exc:
                 self.log.warning("publishing equity point failed", error=str(exc) or type(exc).__name__)
 
@@ -199,8 +218,9 @@ class KeeperService(Service):
     async def on_quote(self, msg: Msg) -> None:
         try:
             q = QUOTE_CODEC.decode(msg.data)
-        except BadMessage:
-            return  # quotes are latest-value; a bad one is simply not used
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)  # counted; the next quote replaces it
+            return
         if q.bid > 0 and q.ask > 0 and q.bid.is_finite() and q.ask.is_finite():
             self.quotes[q.symbol] = (q.bid, q.ask)
 
@@ -215,11 +235,18 @@ class KeeperService(Service):
             self.bad_message(msg.subject, exc.reason, exc.detail)
             self.book.skip(seq)
             return
+        # stream time: the event's own, but never far past when the stream stored it (same on every replay)
+        ts_ns = min(event.ts_ns, int(md.timestamp.timestamp() * 1e9) + CLOCK_SKEW_NS)
         if isinstance(event, OrderFilled):
             try:
-                applied = self.book.apply_fill(event, seq)
-            except (ArithmeticError, ValueError) as exc:  # e.g. a zero quantity: bad input, never a crash
-                self.bad_message(msg.subject, "invalid", f"fill {event.fill_id}: {exc!r}")
+                applied = self.book.apply_fill(event, seq, ts_ns)
+            except FillRefused as exc:  # the books are unchanged; the same fill is refused again on replay
+                self.bad_message(msg.subject, exc.reason, exc.detail)
+                self.book.skip(seq)
+                return
+            except Exception as exc:  # a bug, not the input: logged with the fill, never a dead consumer
+                self.log.exception("fill could not be applied", fill_id=event.fill_id)
+                self.bad_message(msg.subject, "handler_failed", f"fill {event.fill_id}: {exc!r}")
                 self.book.skip(seq)
                 return
             if applied:
@@ -232,15 +259,13 @@ class KeeperService(Service):
                     self.log.info("duplicate fill ignored", fill_id=event.fill_id, broker_id=event.broker_id)
                 metrics.DUPLICATE_FILLS.inc()
         else:
-            self.book.skip(seq, event.ts_ns)
-        metrics.KEEPER_APPLIED_SEQ.labels(self.instance).set(seq)
+            self.book.skip(seq, ts_ns)
+        metrics.KEEPER_APPLIED_SEQ.set(seq)
+        self._pending.set(md.num_pending)
         if self._since_snapshot >= self.config.keeper.snapshot_every:
             await self.save_snapshot()
 
     def _live_fill(self, fill: OrderFilled) -> None:
-        pos = self.book.position(fill.account, fill.symbol)
-        if pos is not None:
-            metrics.POSITION_QTY.labels(fill.account, fill.symbol).set(float(pos.quantity))
         state = self.book.account_state(fill.account, self.quote_of, ts_ns=time.time_ns())
         self._points.append(equity_point(state, "fill", self.book.fills_applied))
         self._dirty.add(fill.account)
@@ -251,7 +276,7 @@ class KeeperService(Service):
             query = QUERY_CODEC.decode(msg.data)
         except BadMessage as exc:
             self.bad_message(msg.subject, exc.reason, exc.detail)
-            await msg.respond(encode(ErrorReply(reason=f"{exc.reason}: {exc.detail}")))
+            await self.respond(msg, ErrorReply(reason=f"{exc.reason}: {exc.detail}"))
             return
         if isinstance(query, PositionsQuery):
             reply: object = PositionsReply(
@@ -265,7 +290,7 @@ class KeeperService(Service):
         elif isinstance(query, AccountQuery):
             state = self.account_state(query.account)
             reply = state if state is not None else ErrorReply(reason=f"unknown account {query.account!r}")
-        await msg.respond(encode(reply))  # type: ignore[arg-type]
+        await self.respond(msg, reply)
 
     # ------------------------------------------------------------------------- reconciliation
 
@@ -325,6 +350,11 @@ class KeeperService(Service):
             query = RECONCILE_CODEC.decode(msg.data)
         except BadMessage as exc:
             self.bad_message(msg.subject, exc.reason, exc.detail)
-            await msg.respond(encode(ErrorReply(reason=f"{exc.reason}: {exc.detail}")))
+            await self.respond(msg, ErrorReply(reason=f"{exc.reason}: {exc.detail}"))
             return
-        await msg.respond(encode(await self.reconcile(query.broker_id)))
+        if query.broker_id is not None and query.broker_id not in self.config.brokers:
+            # not asked of a gateway that cannot exist (each such request would wait out its timeout)
+            self.bad_message(msg.subject, "unknown_broker", f"reconcile {query.broker_id!r}")
+            await self.respond(msg, ErrorReply(reason=f"unknown broker {query.broker_id!r}"))
+            return
+        await self.respond(msg, await self.reconcile(query.broker_id))

@@ -20,7 +20,9 @@ from ordermesh.contract.codec import (
     ORDER_CODEC,
     QUOTE_CODEC,
     BadMessage,
-    encode,
+    loose_fields,
+    text,
+    texts,
 )
 from ordermesh.contract.ids import client_order_id
 from ordermesh.contract.subjects import (
@@ -57,7 +59,7 @@ from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import RetryLater, Service
 from ordermesh.routing.orders import Applied, Ev, InvalidTransition, OrderRecord
-from ordermesh.routing.risk import OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
+from ordermesh.routing.risk import DailyLossRule, OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
 from ordermesh.routing.routes import choose_broker, deny, place_command
 from ordermesh.sizing.instruments import (
     InstrumentOverride,
@@ -215,6 +217,7 @@ class RouterService(Service):
             codec=ORDER_CODEC,
             handler=self.on_order,
             lane=lambda req: f"{req.intent.account}\x1f{req.intent.intent_id}",
+            on_bad=self.on_bad_order,
         )
         self.consume(
             stream=EXEC,
@@ -229,6 +232,11 @@ class RouterService(Service):
     async def teardown(self) -> None:
         for m in self._mirrors:
             await m.stop()
+
+    def refresh_metrics(self) -> None:
+        t = self.trading
+        metrics.observe_trading(t.global_state, t.accounts, t.strategies, self.config.accounts)
+        metrics.observe_daily_loss({a: DailyLossRule().loss(a, self.view) for a in sorted(self.config.accounts)})
 
     def limits_for(self, account: str) -> RiskLimits:
         return self.config.risk.get(account) or self.config.risk.get("*") or RiskLimits()
@@ -296,11 +304,16 @@ class RouterService(Service):
                     metrics.MESSAGES.labels(self.name, "router", "duplicate").inc()
                     return
                 started = time.perf_counter()
-                decision = self.decide(req, coid)
+                try:
+                    decision = self.decide(req, coid)
+                except (ArithmeticError, ValueError) as exc:
+                    # Figures the risk arithmetic cannot handle: refused to the strategy, counted, never retried.
+                    self.bad_message(msg.subject, "unprocessable", repr(exc))
+                    decision = deny(req, coid, RejectCategory.INVALID, f"unprocessable: {exc!r}"[:500])
                 metrics.ROUTER_DECISION_SECONDS.observe(time.perf_counter() - started)
                 if isinstance(decision, OrderDenied):
                     await self.bus.publish(self.subjects.reject(intent.strategy_id), decision, msg_id=f"deny:{coid}")
-                    metrics.DENIALS.labels(decision.category.value).inc()
+                    metrics.REFUSALS.labels(self.name, decision.category.value).inc()
                     metrics.ORDERS.labels(OrderStatus.DENIED.value).inc()
                     self.log.info("order denied", reason=decision.reason)
                     return
@@ -314,6 +327,32 @@ class RouterService(Service):
             metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
             metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
             self.log.debug("order submitted", broker_id=cmd.broker_id, quantity=str(cmd.quantity))
+
+    async def on_bad_order(self, msg: Msg, exc: BadMessage) -> None:
+        """An order request that does not decode is denied to its strategy when its intent names itself (intent id,
+        strategy and account readable, and the account the one of the subject it came on)."""
+        fields = loose_fields(msg.data)
+        intent = fields.get("intent")
+        found = texts(intent, "intent_id", "strategy_id", "account")
+        if fields.get("type") != "order_request" or found is None:
+            return
+        intent_id, strategy_id, account = found
+        if self.subjects.order(account) != msg.subject:
+            return
+        coid = client_order_id(account, intent_id)
+        ts = intent.get("ts_ns")  # type: ignore[union-attr]
+        denial = OrderDenied(
+            intent_id=intent_id,
+            client_order_id=coid,
+            strategy_id=strategy_id,
+            account=account,
+            symbol=text(intent, "symbol"),
+            category=RejectCategory.INVALID,
+            reason=f"INVALID: {exc.reason}: {exc.detail}"[:500],
+            intent_ts_ns=ts if isinstance(ts, int) and 0 <= ts < 2**63 else 0,
+        )
+        await self.bus.publish(self.subjects.reject(strategy_id), denial, msg_id=f"deny:{coid}")
+        metrics.REFUSALS.labels(self.name, RejectCategory.INVALID.value).inc()
 
     def decide(self, req: OrderRequest, coid: str) -> Any:
         """Route, then run every risk rule: a PlaceOrder, or an OrderDenied with its reason."""
@@ -368,12 +407,20 @@ class RouterService(Service):
                 ):
                     rec.quantity = event.order_qty  # the venue grew it with its parent's later fills
                 if rec is None:
+                    not_ours = self.not_ours(event)
+                    if not_ours:
+                        # A report no order of ours can ever match: refused now (counted), not retried.
+                        self.bad_message(msg.subject, not_ours, f"{type(event).__name__} for {event.client_order_id}")
+                        return
                     # The order's record may not be written yet (a redelivered order request after a restart):
                     # try again shortly; the runtime gives up, counted, after max_attempts.
                     raise RetryLater(f"no order record for {event.client_order_id} yet (seq {stream_seq(msg)})")
                 before = rec.status
                 try:
                     applied = rec.apply(event)
+                except (ArithmeticError, ValueError) as exc:
+                    self.bad_message(msg.subject, "unprocessable", f"{type(event).__name__}: {exc!r}")
+                    return
                 except InvalidTransition as exc:
                     # Logged and counted; the record stays as it was and nothing is fanned out.
                     metrics.INVALID_EVENTS.labels(type(event).__name__, before.value).inc()
@@ -385,6 +432,21 @@ class RouterService(Service):
                 await self.store.put(rec)
             if rec.status is not before:
                 metrics.ORDERS.labels(rec.status.value).inc()
+
+    def not_ours(self, event: ExecEvent) -> str:
+        """Why a report without an order record can never have one ("" when it may, later): it comes from a broker
+        that is not configured, or its client order id is not one the router derives: from the report's account
+        and intent, or that of a venue's stop-loss / take-profit (``<coid>-sl`` of intent ``<intent>-sl``)."""
+        if event.broker_id not in self.registry:
+            return "unknown_broker"
+        coid, intent_id = event.client_order_id, event.intent_id
+        if coid == client_order_id(event.account, intent_id):
+            return ""
+        suffix = coid[-3:]
+        attached = suffix in ("-sl", "-tp") and intent_id.endswith(suffix)
+        if attached and coid[:-3] == client_order_id(event.account, intent_id[:-3]):
+            return ""
+        return "unknown_order"
 
     # -------------------------------------------------------------------------------- control
 
@@ -432,19 +494,19 @@ class RouterService(Service):
             req = CONTROL_CODEC.decode(msg.data)
         except BadMessage as exc:
             self.bad_message(msg.subject, exc.reason, exc.detail)
-            await msg.respond(encode(ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}")))
+            await self.respond(msg, ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}"))
             return
         refusal = self.control_refusal(msg.subject, req)
         if refusal:
             self.bad_message(msg.subject, "control_subject", refusal)
-            await msg.respond(encode(ControlReply(ok=False, detail=refusal)))
+            await self.respond(msg, ControlReply(ok=False, detail=refusal))
             return
         try:
             reply = await self.control(req)
         except Exception as exc:  # a control request must always be answered
             self.log.exception("control request failed", request=type(req).__name__)
             reply = ControlReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
-        await msg.respond(encode(reply))
+        await self.respond(msg, reply)
 
     def control_refusal(self, subject: str, req: Any) -> str:
         """Why a control request may not be acted on under ``subject`` ("" if it may): the subject decides what
@@ -473,7 +535,6 @@ class RouterService(Service):
                 else (f"account {req.account}" if req.account else "global")
             )
             self.log.warning("trading state set", scope=scope, state=req.state.value, reason=req.reason)
-            metrics.TRADING_STATE.labels(scope).set(list(TradingState).index(req.state))
             return ControlReply(ok=True, detail=f"{scope} is now {req.state.value} ({self.describe_trading()})")
         if isinstance(req, TradingStateQuery):
             return ControlReply(ok=True, detail=self.describe_trading())
@@ -508,7 +569,7 @@ class RouterService(Service):
             if requested_by is not None:
                 denial = self.risk.check_cancel(rec.account, rec.strategy_id, rec.broker_id)
                 if denial is not None:
-                    metrics.DENIALS.labels(denial.category.value).inc()
+                    metrics.REFUSALS.labels(self.name, denial.category.value).inc()
                     return ControlReply(ok=False, detail=denial.reason)
             rec.transition(Ev.PENDING_CANCEL)
             n = len(rec.fill_ids)

@@ -15,15 +15,15 @@ from decimal import Decimal
 import msgspec
 from nats.aio.msg import Msg
 
-from ordermesh.contract.codec import INTENT_CODEC, QUOTE_CODEC, BadMessage
+from ordermesh.contract.codec import INTENT_CODEC, QUOTE_CODEC, BadMessage, loose_fields, text, texts
 from ordermesh.contract.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv_key, kv_key_parts
-from ordermesh.contract.wire import AccountState, Intent, OrderRequest
+from ordermesh.contract.wire import AccountState, Intent, IntentRejected, OrderRequest, RejectCategory
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import KVMirror
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import Service
-from ordermesh.sizing.engine import AccountView, Sizer, outcome_labels
+from ordermesh.sizing.engine import UNPROCESSABLE, AccountView, Sizer, outcome_labels
 from ordermesh.sizing.instruments import InstrumentSpec, PriceBook, decode_override, load_instruments
 from ordermesh.sizing.kelly import preset
 
@@ -56,6 +56,7 @@ class SizerService(Service):
             codec=INTENT_CODEC,
             handler=self.on_intent,
             lane=lambda intent: intent.intent_id,  # stateless: intents are sized concurrently
+            on_bad=self.on_bad_intent,
         )
 
     async def teardown(self) -> None:
@@ -118,6 +119,32 @@ class SizerService(Service):
             return self.reported[key]
         return self.sizer.instruments.get(intent.symbol)
 
+    async def on_bad_intent(self, msg: Msg, exc: BadMessage) -> None:
+        """An intent that does not decode (a quantity of 1e999999, NaN, a wrong type) is refused to its strategy
+        when it names itself: an intent with its id and strategy readable, and the strategy the one of the subject it
+        came on (a strategy can only speak for itself)."""
+        fields = loose_fields(msg.data)
+        found = texts(fields, "intent_id", "strategy_id")
+        if found is None or fields.get("type") != "intent":
+            return
+        intent_id, strategy_id = found
+        if self.subjects.intent(strategy_id) != msg.subject:
+            return
+        ts = fields.get("ts_ns")
+        refusal = IntentRejected(
+            intent_id=intent_id,
+            strategy_id=strategy_id,
+            account=text(fields, "account"),
+            symbol=text(fields, "symbol"),
+            category=RejectCategory.INVALID,
+            reason=f"INVALID: {exc.reason}: {exc.detail}"[:500],
+            intent_ts_ns=ts if isinstance(ts, int) and 0 <= ts < 2**63 else 0,
+        )
+        await self.bus.publish(self.subjects.reject(strategy_id), refusal, msg_id=f"rej:{intent_id}")
+        metrics.INTENTS.labels("rejected").inc()
+        metrics.REFUSALS.labels(self.name, refusal.category.value).inc()
+        self.log.info("undecodable intent refused", intent_id=intent_id, reason=exc.reason)
+
     async def on_intent(self, intent: Intent, msg: Msg) -> None:
         with bind_ids(intent_id=intent.intent_id, strategy_id=intent.strategy_id):
             account = await self.account(intent.account)
@@ -137,4 +164,7 @@ class SizerService(Service):
                     self.subjects.reject(intent.strategy_id), outcome, msg_id=f"rej:{intent.intent_id}"
                 )
                 metrics.INTENTS.labels("rejected").inc()
+                metrics.REFUSALS.labels(self.name, outcome.category.value).inc()
+                if isinstance(outcome, IntentRejected) and outcome.reason.startswith(f"INVALID: {UNPROCESSABLE}:"):
+                    self.bad_message(msg.subject, UNPROCESSABLE, outcome.reason)  # counted with the bad input
                 self.log.info("intent rejected", reason=outcome.reason, method=method, status=status)

@@ -6,10 +6,11 @@ import datetime
 from decimal import Decimal
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ordermesh.books.accounting import BookSnapshot, Ledger, Rules, drawdown, reconcile
+from ordermesh.books.accounting import BookSnapshot, FillRefused, Ledger, Rules, drawdown, reconcile
 from ordermesh.contract.wire import Liquidity, OrderFilled, PositionDiff, Side
 from ordermesh.platform.config import AccountSettings, SwapRate
 from ordermesh.sizing.instruments import load_instruments
@@ -367,3 +368,116 @@ def test_an_older_snapshot_with_fill_keys_is_read() -> None:
     assert book.apply_fill(fill("f2", Side.BUY, "0.01", "1.08500"), seq=3) is False
     assert book.apply_fill(fill("f3", Side.BUY, "0.01", "1.08500"), seq=4) is True
     assert book.snapshot().fill_keys == []
+
+
+# ------------------------------------------------------------------------- hostile and extreme fills
+
+
+def _state(book: Ledger) -> bytes:
+    return msgspec.msgpack.encode(book.snapshot())
+
+
+@pytest.mark.parametrize(
+    ("qty", "px", "symbol", "reason"),
+    [
+        ("1e14", "1.08", "EURUSD", "out_of_bounds"),  # 1e14 lots of 100,000: a notional of 1e19
+        ("999999999999999", "999999999999999", "XYZ", "out_of_bounds"),  # no spec: contract 1, still 1e30
+        ("0", "1.08", "EURUSD", "bad_fill"),
+        ("1", "0", "EURUSD", "bad_fill"),
+    ],
+)
+def test_a_fill_that_would_make_the_books_absurd_is_refused_and_changes_nothing(
+    qty: str, px: str, symbol: str, reason: str
+) -> None:
+    book = Ledger(rules=rules(brokers=frozenset({"paper"})))
+    book.apply_fill(fill("1", Side.BUY, "0.5", "1.08"), seq=1)
+    before = _state(book)
+    with pytest.raises(FillRefused) as info:
+        book.apply_fill(fill("2", Side.BUY, qty, px, symbol=symbol), seq=2)
+    assert info.value.reason == reason
+    assert book.applied_seq == 2  # the sequence moves on: the fill is not asked for again
+    book.applied_seq = 1
+    assert _state(book) == before  # positions, strategy views, cash, broker nets and the dedupe memory
+    assert book.fills_applied == 1 and book.books["acc"].fills == 1
+
+
+def test_a_fill_whose_commission_would_make_cash_absurd_is_refused() -> None:
+    book = Ledger(rules=rules())
+    big = "999999999999999"
+    book.apply_fill(fill("1", Side.BUY, "1", "1.08", commission=big, asset="GBP"), seq=1)
+    before = _state(book)
+    with pytest.raises(FillRefused, match="cash in GBP"):
+        book.apply_fill(fill("2", Side.SELL, "1", "1.08", commission=big, asset="GBP"), seq=2)
+    book.applied_seq = 1
+    assert _state(book) == before
+
+
+def test_a_refused_fill_is_not_remembered_and_a_hedging_account_is_left_as_it_was() -> None:
+    book = Ledger(rules=rules("hedging"))
+    book.apply_fill(fill("1", Side.BUY, "1", "1.08", position_id="T1"), seq=1)
+    before = _state(book)
+    with pytest.raises(FillRefused):  # closes T1 and would open 1e14 lots as a ticket of its own
+        book.apply_fill(fill("2", Side.SELL, "1e14", "1.08", position_id="T1"), seq=2)
+    book.applied_seq = 1
+    assert _state(book) == before
+    assert book.apply_fill(fill("2", Side.SELL, "1", "1.09", position_id="T1"), seq=3)  # the id is not burnt
+    assert book.positions("acc") == []
+
+
+def test_a_fill_from_a_broker_not_configured_is_refused() -> None:
+    book = Ledger(rules=rules(brokers=frozenset({"paper"})))
+    with pytest.raises(FillRefused) as info:
+        book.apply_fill(fill("1", Side.BUY, "1", "1.08", broker="forged"), seq=1)
+    assert info.value.reason == "unknown_broker"
+    assert book.books == {} and book.brokers == {} and book.fills_applied == 0
+    assert Ledger(rules=rules()).apply_fill(fill("1", Side.BUY, "1", "1.08", broker="forged"))  # None: not checked
+
+
+def test_replay_refuses_the_same_fills_so_replay_and_incremental_agree() -> None:
+    fills = [
+        fill("1", Side.BUY, "1", "1.08"),
+        fill("2", Side.BUY, "1e14", "1.08"),
+        fill("3", Side.SELL, "0.5", "1.09"),
+        fill("4", Side.BUY, "1", "1.1", broker="nobody"),
+    ]
+    r = rules(brokers=frozenset({"paper"}))
+
+    def run(book: Ledger) -> Ledger:
+        for seq, f in enumerate(fills, 1):
+            try:
+                book.apply_fill(f, seq)
+            except FillRefused:
+                book.skip(seq)
+        return book
+
+    first = run(Ledger(rules=r))
+    again = run(Ledger(rules=r))
+    assert _state(first) == _state(again)
+    assert [(p.symbol, p.quantity) for p in first.positions("acc")] == [("EURUSD", D("0.5"))]
+
+
+def test_a_poisoned_snapshot_is_recognised() -> None:
+    book = Ledger(rules=rules())
+    book.apply_fill(fill("1", Side.BUY, "1", "1.08"), seq=1)
+    assert book.poisoned() == ""
+    snap = book.snapshot()
+    snap.accounts["acc"].positions["EURUSD"].avg_price = D("NaN")  # written by a keeper before fills were checked
+    data = msgspec.msgpack.encode(snap)
+    assert "avg_price of EURUSD is NaN" in Ledger(msgspec.msgpack.decode(data, type=BookSnapshot)).poisoned()
+    snap.accounts["acc"].positions["EURUSD"].avg_price = D("1.08")
+    snap.accounts["acc"].realized["USD"] = D("1e300")
+    assert "realized in USD is 1E+300" in Ledger(snap).poisoned()
+
+
+def test_views_never_raise_on_absurd_quotes_the_amount_is_left_out_and_named() -> None:
+    book = Ledger(rules=rules())
+    book.apply_fill(fill("1", Side.BUY, "10", "1.08"), seq=1)
+    book.apply_fill(fill("2", Side.BUY, "1", "150", symbol="USDJPY"), seq=2)
+    absurd = quotes(EURUSD=("999999999999999", "999999999999999"), USDJPY=("1e-30", "1e-30"))
+    state = book.account_state("acc", absurd)
+    assert state.unrealized_pnl == 0 and state.equity == state.balance == D(100000)
+    assert {"EURUSD", "USDJPY"} <= set(state.unpriced)
+    [eur, _] = book.positions("acc", quote_of=absurd)
+    assert (eur.mark_price, eur.unrealized_pnl) == (None, 0)
+    sane = book.account_state("acc", quotes(EURUSD=("1.09", "1.0901"), USDJPY=("151", "151.01")))
+    assert sane.unpriced == [] and sane.unrealized_pnl > 0

@@ -346,12 +346,12 @@ def test_every_message_round_trips_through_its_family_codecs(msg: wire.Message) 
     ["0.10", "1.08500", "0.00000001", "100000", "-0.10", "123456789012.123456789012345678901234567890", "1E+3"],
 )
 def test_decimals_travel_exactly_as_strings(text: str) -> None:
-    quote = Quote(broker_id="paper", symbol="X", bid=Decimal(text), ask=Decimal(text), ts_ns=TS)
-    raw = _raw(quote)
-    assert raw["bid"] == str(Decimal(text))  # carried as a string, no float rounding
-    decoded = codecs.QUOTE_CODEC.decode(codecs.encode(quote))
-    assert str(decoded.bid) == str(Decimal(text))
-    assert decoded.bid.as_tuple() == Decimal(text).as_tuple()
+    point = wire.EquityPoint(account="a", balance=Decimal(text), equity=Decimal(text), ts_ns=TS)  # signed money
+    raw = _raw(point)
+    assert raw["balance"] == str(Decimal(text))  # carried as a string, no float rounding
+    decoded = codecs.EQUITY_CODEC.decode(codecs.encode(point))
+    assert str(decoded.balance) == str(Decimal(text))
+    assert decoded.balance.as_tuple() == Decimal(text).as_tuple()
 
 
 def test_decimal_zero_point_ten_stays_zero_point_ten() -> None:
@@ -658,3 +658,61 @@ def test_building_a_message_with_an_extreme_value_is_refused_too() -> None:
     with pytest.raises(ValueError, match="bid"):
         Quote(broker_id="b", symbol="EURUSD", bid=Decimal("NaN"), ask=Decimal(1))
     assert Fixed(qty=Decimal("999999999999999")).qty == Decimal("999999999999999")  # below 1e15 is fine
+
+
+@pytest.mark.parametrize(
+    ("typ", "field", "codec"),
+    [
+        (OrderFilled, "last_qty", codecs.EXEC_CODEC),
+        (OrderFilled, "last_px", codecs.EXEC_CODEC),
+        (OrderFilled, "cum_qty", codecs.EXEC_CODEC),
+        (PlaceOrder, "quantity", codecs.COMMAND_CODEC),
+        (PlaceOrder, "limit_price", codecs.COMMAND_CODEC),
+        (OrderRequest, "quantity", codecs.ORDER_CODEC),
+        (Quote, "bid", codecs.QUOTE_CODEC),
+    ],
+)
+def test_quantities_and_prices_of_orders_fills_and_quotes_are_never_negative(
+    typ: type, field: str, codec: codecs.Codec[Any]
+) -> None:
+    data = msgspec.to_builtins(BY_TYPE[typ])
+    data[field] = "-0.01"
+    with pytest.raises(BadMessage) as info:
+        codec.decode(msgspec.msgpack.encode(data))
+    assert info.value.reason == "invalid" and f"{field} must not be negative" in info.value.detail
+    with pytest.raises(ValueError, match=f"{field} must not be negative"):
+        msgspec.structs.replace(BY_TYPE[typ], **{field: Decimal("-0.01")})
+    data[field] = "0"  # zero is a value (an empty book's bid, nothing filled yet); the consumers judge it
+    assert getattr(codec.decode(msgspec.msgpack.encode(data)), field) == 0
+
+
+def test_signed_figures_stay_signed() -> None:
+    # positions, money and an intent's own prices (the sizer answers a negative limit with a readable refusal)
+    assert Position(account="a", symbol="X", quantity=Decimal("-2"), avg_price=Decimal(1)).quantity == -2
+    assert BY_TYPE[OrderFilled].commission is not None
+    assert msgspec.structs.replace(BY_TYPE[OrderFilled], commission=Decimal("-0.5")).commission == Decimal("-0.5")
+    assert _intent(order_type=OrderType.LIMIT, limit_price=Decimal(-1)).limit_price == -1
+
+
+def test_names_longer_than_an_id_are_refused_on_decode() -> None:
+    intent = msgspec.to_builtins(_intent())
+    intent["strategy_id"] = "s" * (wire.MAX_NAME_LENGTH + 1)
+    with pytest.raises(BadMessage) as info:
+        codecs.INTENT_CODEC.decode(msgspec.msgpack.encode(intent))
+    assert info.value.reason == "invalid" and "strategy_id" in info.value.detail
+    intent["strategy_id"] = "s" * wire.MAX_NAME_LENGTH
+    assert codecs.INTENT_CODEC.decode(msgspec.msgpack.encode(intent)).strategy_id == intent["strategy_id"]
+
+
+def test_a_message_that_does_not_decode_can_still_name_its_sender() -> None:
+    intent = msgspec.to_builtins(_intent())
+    intent["sizing"]["qty"] = "1e999999"
+    fields = codecs.loose_fields(msgspec.msgpack.encode(intent))
+    assert codecs.texts(fields, "intent_id", "strategy_id") == ("i-1", "s1")
+    assert codecs.texts(fields, "intent_id", "nothing") is None
+    assert codecs.texts({"intent_id": 7}, "intent_id") is None
+    assert codecs.texts({"intent_id": "x" * 300}, "intent_id") is None  # too long to be an id
+    assert codecs.text({"symbol": "y" * 300}, "symbol") == "y" * wire.MAX_NAME_LENGTH
+    assert codecs.text({"symbol": 1}, "symbol") == ""
+    for junk in (b"", b"\xc1", b"\x93\x01\x02\x03", "é".encode(), bytes(range(256))):
+        assert codecs.loose_fields(junk) == {}

@@ -95,7 +95,9 @@ def test_the_sync_interval_reaches_jetstream(tmp_path: Path, sync_interval: str 
     import urllib.request
 
     port = free_port()
-    with NatsServer(tmp_path, sync_interval=sync_interval, monitor_port=port):
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as resp:
-            config = json.load(resp)["jetstream"]["config"]
+    with (
+        NatsServer(tmp_path, sync_interval=sync_interval, monitor_port=port),
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as resp,
+    ):
+        config = json.load(resp)["jetstream"]["config"]
     assert bool(config.get("sync_always")) is always

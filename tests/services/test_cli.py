@@ -146,7 +146,7 @@ def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -
         "ORDERMESH__NATS__URL": url,
         "ORDERMESH__NATS__STORE_DIR": str(tmp_path / "nats"),
         "ORDERMESH__DEMO__INTERVAL_S": "0.2",
-        **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "ROUTER", "KEEPER", "DEMO", "GATEWAY_BASE")},
+        **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "ROUTER", "KEEPER", "DEMO", "GATEWAY_BASE", "CONSOLE")},
     }
     out = ordermesh("up", "--duration", "8", "--no-view", env=env, cwd=tmp_path, timeout=90)
     assert out.returncode == 0, out.stderr
@@ -157,7 +157,7 @@ def test_up_starts_embedded_nats_and_trades_then_stops_cleanly(tmp_path: Path) -
     orders = int(re.search(r"orders=(\d+)", summary[0]).group(1))  # type: ignore[union-attr]
     # an order may fill in several parts (the venue walks its book), so fills may outnumber orders
     assert fills > 0 and 0 < orders <= intents
-    assert "5 processes started" in out.stderr and "ordermesh: stopped" in out.stderr
+    assert "6 processes started" in out.stderr and "ordermesh: stopped" in out.stderr
     # the embedded server and every child are gone
     assert not url_answers(url)
     for log in (tmp_path / ".ordermesh" / "logs").glob("*.log"):
@@ -247,7 +247,7 @@ def test_up_refuses_ports_that_are_taken(tmp_path: Path) -> None:
             "ORDERMESH__NATS__URL": f"nats://127.0.0.1:{free_port()}",
             "ORDERMESH__NATS__STORE_DIR": str(tmp_path / "nats"),
             "ORDERMESH__HTTP__ROUTER": str(port),
-            **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "KEEPER", "DEMO", "GATEWAY_BASE")},
+            **{f"ORDERMESH__HTTP__{svc}": "0" for svc in ("SIZER", "KEEPER", "DEMO", "GATEWAY_BASE", "CONSOLE")},
         }
         out = ordermesh("up", "--no-view", "--duration", "5", env=env, cwd=tmp_path, timeout=60)
     assert out.returncode == 1

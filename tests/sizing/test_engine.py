@@ -528,3 +528,26 @@ def test_an_audit_failing_the_seeds_rules_is_never_sent() -> None:
     assert out.reason == "INTERNAL: invalid: audit failed validation: account_balance (50) too low, minimum $100"
     fixed = _validated_order(intent(Fixed(qty=D(1))), audit(method="fixed", account_balance=D(0)))
     assert isinstance(fixed, OrderRequest)
+
+
+# ------------------------------------------------------------------------------- extreme values
+
+
+@pytest.mark.parametrize(
+    ("sizing", "symbol"),
+    [
+        (RiskPct(risk_pct=D("0.01"), stop_loss_pips=D("1e-999999")), "EURUSD"),  # lots = risk / tiny: overflow
+        (msgspec.structs.replace(SEED_KELLY, stop_loss_pips=D("1e-999999")), "EURUSD"),
+        (msgspec.structs.replace(SEED_KELLY, avg_loss=D("1e-999999")), "EURUSD"),
+        (Fixed(qty=D("999999999999999")), "EURUSD"),  # its margin estimate is beyond what the wire carries
+        (Fixed(qty=D("1e14")), "BTCUSD"),
+    ],
+)
+def test_figures_the_arithmetic_cannot_handle_are_refused_never_raised(sizing: SizingRequest, symbol: str) -> None:
+    prices = {"EURUSD": D("1.085"), "BTCUSD": D(65000)}
+    out = SIZER.size(intent(sizing, symbol=symbol), ACCOUNT, prices=prices)
+    assert isinstance(out, IntentRejected), out
+    assert out.category is RejectCategory.INVALID
+    assert out.reason.startswith("INVALID: unprocessable: cannot size this intent: ")
+    assert outcome_labels(intent(sizing), out)[1] == "invalid"
+    assert REPORT_CODEC.decode(encode(out)) == out  # and the refusal itself travels

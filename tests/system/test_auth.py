@@ -125,6 +125,7 @@ async def test_every_role_does_its_work_with_no_permission_refused(secured: Secu
         await eventually(accepted, what="the resting order accepted")
         assert (await om.cancel(resting)).ok
         assert isinstance(await om.wait(resting), OrderCanceled)
+
         # the keeper's read-only queries
         async def held() -> bool:
             positions = await om.positions(strategy_id=STRATEGY)

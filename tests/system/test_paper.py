@@ -70,7 +70,7 @@ async def test_demo_fills_carry_slippage_and_commissions_and_tca_reports_them(
         # TCA metrics on the gateway
         for symbol in {f.symbol for f in fills}:
             seen = sum(1 for f in fills if f.symbol == symbol)
-            assert system.metric("gateway", "ordermesh_slippage_bps_count", symbol=symbol) >= seen
+            assert system.metric("gateway", "ordermesh_fill_slippage_ratio_count", symbol=symbol) >= seen
             assert system.metric("gateway", "ordermesh_commissions_total", symbol=symbol, asset="USD") > 0
 
         tca = await asyncio.create_subprocess_exec(

@@ -16,6 +16,12 @@
 
 Every fill is applied once: fills are deduplicated by ``(broker_id, fill_id)`` and the book records the last
 exec-stream sequence it applied (the keeper resumes after it).
+
+Nothing poisons the books: a fill from a broker that is not configured, with a quantity or price that is not
+positive, or that would take a position, its notional, cash or commissions beyond what the wire carries
+(:data:`~ordermesh.contract.wire.MAX_MAGNITUDE`) is refused with :class:`FillRefused` and changes nothing; the
+same check runs on replay, and :meth:`Ledger.poisoned` finds a snapshot written before it. Views never raise on
+absurd quotes: an amount they would make unrepresentable is left out and named in ``unpriced``.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Final, Literal
 
 import msgspec
 
-from ordermesh.contract.wire import AccountState, EquityPoint, OrderFilled, Position, PositionDiff
+from ordermesh.contract.wire import MAX_MAGNITUDE, AccountState, EquityPoint, OrderFilled, Position, PositionDiff
 from ordermesh.platform.config import AccountSettings, SwapRate
 from ordermesh.sizing.instruments import InstrumentSpec, conversion_rate, margin_per_lot
 from ordermesh.sizing.kelly import FLOOR
@@ -145,6 +151,13 @@ class RecentFills:
         self._remember(d)
         return True
 
+    def __contains__(self, d: bytes) -> bool:
+        return d in self._seen
+
+    def remember(self, d: bytes) -> None:
+        """Remember the digest ``d`` (not among the recent ones: check with ``in`` first)."""
+        self._remember(d)
+
     def blob(self) -> bytes:
         return b"".join(self._order)
 
@@ -157,6 +170,24 @@ class Rules(msgspec.Struct, frozen=True, kw_only=True):
     swaps: dict[str, SwapRate] = msgspec.field(default_factory=dict)
     rollover_hour_utc: int = 22
     triple_swap_weekday: int = 2  # Wednesday (Monday = 0): three nights are charged
+    #: The configured broker ids: a fill from any other is refused. None: not checked.
+    brokers: frozenset[str] | None = None
+
+
+class FillRefused(ValueError):
+    """A fill the books refuse (nothing changed). ``reason`` is a metric label: ``unknown_broker`` (a broker id
+    not configured), ``bad_fill`` (a quantity or price that is not positive), ``out_of_bounds`` (it would make a
+    position, its notional, cash or commissions non-finite or beyond what the wire carries)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+def fits(x: Decimal) -> bool:
+    """Finite and below :data:`MAX_MAGNITUDE` in magnitude: an amount the books keep and the wire carries."""
+    return x.is_finite() and -MAX_MAGNITUDE < x < MAX_MAGNITUDE
 
 
 class _Sym(msgspec.Struct, frozen=True):
@@ -167,6 +198,17 @@ class _Sym(msgspec.Struct, frozen=True):
 
 def _add(d: dict[str, Decimal], key: str, amount: Decimal) -> None:
     d[key] = d.get(key, ZERO) + amount
+
+
+#: What one fill makes of the books, worked out before any of it is kept (see ``Ledger._work_out``).
+_Change = tuple[
+    "AccountBook",
+    list[tuple[str, "NetPosition"]],
+    "NetPosition | None",
+    dict[str, Decimal],
+    dict[str, Decimal],
+    Decimal,
+]
 
 
 class Ledger:
@@ -208,78 +250,131 @@ class Ledger:
             b = self.books[account] = AccountBook(mode=self.settings(account).mode)
         return b
 
-    def apply_fill(self, fill: OrderFilled, seq: int = 0) -> bool:
-        """Apply one fill at exec-stream sequence ``seq``; False when it was already applied."""
+    def apply_fill(self, fill: OrderFilled, seq: int = 0, ts_ns: int | None = None) -> bool:
+        """Apply one fill at exec-stream sequence ``seq``; False when it was already applied. ``ts_ns`` is its
+        stream time (default: the fill's own ``ts_ns``). Raises :class:`FillRefused` (nothing changed but the
+        sequence and the clock) for a fill the books must not take.
+
+        The fill is worked out on copies of what it changes, checked, and only then put in the books."""
         if seq > self.applied_seq:
             self.applied_seq = seq
-        if not self._recent.add(f"{fill.broker_id}\x1f{fill.fill_id}"):
+        digest = self._recent.digest(f"{fill.broker_id}\x1f{fill.fill_id}")
+        if digest in self._recent:
             return False
-        if fill.ts_ns > self.clock_ns:
-            self.advance(fill.ts_ns)
-        book = self.book(fill.account)
+        ts = fill.ts_ns if ts_ns is None else ts_ns
+        if ts > self.clock_ns:
+            self.advance(ts)
+        brokers = self.rules.brokers
+        if brokers is not None and fill.broker_id not in brokers:
+            raise FillRefused("unknown_broker", f"fill {fill.fill_id} from broker {fill.broker_id!r}, not configured")
+        if not (fill.last_qty > 0 and fill.last_px > 0):
+            raise FillRefused("bad_fill", f"fill {fill.fill_id}: quantity {fill.last_qty} at {fill.last_px}")
+        try:
+            change = self._work_out(fill)
+        except (ArithmeticError, ValueError) as exc:
+            change = f"{type(exc).__name__}: {exc}"
+        if isinstance(change, str):
+            raise FillRefused("out_of_bounds", f"fill {fill.fill_id} ({fill.last_qty} at {fill.last_px}): {change}")
+        book, positions, strategy, realizeds, commissions, net = change
+        self.books[fill.account] = book
+        for key, p in positions:
+            book.positions[key] = p
+        if strategy is not None:
+            book.strategies.setdefault(fill.strategy_id, {})[fill.symbol] = strategy
+        book.realized.update(realizeds)
+        book.commission.update(commissions)
+        self.brokers.setdefault(fill.broker_id, {})[fill.symbol] = net
+        self._recent.remember(digest)
+        book.fills += 1
+        self.fills_applied += 1
+        return True
+
+    def _work_out(self, fill: OrderFilled) -> _Change | str:
+        """What ``fill`` makes of the books, on copies: (the account's book, its positions (key, position), the
+        strategy's own position (netting), realized PnL and commissions by currency, the broker's net quantity);
+        or what it would make unrepresentable."""
+        book = self.books.get(fill.account) or AccountBook(mode=self.settings(fill.account).mode)
         sym = self._sym(fill.symbol)
+        contract = sym.contract
         quote_ccy = sym.quote or self.settings(fill.account).currency
         px = fill.last_px
         legs = [(fill.last_qty * fill.side.sign, px)]
         commission = fill.commission
         position_commission = ZERO
+        commissions: dict[str, Decimal] = {}  # currency -> the account's commissions in it, with this fill's
         if commission:
             asset = fill.commission_asset or self.settings(fill.account).currency
             if asset == sym.base and sym.base is not None:
                 # Paid in the asset traded: the quantity held changes by it, its value at the fill price is the cost.
-                legs.append((-commission / sym.contract, px))
+                legs.append((-commission / contract, px))
                 position_commission = commission * px
-                _add(book.commission, quote_ccy, position_commission)
+                commissions[quote_ccy] = book.commission.get(quote_ccy, ZERO) + position_commission
             else:
-                _add(book.commission, asset, commission)
+                commissions[asset] = book.commission.get(asset, ZERO) + commission
                 if asset == quote_ccy:
                     position_commission = commission
+        strategy: NetPosition | None = None
         if book.mode == "netting":
-            pos = book.positions.get(fill.symbol)
-            if pos is None:
-                pos = book.positions[fill.symbol] = NetPosition(symbol=fill.symbol)
-            spos = book.strategies.setdefault(fill.strategy_id, {}).get(fill.symbol)
-            if spos is None:
-                spos = book.strategies[fill.strategy_id][fill.symbol] = NetPosition(
-                    symbol=fill.symbol, strategy_id=fill.strategy_id
-                )
+            found = book.positions.get(fill.symbol)
+            pos = NetPosition(symbol=fill.symbol) if found is None else msgspec.structs.replace(found)
+            found = book.strategies.get(fill.strategy_id, {}).get(fill.symbol)
+            strategy = (
+                NetPosition(symbol=fill.symbol, strategy_id=fill.strategy_id)
+                if found is None
+                else msgspec.structs.replace(found)
+            )
             realized = ZERO
             for qty, price in legs:
-                realized += pos.trade(qty, price, sym.contract)
-                spos.trade(qty, price, sym.contract)
-            for p in (pos, spos):
+                realized += pos.trade(qty, price, contract)
+                strategy.trade(qty, price, contract)
+            for p in (pos, strategy):
                 p.commission += position_commission
                 p.fills += 1
-            if realized:
-                _add(book.realized, quote_ccy, realized)
+            positions = [(fill.symbol, pos)]
         else:
-            self._apply_hedging(book, fill, legs, sym.contract, quote_ccy, position_commission)
-        net = self.brokers.setdefault(fill.broker_id, {})
+            positions, realized = self._hedging(book, fill, legs, contract, position_commission)
+        realizeds = {quote_ccy: book.realized.get(quote_ccy, ZERO) + realized} if realized else {}
+        net = self.brokers.get(fill.broker_id, {}).get(fill.symbol, ZERO)
         for qty, _ in legs:
-            _add(net, fill.symbol, qty)
-        book.fills += 1
-        self.fills_applied += 1
-        return True
+            net += qty
+        # what the fill changed must stay representable (a NaN never gets here: finite inputs give finite results
+        # or raise)
+        top = MAX_MAGNITUDE
+        for p in [p for _, p in positions] + ([strategy] if strategy is not None else []):
+            notional = abs(p.quantity) * contract * p.avg_price
+            if not (notional < top and -top < p.realized_pnl < top and -top < p.commission < top):
+                return f"the {p.symbol} position would hold {p.quantity} at {p.avg_price} (notional {notional:.6E})"
+        for ccy in {**realizeds, **commissions}:
+            r = realizeds.get(ccy, book.realized.get(ccy, ZERO))
+            c = commissions.get(ccy, book.commission.get(ccy, ZERO))
+            if not (-top < r < top and -top < c < top and -top < r - c < top):
+                return f"cash in {ccy} would be {r} realized, {c} commissions"
+        if not -top < net < top:
+            return f"the net {fill.symbol} at {fill.broker_id} would be {net}"
+        return book, positions, strategy, realizeds, commissions, net
 
-    def _apply_hedging(
+    def _hedging(
         self,
         book: AccountBook,
         fill: OrderFilled,
         legs: list[tuple[Decimal, Decimal]],
         contract: Decimal,
-        quote_ccy: str,
         position_commission: Decimal,
-    ) -> None:
-        ticket = book.positions.get(fill.position_id) if fill.position_id else None
-        if ticket is not None and (ticket.quantity == 0 or ticket.symbol != fill.symbol):
-            ticket = None
-        if ticket is None:
+    ) -> tuple[list[tuple[str, NetPosition]], Decimal]:
+        """The tickets ``fill`` changes or opens (copies), and the PnL it realizes."""
+        found = book.positions.get(fill.position_id) if fill.position_id else None
+        if found is not None and (found.quantity == 0 or found.symbol != fill.symbol):
+            found = None
+        if found is None:
             pid = fill.position_id or fill.fill_id
             if pid in book.positions:  # an id reused after its ticket closed: a new ticket of its own
                 pid = f"{pid}:{fill.fill_id}"
-            ticket = book.positions[pid] = NetPosition(
+            ticket = NetPosition(
                 symbol=fill.symbol, strategy_id=fill.strategy_id, position_id=pid, broker_id=fill.broker_id
             )
+        else:
+            ticket = msgspec.structs.replace(found)
+        out = [(ticket.position_id, ticket)]
         realized = ZERO
         for qty, price in legs:
             pos = ticket.quantity
@@ -294,13 +389,34 @@ class Ledger:
                 )
                 rest.trade(qty + pos, price, contract)
                 rest.fills = 1
-                book.positions[rest.position_id] = rest  # type: ignore[index]
+                out.append((rest.position_id, rest))
             else:
                 realized += ticket.trade(qty, price, contract)
         ticket.commission += position_commission
         ticket.fills += 1
-        if realized:
-            _add(book.realized, quote_ccy, realized)
+        return out, realized  # type: ignore[return-value]
+
+    def poisoned(self) -> str:
+        """What in these books is non-finite or beyond the wire's bounds ("" if nothing): a snapshot written
+        before fills were checked may hold such values, and is then rebuilt from the stream instead."""
+        for account, book in self.books.items():
+            views = [book.positions.values(), *(s.values() for s in book.strategies.values())]
+            for positions in views:
+                for p in positions:
+                    for name in ("quantity", "avg_price", "realized_pnl", "commission", "swap"):
+                        if not fits(getattr(p, name)):
+                            return f"account {account}: {name} of {p.symbol} is {getattr(p, name)}"
+            for label, amounts in (("realized", book.realized), ("commission", book.commission)):
+                for ccy, v in amounts.items():
+                    if not fits(v):
+                        return f"account {account}: {label} in {ccy} is {v}"
+            if not fits(book.swap):
+                return f"account {account}: swap is {book.swap}"
+        for broker, net in self.brokers.items():
+            for symbol, qty in net.items():
+                if not fits(qty):
+                    return f"broker {broker}: net {symbol} is {qty}"
+        return ""
 
     def skip(self, seq: int, ts_ns: int = 0) -> None:
         """Record that a non-fill message at ``seq`` was seen (its time still moves the stream clock)."""
@@ -404,6 +520,9 @@ class Ledger:
 
     def _view(self, account: str, p: NetPosition, per_strategy: bool, quote_of: QuoteOf | None) -> Position:
         mark = _mark(p.quantity, quote_of(p.symbol) if quote_of else None)
+        unrealized = ZERO if mark is None else p.quantity * self._sym(p.symbol).contract * (mark - p.avg_price)
+        if not fits(unrealized):  # an absurd quote: the position is shown unmarked
+            mark, unrealized = None, ZERO
         return Position(
             account=account,
             symbol=p.symbol,
@@ -416,7 +535,7 @@ class Ledger:
             position_id=p.position_id,
             swap=p.swap,
             mark_price=mark,
-            unrealized_pnl=ZERO if mark is None else p.quantity * self._sym(p.symbol).contract * (mark - p.avg_price),
+            unrealized_pnl=unrealized,
         )
 
     def net_by_symbol(self, account: str, strategy_id: str | None = None) -> dict[str, Decimal]:
@@ -430,7 +549,8 @@ class Ledger:
     def account_state(self, account: str, quote_of: QuoteOf, ts_ns: int | None = None) -> AccountState:
         """Balance = deposit + realized - commissions - swaps; equity = balance + unrealized (bid for longs,
         ask for shorts); margin from the instrument specs; all in the account currency at the latest quotes.
-        Amounts that cannot be converted (no quote) are left out and named in ``unpriced``."""
+        Amounts that cannot be converted (no quote, or a quote that would make a figure unrepresentable) are left
+        out and named in ``unpriced``: a state that can always be published."""
         settings = self.settings(account)
         ccy = settings.currency
         book = self.books.get(account) or AccountBook(mode=settings.mode)
@@ -440,20 +560,40 @@ class Ledger:
             q = quote_of(pair)
             return None if q is None else (q[0] + q[1]) / TWO
 
-        def convert(amount: Decimal, from_ccy: str) -> Decimal:
+        def convert(amount: Decimal, from_ccy: str) -> Decimal | None:
             if from_ccy == ccy or not amount:
                 return amount
-            rate = conversion_rate(from_ccy, ccy, price_of)
-            if rate is None:
+            try:
+                rate = conversion_rate(from_ccy, ccy, price_of)
+                converted = None if rate is None else amount * rate
+            except ArithmeticError:  # a rate from an absurd quote
+                converted = None
+            if converted is None:
                 unpriced.append(from_ccy)
-                return ZERO
-            return amount * rate
+            return converted
 
-        realized = sum((convert(v, c) for c, v in sorted(book.realized.items())), ZERO)
-        commission = sum((convert(v, c) for c, v in sorted(book.commission.items())), ZERO)
+        def total(amounts: Iterable[tuple[str, Decimal | None]]) -> Decimal:
+            """The sum of the amounts that could be converted; one that would make it unrepresentable (an absurd
+            quote) is left out and named, as an amount without a quote is."""
+            out = ZERO
+            for name, amount in amounts:
+                if amount is None:
+                    continue
+                if fits(amount) and fits(out + amount):
+                    out += amount
+                else:
+                    unpriced.append(name)
+            return out
+
+        realized = total((c, convert(v, c)) for c, v in sorted(book.realized.items()))
+        commission = total((c, convert(v, c)) for c, v in sorted(book.commission.items()))
         balance = settings.deposit + realized - commission - book.swap
-        unrealized = ZERO
-        margin = ZERO
+        if not fits(balance):  # unreachable through checked fills; never a state that cannot be published
+            unpriced += sorted(set(book.realized) | set(book.commission))
+            realized = commission = ZERO
+            balance = settings.deposit - book.swap
+        marked: list[tuple[str, Decimal | None]] = []
+        margins: list[tuple[str, Decimal | None]] = []
         for p in book.positions.values():
             if p.quantity == 0:
                 continue
@@ -463,16 +603,24 @@ class Ledger:
             if mark is None:
                 unpriced.append(p.symbol)
                 continue
-            unrealized += convert(p.quantity * sym.contract * (mark - p.avg_price), sym.quote or ccy)
+            marked.append((p.symbol, convert(p.quantity * sym.contract * (mark - p.avg_price), sym.quote or ccy)))
             spec = self.rules.specs.get(p.symbol)
             if spec is not None:
                 try:
                     per_lot, _ = margin_per_lot(spec, ccy, (q[0] + q[1]) / TWO, price_of)  # type: ignore[index]
-                except LookupError:
+                except (LookupError, ArithmeticError):
                     unpriced.append(p.symbol)
                     continue
-                margin += FLOOR.multiply(abs(p.quantity), per_lot)
+                margins.append((p.symbol, FLOOR.multiply(abs(p.quantity), per_lot)))
+        unrealized = total(marked)
         equity = balance + unrealized
+        if not fits(equity):
+            unpriced += [name for name, _ in marked]
+            unrealized, equity = ZERO, balance
+        margin = total(margins)
+        if not fits(equity - margin):
+            unpriced += [name for name, _ in margins]
+            margin = ZERO
         return AccountState(
             account=account,
             currency=ccy,

@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from ordermesh.contract.wire import (
+    MAX_NAME_LENGTH,
     SCHEMA_VERSION,
     AnyMessage,
     BrokerPositionsQuery,
@@ -96,6 +97,31 @@ def decode_any(data: bytes) -> Any:
     if msg.v != SCHEMA_VERSION:
         raise BadMessage("schema_version", f"v={msg.v}, this reader speaks v={SCHEMA_VERSION}")
     return msg
+
+
+def loose_fields(data: bytes) -> dict[str, Any]:
+    """The top-level fields of a message that did not decode, read without its schema: enough to answer whoever it
+    names with a refusal. Empty when the bytes are not a msgpack map."""
+    try:
+        found = msgspec.msgpack.decode(data)
+    except (msgspec.DecodeError, ValueError, TypeError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def texts(fields: Any, *names: str) -> tuple[str, ...] | None:
+    """The values of ``names`` in ``fields`` when each is a non-empty string of a valid length for an id, else None."""
+    if not isinstance(fields, dict):
+        return None
+    out = tuple(fields.get(n) for n in names)
+    ok = all(isinstance(v, str) and 0 < len(v) <= MAX_NAME_LENGTH for v in out)
+    return out if ok else None  # type: ignore[return-value]
+
+
+def text(fields: Any, name: str) -> str:
+    """``fields[name]`` if it is a string (cut to the length of an id), else ""."""
+    value = fields.get(name) if isinstance(fields, dict) else None
+    return value[:MAX_NAME_LENGTH] if isinstance(value, str) else ""
 
 
 INTENT_CODEC: Codec[Intent] = Codec(Intent)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import time
 from decimal import Decimal
-from typing import Any, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -103,14 +103,22 @@ class TradingState(enum.Enum):
 #: when a message is built or decoded, so such a value never enters any state (a fill at NaN once made an
 #: account's equity NaN for good; a quantity of 1e999999 killed the keeper on a decimal overflow).
 MAX_MAGNITUDE: Final = Decimal("1e15")
-_DECIMAL_FIELDS: dict[type, tuple[str, ...]] = {}
+_DECIMAL_FIELDS: dict[type, tuple[tuple[str, bool], ...]] = {}
+
+#: Ids and names (intent, strategy, account, symbol, broker, order, fill ...) are at most this long on decode: they
+#: become subject tokens, message ids and keys of the books. Escaped (up to 12 characters each) two of them still
+#: fit a subject in NATS's 4 KB control line; a huge one broke publishing and the keeper's snapshot.
+MAX_NAME_LENGTH: Final = 128
+Name = Annotated[str, msgspec.Meta(max_length=MAX_NAME_LENGTH)]
 
 
-def _decimal_fields(cls: type) -> tuple[str, ...]:
+def _decimal_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(name, must not be negative) of each Decimal field of ``cls``."""
     found = _DECIMAL_FIELDS.get(cls)
     if found is None:
+        unsigned: frozenset[str] = getattr(cls, "_unsigned", frozenset())
         found = _DECIMAL_FIELDS[cls] = tuple(
-            f.name
+            (f.name, f.name in unsigned)
             for f in msgspec.structs.fields(cls)  # type: ignore[arg-type]
             if "Decimal" in str(f.type)
         )
@@ -118,13 +126,26 @@ def _decimal_fields(cls: type) -> tuple[str, ...]:
 
 
 class Checked(msgspec.Struct, frozen=True):
-    """A Struct whose Decimal fields are finite and below :data:`MAX_MAGNITUDE` (a decode error otherwise)."""
+    """A Struct whose Decimal fields are finite and below :data:`MAX_MAGNITUDE` (a decode error otherwise); the
+    fields a class names in ``_unsigned`` (the quantities and prices of orders, commands, fills and quotes) are
+    not negative either."""
+
+    _unsigned: ClassVar[frozenset[str]] = frozenset()
 
     def __post_init__(self) -> None:
-        for name in _decimal_fields(type(self)):
+        for name, unsigned in _decimal_fields(type(self)):
             value = getattr(self, name)
-            if isinstance(value, Decimal) and not (value.is_finite() and abs(value) < MAX_MAGNITUDE):
-                raise ValueError(f"{name} must be a finite number below 1e15, not {value}")
+            if isinstance(value, Decimal):
+                if not (value.is_finite() and abs(value) < MAX_MAGNITUDE):
+                    raise ValueError(f"{name} must be a finite number below 1e15, not {value}")
+                if unsigned and value < 0:
+                    raise ValueError(f"{name} must not be negative, not {value}")
+
+
+#: The quantities and prices of an order (commands and their reports): never negative on the wire.
+_ORDER_UNSIGNED: Final = frozenset(
+    {"quantity", "limit_price", "stop_price", "stop_loss", "take_profit", "reference_price"}
+)
 
 
 class Message(Checked, frozen=True, kw_only=True, tag_field="type"):
@@ -199,7 +220,7 @@ class PositionSizingResult(Checked, frozen=True, kw_only=True):
     remaining_margin: Decimal | None = None
     calculation_steps: list[str] = msgspec.field(default_factory=list)
     currency: str = "USD"
-    symbol: str | None = None
+    symbol: Name | None = None
     risk_budget: Decimal | None = None
     max_risk_amount: Decimal | None = None
     kelly_f: Decimal | None = None
@@ -325,10 +346,10 @@ class PositionSizingResult(Checked, frozen=True, kw_only=True):
 class Intent(Message, frozen=True, kw_only=True, tag="intent"):
     """A strategy's wish to trade; sized by the sizer into an OrderRequest. ``intent_id`` is the dedupe key."""
 
-    intent_id: str
-    strategy_id: str
-    account: str
-    symbol: str
+    intent_id: Name
+    strategy_id: Name
+    account: Name
+    symbol: Name
     side: Side
     sizing: SizingRequest
     order_type: OrderType = OrderType.MARKET
@@ -340,14 +361,16 @@ class Intent(Message, frozen=True, kw_only=True, tag="intent"):
     stop_loss: Decimal | None = None  # absolute price, attached on fill
     take_profit: Decimal | None = None
     reference_price: Decimal | None = None  # the quote the strategy decided on (slippage baseline)
-    broker_id: str | None = None  # explicit route; otherwise the router's rules decide
+    broker_id: Name | None = None  # explicit route; otherwise the router's rules decide
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     #: Close this broker position (hedging accounts): the ticket of the position the order reduces.
-    position_id: str | None = None
+    position_id: Name | None = None
 
 
 class OrderRequest(Message, frozen=True, kw_only=True, tag="order_request"):
     """A sized intent, sizer -> router. Carries the intent whole, so the causal chain travels with it."""
+
+    _unsigned: ClassVar[frozenset[str]] = frozenset({"quantity"})
 
     intent: Intent
     quantity: Decimal
@@ -358,13 +381,15 @@ class OrderRequest(Message, frozen=True, kw_only=True, tag="order_request"):
 
 
 class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
-    command_id: str
-    client_order_id: str
-    intent_id: str
-    strategy_id: str
-    account: str
-    broker_id: str
-    symbol: str
+    _unsigned: ClassVar[frozenset[str]] = _ORDER_UNSIGNED
+
+    command_id: Name
+    client_order_id: Name
+    intent_id: Name
+    strategy_id: Name
+    account: Name
+    broker_id: Name
+    symbol: Name
     side: Side
     order_type: OrderType
     quantity: Decimal
@@ -380,30 +405,32 @@ class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
     #: A gateway that sees the command after this time refuses it: no stale orders after an outage.
     command_expires_ns: int | None = None
     #: Close this broker position (hedging accounts); venues without tickets (paper) ignore it.
-    position_id: str | None = None
+    position_id: Name | None = None
 
 
 class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
-    command_id: str
-    client_order_id: str
-    intent_id: str = ""
-    strategy_id: str
-    account: str
-    broker_id: str
-    symbol: str
-    broker_order_id: str | None = None
+    command_id: Name
+    client_order_id: Name
+    intent_id: Name = ""
+    strategy_id: Name
+    account: Name
+    broker_id: Name
+    symbol: Name
+    broker_order_id: Name | None = None
     command_expires_ns: int | None = None
 
 
 class ModifyOrder(Message, frozen=True, kw_only=True, tag="modify_order"):
-    command_id: str
-    client_order_id: str
-    intent_id: str = ""
-    strategy_id: str
-    account: str
-    broker_id: str
-    symbol: str
-    broker_order_id: str | None = None
+    _unsigned: ClassVar[frozenset[str]] = _ORDER_UNSIGNED
+
+    command_id: Name
+    client_order_id: Name
+    intent_id: Name = ""
+    strategy_id: Name
+    account: Name
+    broker_id: Name
+    symbol: Name
+    broker_order_id: Name | None = None
     quantity: Decimal | None = None
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
@@ -421,20 +448,20 @@ Command = PlaceOrder | CancelOrder | ModifyOrder
 class OrderEvent(Message, frozen=True, kw_only=True):
     """Fields common to every execution report. ``event_id`` is the JetStream dedupe key."""
 
-    event_id: str
-    client_order_id: str
-    intent_id: str
-    strategy_id: str
-    account: str
-    broker_id: str
-    symbol: str
+    event_id: Name
+    client_order_id: Name
+    intent_id: Name
+    strategy_id: Name
+    account: Name
+    broker_id: Name
+    symbol: Name
     intent_ts_ns: int = 0
     #: Set on orders the venue created for one of ours (an attached stop-loss / take-profit): the order it protects.
-    parent_client_order_id: str | None = None
+    parent_client_order_id: Name | None = None
 
 
 class OrderAccepted(OrderEvent, frozen=True, kw_only=True, tag="order_accepted"):
-    broker_order_id: str
+    broker_order_id: Name
 
 
 class OrderRejected(OrderEvent, frozen=True, kw_only=True, tag="order_rejected"):
@@ -446,8 +473,10 @@ class OrderRejected(OrderEvent, frozen=True, kw_only=True, tag="order_rejected")
 class OrderFilled(OrderEvent, frozen=True, kw_only=True, tag="order_filled"):
     """One fill (one trade at the venue). ``fill_id`` is the broker's trade/deal id, unique per broker."""
 
-    broker_order_id: str
-    fill_id: str
+    _unsigned: ClassVar[frozenset[str]] = frozenset({"last_qty", "last_px", "cum_qty", "order_qty", "reference_price"})
+
+    broker_order_id: Name
+    fill_id: Name
     side: Side
     last_qty: Decimal
     last_px: Decimal
@@ -458,22 +487,24 @@ class OrderFilled(OrderEvent, frozen=True, kw_only=True, tag="order_filled"):
     commission_asset: str | None = None
     liquidity: Liquidity = Liquidity.TAKER
     reference_price: Decimal | None = None
-    position_id: str | None = None
+    position_id: Name | None = None
     #: Cost against ``reference_price`` in basis points (positive: worse than the reference); venues that know it.
     slippage_bps: Decimal | None = None
 
 
 class OrderCanceled(OrderEvent, frozen=True, kw_only=True, tag="order_canceled"):
-    broker_order_id: str | None = None
+    broker_order_id: Name | None = None
     reason: str = ""
 
 
 class OrderExpired(OrderEvent, frozen=True, kw_only=True, tag="order_expired"):
-    broker_order_id: str | None = None
+    broker_order_id: Name | None = None
 
 
 class OrderModified(OrderEvent, frozen=True, kw_only=True, tag="order_modified"):
-    broker_order_id: str | None = None
+    _unsigned: ClassVar[frozenset[str]] = _ORDER_UNSIGNED
+
+    broker_order_id: Name | None = None
     quantity: Decimal | None = None
     limit_price: Decimal | None = None
     stop_price: Decimal | None = None
@@ -482,7 +513,7 @@ class OrderModified(OrderEvent, frozen=True, kw_only=True, tag="order_modified")
 class OrderTriggered(OrderEvent, frozen=True, kw_only=True, tag="order_triggered"):
     """A STOP / STOP_LIMIT order's trigger price was reached; it now works as a market / limit order."""
 
-    broker_order_id: str | None = None
+    broker_order_id: Name | None = None
 
 
 class OrderCancelRejected(OrderEvent, frozen=True, kw_only=True, tag="order_cancel_rejected"):
@@ -517,10 +548,10 @@ TERMINAL_EVENTS: Final = (OrderRejected, OrderCanceled, OrderExpired)
 class IntentRejected(Message, frozen=True, kw_only=True, tag="intent_rejected"):
     """The sizer refused an intent (zero size, blocked, invalid request)."""
 
-    intent_id: str
-    strategy_id: str
-    account: str
-    symbol: str
+    intent_id: Name
+    strategy_id: Name
+    account: Name
+    symbol: Name
     category: RejectCategory
     reason: str
     intent_ts_ns: int = 0
@@ -530,11 +561,11 @@ class IntentRejected(Message, frozen=True, kw_only=True, tag="intent_rejected"):
 class OrderDenied(Message, frozen=True, kw_only=True, tag="order_denied"):
     """The router refused a sized order before it reached a broker (risk, trading state, routing)."""
 
-    intent_id: str
-    client_order_id: str
-    strategy_id: str
-    account: str
-    symbol: str
+    intent_id: Name
+    client_order_id: Name
+    strategy_id: Name
+    account: Name
+    symbol: Name
     category: RejectCategory
     reason: str
     intent_ts_ns: int = 0
@@ -550,8 +581,10 @@ Report = ExecEvent | Refusal
 
 
 class Quote(Message, frozen=True, kw_only=True, tag="quote"):
-    broker_id: str
-    symbol: str
+    _unsigned: ClassVar[frozenset[str]] = frozenset({"bid", "ask", "bid_size", "ask_size"})
+
+    broker_id: Name
+    symbol: Name
     bid: Decimal
     ask: Decimal
     bid_size: Decimal | None = None
@@ -559,11 +592,11 @@ class Quote(Message, frozen=True, kw_only=True, tag="quote"):
 
 
 class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
-    service: str
-    instance: str
+    service: Name
+    instance: Name
     started_ns: int
     connected: bool = True  # for a gateway: connected to its broker
-    broker_id: str | None = None
+    broker_id: Name | None = None
     broker_latency_ms: float | None = None
     metrics_url: str | None = None
     detail: dict[str, str] = msgspec.field(default_factory=dict)
@@ -573,22 +606,22 @@ class Heartbeat(Message, frozen=True, kw_only=True, tag="heartbeat"):
 
 
 class Position(Checked, frozen=True, kw_only=True):
-    account: str
-    symbol: str
+    account: Name
+    symbol: Name
     quantity: Decimal  # signed: long > 0, short < 0
     avg_price: Decimal
     realized_pnl: Decimal = Decimal(0)
     commission: Decimal = Decimal(0)
-    strategy_id: str | None = None  # None: the account-level view
+    strategy_id: Name | None = None  # None: the account-level view
     fills: int = 0
-    position_id: str | None = None  # hedging accounts: the ticket
+    position_id: Name | None = None  # hedging accounts: the ticket
     swap: Decimal = Decimal(0)  # account currency
     mark_price: Decimal | None = None  # the latest bid (long) or ask (short), when a quote is known
     unrealized_pnl: Decimal = Decimal(0)  # quote currency, at mark_price
 
 
 class AccountState(Message, frozen=True, kw_only=True, tag="account_state"):
-    account: str
+    account: Name
     currency: str = "USD"
     balance: Decimal
     equity: Decimal
@@ -609,7 +642,7 @@ class AccountState(Message, frozen=True, kw_only=True, tag="account_state"):
 class EquityPoint(Message, frozen=True, kw_only=True, tag="equity_point"):
     """One point of an account's equity curve (stream ``OM_EQUITY``, ``om.equity.<account>``)."""
 
-    account: str
+    account: Name
     currency: str = "USD"
     balance: Decimal
     equity: Decimal
@@ -622,26 +655,26 @@ class EquityPoint(Message, frozen=True, kw_only=True, tag="equity_point"):
 
 
 class BrokerPositionView(Checked, frozen=True, kw_only=True):
-    symbol: str
+    symbol: Name
     quantity: Decimal  # signed
     avg_price: Decimal = Decimal(0)
-    position_id: str | None = None
+    position_id: Name | None = None
 
 
 class BrokerPositionsQuery(Message, frozen=True, kw_only=True, tag="broker_positions_query"):
     """Asked of a gateway on ``om.q.broker_positions.<broker_id>``: what its broker says it holds."""
 
-    broker_id: str
+    broker_id: Name
 
 
 class BrokerPositionsReply(Message, frozen=True, kw_only=True, tag="broker_positions_reply"):
-    broker_id: str
+    broker_id: Name
     positions: list[BrokerPositionView] = msgspec.field(default_factory=list)
 
 
 class PositionDiff(Checked, frozen=True, kw_only=True):
-    broker_id: str
-    symbol: str
+    broker_id: Name
+    symbol: Name
     keeper_qty: Decimal
     broker_qty: Decimal
     difference: Decimal  # keeper - broker
@@ -650,7 +683,7 @@ class PositionDiff(Checked, frozen=True, kw_only=True):
 class ReconcileQuery(Message, frozen=True, kw_only=True, tag="reconcile_query"):
     """Asked of the keeper on ``om.q.reconcile``: compare its positions with every gateway's broker now."""
 
-    broker_id: str | None = None  # None: every configured broker
+    broker_id: Name | None = None  # None: every configured broker
 
 
 class ReconciliationReport(Message, frozen=True, kw_only=True, tag="reconciliation_report"):
@@ -668,19 +701,19 @@ class ReconciliationReport(Message, frozen=True, kw_only=True, tag="reconciliati
 
 class SetTradingState(Message, frozen=True, kw_only=True, tag="set_trading_state"):
     state: TradingState
-    account: str | None = None  # None and strategy None: global
-    strategy_id: str | None = None
+    account: Name | None = None  # None and strategy None: global
+    strategy_id: Name | None = None
     reason: str = ""
 
 
 class CloseAll(Message, frozen=True, kw_only=True, tag="close_all"):
-    account: str
-    strategy_id: str | None = None
+    account: Name
+    strategy_id: Name | None = None
 
 
 class CancelAll(Message, frozen=True, kw_only=True, tag="cancel_all"):
-    account: str | None = None
-    strategy_id: str | None = None
+    account: Name | None = None
+    strategy_id: Name | None = None
 
 
 class RegistryReload(Message, frozen=True, kw_only=True, tag="registry_reload"):
@@ -690,10 +723,10 @@ class RegistryReload(Message, frozen=True, kw_only=True, tag="registry_reload"):
 class CancelRequest(Message, frozen=True, kw_only=True, tag="cancel_request"):
     """Cancel one order, named by the intent it came from (or its client order id)."""
 
-    account: str
-    strategy_id: str
-    intent_id: str | None = None
-    client_order_id: str | None = None
+    account: Name
+    strategy_id: Name
+    intent_id: Name | None = None
+    client_order_id: Name | None = None
 
 
 class TradingStateQuery(Message, frozen=True, kw_only=True, tag="trading_state_query"):
@@ -709,8 +742,8 @@ Control = SetTradingState | CloseAll | CancelAll | RegistryReload | CancelReques
 
 
 class PositionsQuery(Message, frozen=True, kw_only=True, tag="positions_query"):
-    account: str | None = None
-    strategy_id: str | None = None
+    account: Name | None = None
+    strategy_id: Name | None = None
     by_strategy: bool = False
 
 
@@ -721,7 +754,7 @@ class PositionsReply(Message, frozen=True, kw_only=True, tag="positions_reply"):
 
 
 class AccountQuery(Message, frozen=True, kw_only=True, tag="account_query"):
-    account: str
+    account: Name
 
 
 class UnresolvedQuery(Message, frozen=True, kw_only=True, tag="unresolved_query"):
@@ -729,7 +762,7 @@ class UnresolvedQuery(Message, frozen=True, kw_only=True, tag="unresolved_query"
 
 
 class UnresolvedReply(Message, frozen=True, kw_only=True, tag="unresolved_reply"):
-    broker_id: str
+    broker_id: Name
     unresolved: dict[str, list[str]]  # client order id (or "ticket:<n>") -> candidate broker tickets
 
 

@@ -77,6 +77,11 @@ class Bus:
         return self._js
 
     @property
+    def metric_name(self) -> str:
+        """The ``service`` label of this connection's metrics: the name's kind (``sizer`` of ``sizer:<instance>``)."""
+        return self.name.partition(":")[0]
+
+    @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
@@ -87,15 +92,16 @@ class Bus:
         deadline = started + (deadline_s if deadline_s is not None else s.connect_timeout_s * 6)
         delay = 0.1
         service = self.name
+        kind = self.metric_name
 
         async def disconnected() -> None:
-            metrics.NATS_CONNECTED.labels(service).set(0)
+            metrics.NATS_CONNECTED.labels(kind).set(0)
             if not self._closing and self._nc is not None:  # before the first connect: said once, at the deadline
                 log.warning("nats disconnected", service=service)
 
         async def reconnected() -> None:
-            metrics.NATS_CONNECTED.labels(service).set(1)
-            metrics.NATS_RECONNECTS.labels(service).inc()
+            metrics.NATS_CONNECTED.labels(kind).set(1)
+            metrics.NATS_RECONNECTS.labels(kind).inc()
             log.info("nats reconnected", service=service, url=str(self.nc.connected_url.netloc))
 
         refused = asyncio.Event()
@@ -107,6 +113,8 @@ class Bus:
                 if "authorization violation" in str(exc).lower():
                     refused.set()  # nats-py would retry the first connect for ever: credentials do not heal
                 return
+            if isinstance(exc, nats.errors.SlowConsumerError):
+                metrics.NATS_SLOW_CONSUMERS.labels(kind).inc()
             log.warning("nats error", service=service, error=str(exc))
 
         seed = self.seed()
@@ -170,7 +178,8 @@ class Bus:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
         self._js = self._nc.jetstream(timeout=5.0)
-        metrics.NATS_CONNECTED.labels(service).set(1)
+        self._async_ready = False
+        metrics.NATS_CONNECTED.labels(kind).set(1)
 
     def seed(self) -> bytes | None:
         """This process's nkey seed: ``nats.nkey_seed``, else ``<auth.dir>/<identity>.nk`` when auth is on."""
@@ -233,7 +242,7 @@ class Bus:
             await asyncio.wait_for(nc.drain(), timeout=5.0)
         except (TimeoutError, nats.errors.Error):
             await nc.close()
-        metrics.NATS_CONNECTED.labels(self.name).set(0)
+        metrics.NATS_CONNECTED.labels(self.metric_name).set(0)
 
     # -------------------------------------------------------------------------------- publish
 
@@ -285,8 +294,8 @@ class Bus:
         ack_wait_s: float = 5.0,
         max_ack_pending: int = 1000,
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
-    ) -> JetStreamContext.PullSubscription:
-        """Create or update a durable pull consumer with explicit acks, and bind to it.
+    ) -> None:
+        """Create or update a durable pull consumer with explicit acks (no subscription: see ``pipeline.Puller``).
 
         Updating matters: a consumer made by an older version keeps its old ack wait otherwise."""
         config = ConsumerConfig(

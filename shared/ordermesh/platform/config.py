@@ -105,6 +105,8 @@ class HttpSettings(_Cfg):
     demo: int = 9304
     #: Gateways take ``gateway_base + the index of their broker id`` in the sorted ``brokers`` mapping.
     gateway_base: int = 9310
+    #: The operator's web console (``ordermesh console``): its page, its API and ``/healthz``.
+    console: int = 9300
 
 
 class AccountSettings(_Cfg):
@@ -204,6 +206,20 @@ class DemoSettings(_Cfg):
     seed: int = 42
 
 
+class ConsoleSettings(_Cfg):
+    """The operator's web console (``services/console``, docs/architecture.md §19)."""
+
+    #: The operator token a browser presents to act (halt, cancel-all, close-all...); created (0600) when missing.
+    #: None: ``<nats.auth.dir>/console-operator.token``.
+    token_file: str | None = None
+    #: Exec-stream messages read at start for fills, refusals and the per-strategy summary (0: the whole stream).
+    exec_history: int = 0
+    #: Equity points kept per account for the chart (the latest ones).
+    equity_points: int = 5000
+    #: How often the keeper's queries and the router's trading state are read.
+    refresh_s: float = 1.0
+
+
 class OrderMeshConfig(_Cfg):
     nats: NatsSettings = msgspec.field(default_factory=NatsSettings)
     log: LogSettings = msgspec.field(default_factory=LogSettings)
@@ -218,6 +234,7 @@ class OrderMeshConfig(_Cfg):
     risk: dict[str, RiskLimits] = msgspec.field(default_factory=dict)
     keeper: KeeperSettings = msgspec.field(default_factory=KeeperSettings)
     demo: DemoSettings = msgspec.field(default_factory=DemoSettings)
+    console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
 
 # ------------------------------------------------------------------------------------- loading

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
 
 import nats.errors
@@ -31,7 +32,7 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ordermesh.contract.codec import BadMessage, Codec
+from ordermesh.contract.codec import BadMessage, Codec, encode
 from ordermesh.contract.wire import Heartbeat
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, msg_delivery_count
@@ -90,6 +91,8 @@ class Service:
     def __init__(self, config: OrderMeshConfig, *, instance: str | None = None, http_port: int | None = None):
         self.config = config
         self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        #: The name in metrics: the configured instance, or the service's kind (never a process id).
+        self.instance_name = instance or self.name
         self.bus = Bus(config.nats, f"{self.name}:{self.instance}", identity=self.identity)
         self.subjects = self.bus.subjects
         self.log = structlog.get_logger(f"ordermesh.{self.name}")
@@ -125,6 +128,19 @@ class Service:
 
     def health(self) -> dict[str, Any]:
         return {"nats_connected": self.bus.connected}
+
+    @property
+    def metric_groups(self) -> tuple[str, ...]:
+        """Whose metric families this process serves (``ordermesh.platform.metrics``): its kind's."""
+        return (self.name,)
+
+    def metric_values(self) -> dict[str, tuple[str, ...]]:
+        """Label values this process knows: their series start at zero (``metrics.start_at_zero``)."""
+        consumers = tuple(c.name for c in self._consumers)
+        return {"service": (self.name,), "consumer": consumers, "hop": metrics.HOPS_BY_SERVICE.get(self.name, ())}
+
+    def refresh_metrics(self) -> None:
+        """Set gauges from the service's own state, just before ``/metrics`` answers."""
 
     # --------------------------------------------------------------------------- registration
 
@@ -195,6 +211,9 @@ class Service:
         for consumer in self._consumers:
             self.spawn(self._consume_loop(consumer), f"consume:{consumer.name}")
         self.spawn(self._heartbeat_loop(), "heartbeat")
+        metrics.start_at_zero(self.metric_groups, self.metric_values())
+        metrics.SERVICE_INFO.labels(self.name, self.instance_name, _version()).set(1)
+        self.spawn(self._jetstream_metrics_loop(), "jetstream-metrics")
         # Start-up objects (modules, config) never die: keep them out of every future collection, which
         # otherwise pauses the loop for milliseconds each time it walks them.
         gc.collect()
@@ -261,7 +280,7 @@ class Service:
             await lanes.stop()
 
     async def _decode(self, c: _Consumer[T], msg: Msg) -> T | None:
-        if msg_delivery_count(msg) > 1:
+        if _redelivered(msg):
             metrics.REDELIVERIES.labels(self.name, c.name).inc()
         try:
             return c.codec.decode(msg.data)
@@ -331,6 +350,7 @@ class Service:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics_handler)
         app.router.add_get("/healthz", self._health_handler)
+        self.metrics_registry = metrics.registry(self.metric_groups)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.http_port)
@@ -339,7 +359,12 @@ class Service:
         self.http_url = f"http://{self.config.http.host}:{port}"
 
     async def _metrics_handler(self, _: web.Request) -> web.Response:
-        return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+        try:
+            self.refresh_metrics()
+        except Exception:  # the rest of the metrics are still served
+            self.log.exception("refreshing metrics failed")
+        body = generate_latest(self.metrics_registry)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def _health_handler(self, _: web.Request) -> web.Response:
         detail = self.health()
@@ -361,6 +386,34 @@ class Service:
                     await self.bus.publish_core(subject, self.heartbeat())
                     metrics.HEARTBEATS.labels(self.name).inc()
             await asyncio.sleep(1.0)
+
+    async def _jetstream_metrics_loop(self) -> None:
+        consumers = [(c.stream, c.name) for c in self._consumers]
+        while True:
+            if self.bus.connected:
+                try:
+                    await metrics.observe_jetstream(self.bus.js, self.name, consumers)
+                except Exception as exc:  # metrics never stop a service; the next round tries again
+                    self.log.debug("jetstream metrics not read", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(JETSTREAM_METRICS_INTERVAL_S)
+
+
+def _redelivered(msg: Msg) -> bool:
+    """Whether JetStream delivers ``msg`` again, from its reply subject's delivery count: a split, where parsing the
+    whole metadata costs ten times more on the hot path."""
+    tokens = (msg.reply or "").split(".")
+    if len(tokens) == 9:  # $JS.ACK.<stream>.<consumer>.<delivered>.<stream seq>.<consumer seq>.<time>.<pending>
+        return tokens[4] != "1"
+    if len(tokens) >= 12:  # $JS.ACK.<domain>.<account hash>.<stream>.<consumer>.<delivered>...
+        return tokens[6] != "1"
+    return False
+
+
+def _version() -> str:
+    try:
+        return version("ordermesh")
+    except PackageNotFoundError:  # pragma: no cover - running from a tree that was never installed
+        return "unknown"
 
 
 def run_service(make: Callable[[], Service], log_settings: Any, **bind: Any) -> int:

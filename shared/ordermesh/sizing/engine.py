@@ -9,7 +9,7 @@ carrying a :class:`~ordermesh.contract.wire.PositionSizingResult` audit, or an `
 from __future__ import annotations
 
 from collections.abc import Mapping
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Final
 
 import msgspec
@@ -50,6 +50,8 @@ INVALID: Final = "invalid"
 UNKNOWN_INSTRUMENT: Final = "unknown_instrument"
 NO_PRICE: Final = "no_price"
 INSUFFICIENT_MARGIN: Final = "insufficient_margin"
+#: The intent's figures make the arithmetic fail (a decimal overflow, a figure beyond the wire's bounds).
+UNPROCESSABLE: Final = "unprocessable"
 
 METHODS: Final = {Fixed: "fixed", Kelly: "kelly", RiskPct: "risk_pct"}
 
@@ -97,6 +99,13 @@ def reject(
         intent_ts_ns=intent.ts_ns,
         sizing_audit=audit,
     )
+
+
+def describe(exc: Exception) -> str:
+    """A refusal's detail for an arithmetic failure on a message's figures (one line, bounded)."""
+    if isinstance(exc, DecimalException):
+        return f"decimal {type(exc).__name__.lower()}: a figure is too large or too small to compute with"
+    return str(exc)[:300]
 
 
 def outcome_labels(intent: Intent, outcome: OrderRequest | IntentRejected) -> tuple[str, str]:
@@ -160,8 +169,18 @@ class Sizer:
         """Size ``intent``: an OrderRequest with its audit, or an IntentRejected with the reason.
 
         ``instrument`` is the spec to use (e.g. the file's merged with the gateway's report); by default the
-        one known for the symbol.
+        one known for the symbol. Never raises on the intent's values: figures the arithmetic cannot handle (a
+        stop of 1e-999999 pips overflows a division; a quantity whose margin exceeds 1e15) are an INVALID
+        refusal with the status ``unprocessable``.
         """
+        try:
+            return self._size(intent, account, prices, instrument)
+        except (ArithmeticError, ValueError) as exc:
+            return reject(intent, RejectCategory.INVALID, f"{UNPROCESSABLE}: cannot size this intent: {describe(exc)}")
+
+    def _size(
+        self, intent: Intent, account: AccountView, prices: Prices | None, instrument: InstrumentSpec | None
+    ) -> OrderRequest | IntentRejected:
         problem = validate_intent(intent)
         if problem:
             return reject(intent, RejectCategory.INVALID, problem)

@@ -3,19 +3,28 @@ checked against the configuration. The adapter against the bridge simulator over
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import pytest
 
-from ordermesh.brokers.model import BrokerError, BrokerOrderState, OrderError
+from ordermesh.brokers.model import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerOrderState,
+    ModificationError,
+    OrderError,
+)
 from ordermesh.brokers.mt5.adapter import MT5Adapter
 from ordermesh.brokers.reports import reports_for
 from ordermesh.contract.wire import OrderFilled, PlaceOrder, Side
 from ordermesh.platform.config import ConfigError
+from tests.harness import eventually
 from tests.mt5util import adapter_for, free_ports, place, sim_for
 from tools.mt5sim.ctrade import CTrade
 from tools.mt5sim.engine import Account, Position
@@ -158,7 +167,7 @@ async def test_closing_a_ticket_the_wrong_way_or_an_unknown_ticket_is_refused(
     long = await mt5.place_order(place("l", Side.BUY, qty="0.10"))
     with pytest.raises(OrderError, match="does not close it"):
         await mt5.place_order(close("wrong-side", long.broker_order_id, Side.BUY, "0.10"))
-    with pytest.raises(OrderError, match="before reaching the server"):  # CTrade finds no such ticket
+    with pytest.raises(OrderError, match="no open EURUSD position 424242"):  # neither listed nor hidden: not sent
         await mt5.place_order(close("unknown", "424242", Side.SELL, "0.10"))
     with pytest.raises(OrderError, match="not an MT5 position ticket"):
         await mt5.place_order(close("bad-id", "pos-1", Side.SELL, "0.10"))
@@ -292,6 +301,155 @@ async def test_a_contradiction_seen_while_running_refuses_further_orders(ports: 
         with pytest.raises(OrderError, match="the MT5 account is hedging"):
             await mt5.place_order(place("n3", Side.BUY, qty="0.10"))
         assert len(account.positions) == 2
+    finally:
+        await mt5.close()
+        await sim.stop()
+
+
+BEYOND = 2**32 + 7  # every ticket beyond the EA's 32-bit ids: a TRADE reply's ``order`` is only its low 32 bits
+
+
+def int32(ticket: int) -> int:
+    """The EA's ``(int)`` cast of a ticket (OrderDoneOrError, TradingModule's ``int idNimber``)."""
+    return (ticket + 2**31) % 2**32 - 2**31
+
+
+class Wide(NamedTuple):
+    mt5: MT5Adapter
+    account: Account
+    spy: Recorder
+    sim: BridgeSimulator
+
+
+@pytest.fixture
+async def wide(ports: Ports) -> AsyncIterator[Wide]:
+    """A hedging account whose tickets are all above 2^32, the adapter on it and a spy on the TRADEs sent."""
+    account = Account(hedging=True, seed=1, ticket_base=BEYOND)
+    account.step = lambda: []  # type: ignore[method-assign]
+    account.set_price("EURUSD", D("1.08495"), D("1.08505"))
+    sim = sim_for(account, ports)
+    await sim.start()
+    spy = Recorder(sim)
+    adapter = adapter_for(ports, hedging=True)
+    await adapter.connect()
+    try:
+        yield Wide(adapter, account, spy, sim)
+    finally:
+        await adapter.close()
+        await sim.stop()
+
+
+async def test_a_fill_names_the_full_ticket_mt5_lists_not_the_replys_32_bit_cut(wide: Wide) -> None:
+    """The TRADE reply says ``(int)`` of the ticket; the fill (and the ticket record) names the position's full
+    64-bit ticket, read from POSITIONS before the fill is reported. The stock EA cannot address that ticket
+    (TradingModule reads ``id`` through ``int``): a close or SL/TP change naming it, by the full ticket or by
+    the reply's cut, is refused before anything is sent, never sent to the ticket the cut names."""
+    mt5, account, spy, _sim = wide
+    opened = await mt5.place_order(place("wide-a", Side.BUY, qty="0.10"))
+    (pos,) = account.positions.values()
+    assert pos.identifier >= 2**32 and opened.broker_order_id == str(int32(pos.identifier))  # the reply's cut
+    assert [f.position_id for f in opened.fills] == [str(pos.identifier)]
+    rec = mt5.records[opened.client_order_id]
+    assert (rec.position_id, rec.position_full) == (pos.identifier, True)
+    assert [p.position_id for p in await mt5.get_positions()] == [str(pos.identifier)]
+    again = await mt5.place_order(place("wide-a", Side.BUY, qty="0.10"))  # delivered again: the same answer
+    assert again.fills == opened.fills and len(spy.trades) == 1
+
+    for named in (str(pos.identifier), str(int32(pos.identifier))):
+        with pytest.raises(OrderError, match="32-bit"):
+            await mt5.place_order(close(f"wide-close-{named}", named, Side.SELL, "0.10"))
+    with pytest.raises(ModificationError, match="32-bit"):
+        await mt5.modify_order(opened.client_order_id, stop_loss=D("1.07500"))
+    assert len(spy.trades) == 1 and (pos.volume, pos.sl) == (D("0.1"), D(0))
+
+
+async def test_a_hidden_ticket_beyond_32_bits_is_never_addressed_by_its_cut(wide: Wide) -> None:
+    """A symbol's second ticket is hidden by the stock EA's hedging listing (it repeats the lowest ticket), so its
+    full ticket cannot be read: its fill keeps the reply's value. The hidden tickets are above the listed one;
+    a cut at or below it is not a ticket that is open: close and SL/TP change are refused, nothing is sent (they
+    used to be sent by the cut, which names another ticket)."""
+    mt5, account, spy, _sim = wide
+    first = await mt5.place_order(place("wide-1", Side.BUY, qty="0.10"))
+    second = await mt5.place_order(place("wide-2", Side.BUY, qty="0.20"))
+    low, high = sorted(account.positions)
+    assert [f.position_id for f in first.fills] == [str(low)]
+    assert [f.position_id for f in second.fills] == [str(int32(high))]  # no listing shows the full ticket
+    assert not mt5.records[second.client_order_id].position_full
+    with pytest.raises(OrderError, match="32-bit"):
+        await mt5.place_order(close("wide-close-2", str(int32(high)), Side.SELL, "0.20"))
+    with pytest.raises(ModificationError, match="32-bit"):
+        await mt5.modify_order(second.client_order_id, stop_loss=D("1.07500"))
+    assert len(spy.trades) == 2  # the two buys, nothing else
+    assert [(p.volume, p.sl) for p in account.positions.values()] == [(D("0.1"), D(0)), (D("0.2"), D(0))]
+
+
+async def test_the_full_ticket_is_read_when_a_trade_event_or_a_late_reply_reports_the_fill(wide: Wide) -> None:
+    """The fill is reported from the trade event (reply lost) or from the late reply (resynchronisation) too:
+    each names the full ticket."""
+    mt5, account, _spy, sim = wide
+    updates: dict[str, list[str | None]] = {}
+
+    async def follow() -> None:
+        async for order in mt5.order_updates():
+            if order.fills:
+                updates.setdefault(order.client_order_id, [f.position_id for f in order.fills])
+
+    task = asyncio.ensure_future(follow())
+    try:
+        sim.drop_replies = 1  # the trade event tells the outcome
+        lost = place("wide-lost", Side.BUY, qty="0.10")
+        with contextlib.suppress(BrokerConnectionError):
+            await mt5.place_order(lost)
+        sim.drop_events = 1  # only the late reply tells the outcome
+        sim.delay_next("TRADE", 0.8)  # past the 0.5 s timeout
+        late = place("wide-late", Side.SELL, qty="0.10", symbol="GBPUSD")
+        with pytest.raises(BrokerConnectionError):
+            await mt5.place_order(late)
+        await mt5.get_balance()  # the next request's resynchronisation brings the late reply
+
+        async def both() -> bool:
+            return {lost.client_order_id, late.client_order_id} <= set(updates)
+
+        await eventually(both, 10, "both fills reported")
+        full = {p.symbol: str(p.identifier) for p in account.positions.values()}
+        assert updates[lost.client_order_id] == [full["EURUSD"]]
+        assert updates[late.client_order_id] == [full["GBPUSD"]]
+        assert all(int(t) >= 2**32 for t in full.values())
+    finally:
+        task.cancel()
+
+
+async def test_netting_with_tickets_beyond_32_bits_is_unchanged(ports: Ports) -> None:
+    """Netting: a close is an opposite market deal (no ticket addressed), so it works at any ticket size; no
+    POSITIONS read is added to a fill."""
+    account = Account(hedging=False, seed=1, ticket_base=BEYOND)
+    account.step = lambda: []  # type: ignore[method-assign]
+    account.set_price("EURUSD", D("1.08495"), D("1.08505"))
+    sim = sim_for(account, ports)
+    await sim.start()
+    seen: list[str] = []
+    handle = sim.ea.request
+
+    def spy(raw: bytes) -> Any:
+        seen.append(str(json.loads(raw).get("action")))
+        return handle(raw)
+
+    sim.ea.request = spy  # type: ignore[method-assign]
+    mt5 = adapter_for(ports, hedging=False, heartbeat_interval_s=60)
+    await mt5.connect()
+    try:
+        seen.clear()
+        opened = await mt5.place_order(place("net-a", Side.BUY, qty="0.30"))
+        assert [a for a in seen if a in ("TRADE", "POSITIONS")] == ["TRADE"]
+        assert opened.state is BrokerOrderState.FILLED
+        (pos,) = account.positions.values()
+        assert pos.identifier >= 2**32
+        part = await mt5.place_order(close("net-part", opened.fills[0].position_id or "", Side.SELL, "0.10"))
+        assert (part.state, part.fills[0].position_id) == (BrokerOrderState.FILLED, str(pos.identifier))
+        (held,) = await mt5.get_positions()
+        assert (held.position_id, held.quantity) == (str(pos.identifier), D("0.2"))
+        rest = await mt5.place_order(close("net-rest", held.position_id or "", Side.SELL, "0.20"))
+        assert rest.state is BrokerOrderState.FILLED and account.positions == {}
     finally:
         await mt5.close()
         await sim.stop()

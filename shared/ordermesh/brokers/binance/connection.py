@@ -336,6 +336,7 @@ class BinanceConnection(Access, BrokerClient):  # type: ignore[misc]
         if used is not None:
             self.used_weight = used
             metrics.BROKER_WEIGHT_USED.labels(self.broker_id).set(used)
+            metrics.BROKER_RATE_LIMIT_USED.labels(self.broker_id).set(used / self.budget.limit)
         if answer.status is not None:
             self._set_reachable(True)
 

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 import zmq
 
@@ -154,6 +155,9 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self._listed: dict[str, int] = {}  # rows per symbol in the last POSITIONS answer
         self.margin_checked = False  # the account's margin mode was compared with ``hedging``
         self.refused: str | None = None  # why no order is placed (the margin mode is not the configured one)
+        self._position_lock = asyncio.Lock()  # one look at POSITIONS at a time for a fill's position ticket
+        self._looked: set[str] = set()  # records whose position ticket was looked for when their fill was reported
+        self._later: set[asyncio.Task[None]] = set()  # reports waiting for the link (after a late reply)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -192,12 +196,14 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self._tasks.append(asyncio.create_task(self._heartbeat_loop()))
 
     async def close(self) -> None:
-        for t in self._tasks:
+        tasks = [*self._tasks, *self._later]
+        for t in tasks:
             t.cancel()
-        for t in self._tasks:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         self._tasks.clear()
+        self._later.clear()
         if self._live is not None:
             await self._live.close()
             self._live = None
@@ -276,7 +282,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
                 state=rec.state,
                 order=rec.order,
             )
-            self._emit(rec.view())
+            await self._publish(rec)
         elif rec.order is None and res.get("order"):
             rec.order = int(num(res.get("order")))
             await self._save(rec)
@@ -295,7 +301,28 @@ class MT5Adapter(Reconciliation, BrokerClient):
             await self._save(rec)
             return
         await self._save(rec)
+        if self._unchecked(rec):  # (called inside the link's request: POSITIONS is read once it is free)
+            task = asyncio.create_task(self._publish_later(rec))
+            self._later.add(task)
+            task.add_done_callback(self._later.discard)
+        else:
+            self._emit(rec.view())
+
+    async def _publish(self, rec: TicketRecord) -> None:
+        """Report an order's state and fills (its position's full ticket looked for first)."""
+        await self._position_checked(rec)
         self._emit(rec.view())
+
+    async def _publish_later(self, rec: TicketRecord) -> None:
+        try:
+            await self._publish(rec)
+        except Exception:
+            self.log.exception("order update not reported", client_order_id=rec.client_order_id)
+
+    async def _view(self, rec: TicketRecord) -> BrokerOrder:
+        """An order as it is reported (an answer): its position's full ticket looked for first."""
+        await self._position_checked(rec)
+        return rec.view()
 
     def _emit(self, order: BrokerOrder) -> None:
         key = (order.state.value, len(order.fills))
@@ -475,6 +502,93 @@ class MT5Adapter(Reconciliation, BrokerClient):
             return out
         raise BrokerError("the positions kept changing while they were read")
 
+    # ------------------------------------------------------------------------------ position tickets
+
+    def _unchecked(self, rec: TicketRecord) -> bool:
+        """A hedging account's position opened by a market order, named so far only by the TRADE reply's ticket,
+        which the EA cuts to its low 32 bits (``(int)``): it may be another ticket than MT5's."""
+        return (
+            self.hedging
+            and rec.action_type in MARKET
+            and rec.position_id is not None
+            and not rec.position_full
+            and bool(rec.fills)
+        )
+
+    def _resolve_position(self, rec: TicketRecord, rows: list[PositionRow]) -> bool:
+        """Take the full ticket of ``rec``'s position from the listing: the one listed ticket that equals the
+        reply's modulo 2^32, of the order's symbol and side. True when it was taken (the fills name it too)."""
+        if rec.position_full or rec.position_id is None:
+            return False
+        found = [p for p in rows if same_ticket(p.id, rec.position_id)]
+        if len(found) != 1 or found[0].symbol != rec.symbol or found[0].side is not rec.side:
+            return False
+        old, full = str(rec.position_id), found[0].id
+        rec.position_id, rec.position_full = full, True
+        rec.fills = [
+            msgspec.structs.replace(f, position_id=str(full)) if f.position_id == old else f for f in rec.fills
+        ]
+        return True
+
+    async def _position_checked(self, rec: TicketRecord) -> None:
+        """Before a hedging market order's fill is reported: its position's full ticket, from POSITIONS (looked
+        for once per record). A ticket the stock EA's hedging listing hides (a symbol's second position) cannot be
+        read: the fill then names the reply's value, and a close or SL/TP change naming it looks again
+        (:meth:`_hedged`); nothing is ever sent to the ticket a cut value would name."""
+        key = rec.client_order_id
+        if not self._unchecked(rec) or key in self._looked:
+            return
+        async with self._position_lock:
+            if not self._unchecked(rec) or key in self._looked:
+                return
+            try:
+                rows = await self.position_rows()
+            except BrokerError as exc:
+                self.log.warning(
+                    "position ticket not read: the fill names the TRADE reply's 32-bit value",
+                    client_order_id=key,
+                    position_id=rec.position_id,
+                    error=str(exc),
+                )
+                return
+            self._looked.add(key)
+            if self._resolve_position(rec, rows):
+                await self._save(rec)
+            else:
+                self.log.info(
+                    "position ticket not listed (hidden by the EA's hedging listing): the fill names the TRADE "
+                    "reply's 32-bit value",
+                    client_order_id=key,
+                    position_id=rec.position_id,
+                )
+
+    def _hedged(
+        self, symbol: str, named: int, rows: list[PositionRow], hidden: dict[str, int]
+    ) -> tuple[PositionRow | None, int]:
+        """The position ``named`` on a hedging account, and its full ticket. ``named`` is a full ticket or the low
+        32 bits a TRADE reply left of one: a listed position equal to it modulo 2^32 is taken (two of them:
+        refused). One the listing does not show is addressed as named only where it can be one of ``symbol``'s
+        hidden tickets as it is: those are above the symbol's listed ticket (PositionSelect shows the lowest).
+        Otherwise OrderError, and nothing is sent: it is not open, or it is the cut of a ticket beyond 2^31."""
+        found = [p for p in rows if same_ticket(p.id, named)]
+        if len(found) > 1:
+            tickets = " or ".join(str(p.id) for p in found)
+            raise OrderError(f"position {named} may be ticket {tickets} (equal in their low 32 bits): not sent")
+        if found:
+            return found[0], found[0].id
+        if not hidden.get(symbol):
+            raise OrderError(f"no open {symbol} position {named} at MT5")
+        lowest = min((p.id for p in rows if p.symbol == symbol), default=None)
+        if lowest is None:
+            raise OrderError(f"the {symbol} positions could not be read from MT5's listing: {named} not sent")
+        if named <= lowest:
+            raise OrderError(
+                f"position {named} is not listed and the {symbol} tickets MT5's listing hides are above {lowest}: "
+                "it is closed, or it is the low 32 bits a TRADE reply left of a ticket beyond the EA's 32-bit ids "
+                "(change it in the terminal); not sent"
+            )
+        return None, named
+
     # ------------------------------------------------------------------------------ orders
 
     @staticmethod
@@ -543,6 +657,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             take_profit=order.take_profit,
             sent_s=int(time.time()),
             position_id=position_id,
+            position_full=position_id is not None,  # a close: the ticket it addresses
         )
         self.records[rec.client_order_id] = rec
         await self._save(rec)  # before sending: a crash after it leaves an outcome to settle, never a repeat
@@ -552,12 +667,12 @@ class MT5Adapter(Reconciliation, BrokerClient):
         except BrokerConnectionError:
             if rec.state in ("sending", "unknown"):
                 raise
-            return rec.view()  # the reply was lost, but the trade event has told what happened
+            return await self._view(rec)  # the reply was lost, but the trade event has told what happened
         finally:
             self.in_flight.discard(rec.client_order_id)
         self._apply(rec, reply)
         await self._save(rec)
-        return rec.view()
+        return await self._view(rec)
 
     def _apply(self, rec: TicketRecord, reply: dict[str, Any]) -> None:
         """What a successful TRADE answer (reply, late reply or trade event) tells; safe to apply twice."""
@@ -639,7 +754,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             settled = await self.settle(rec)
             if not settled or rec.state in ("sending", "unknown"):
                 raise BrokerConnectionError(f"{rec.client_order_id}: outcome not known yet (settling from MT5)")
-        return rec.view()
+        return await self._view(rec)
 
     async def _close_position(self, order: PlaceOrder) -> BrokerOrder:
         """Close (part of) a position. Netting: an opposite market deal (one position per symbol; MT5's partial
@@ -651,7 +766,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             ticket = int(str(order.position_id))
         except ValueError:
             raise OrderError(f"position id {order.position_id!r} is not an MT5 position ticket") from None
-        rows = await self.position_rows()
+        rows, hidden = await self._listing()
         if not self.hedging:
             held = next((p for p in rows if p.symbol == order.symbol), None)
             if held is None or held.side is order.side or held.volume < order.quantity:
@@ -666,14 +781,15 @@ class MT5Adapter(Reconciliation, BrokerClient):
                 "comment": order.client_order_id,
             }
             return await self._submit(order, kind, payload, position_id=held.id)
-        held = next((p for p in rows if same_ticket(p.id, ticket)), None)
-        if held is not None:
-            ticket = held.id
-            if held.symbol != order.symbol or held.side is order.side:
-                raise OrderError(
-                    f"position {ticket} is {held.side.value} {held.volume} {held.symbol}: "
-                    f"{order.side.value} does not close it"
-                )
+        for rec in self.records.values():  # the record of the fill that named it learns its full ticket
+            if self._unchecked(rec) and same_ticket(rec.position_id, ticket) and self._resolve_position(rec, rows):
+                await self._save(rec)
+        held, ticket = self._hedged(order.symbol, ticket, rows, hidden)
+        if held is not None and (held.symbol != order.symbol or held.side is order.side):
+            raise OrderError(
+                f"position {ticket} is {held.side.value} {held.volume} {held.symbol}: "
+                f"{order.side.value} does not close it"
+            )
         if not addressable(ticket):
             raise OrderError(f"position {ticket} is beyond the EA's 32-bit ids: close it in the terminal")
         whole = held is not None and order.quantity >= held.volume
@@ -775,18 +891,24 @@ class MT5Adapter(Reconciliation, BrokerClient):
         self, rec: TicketRecord, stop_loss: Decimal | None, take_profit: Decimal | None
     ) -> BrokerOrder:
         rows, hidden = await self._listing()
-        if self.hedging:
-            held = next((p for p in rows if same_ticket(p.id, rec.position_id)), None)
+        held: PositionRow | None
+        if self.hedging and rec.position_id is not None:
+            if self._resolve_position(rec, rows):
+                await self._save(rec)
+            held, ticket = self._hedged(rec.symbol, rec.position_id, rows, hidden)
+            if held is not None and held.symbol != rec.symbol:
+                raise ModificationError(f"position {ticket} is {held.symbol}, not {rec.client_order_id}'s")
         else:
-            held = next((p for p in rows if p.symbol == rec.symbol), None)
+            held = None if self.hedging else next((p for p in rows if p.symbol == rec.symbol), None)
+            if held is None:
+                raise ModificationError(f"no open position for {rec.client_order_id} at MT5")
+            ticket = held.id
         if held is not None:
-            ticket, cur_sl, cur_tp = held.id, held.stop_loss, held.take_profit
-        elif self.hedging and rec.position_id is not None and hidden.get(rec.symbol):
+            cur_sl, cur_tp = held.stop_loss, held.take_profit
+        else:
             # the stock EA's listing hides this ticket: changed by ticket, the other level as we last set it
             # (CTrade answers 0, "not sent", if the ticket is gone)
-            ticket, cur_sl, cur_tp = rec.position_id, rec.stop_loss or ZERO, rec.take_profit or ZERO
-        else:
-            raise ModificationError(f"no open position for {rec.client_order_id} at MT5")
+            cur_sl, cur_tp = rec.stop_loss or ZERO, rec.take_profit or ZERO
         if not addressable(ticket):
             raise ModificationError(f"position {ticket} is beyond the EA's 32-bit ids: change it in the terminal")
         sl = stop_loss if stop_loss is not None else cur_sl
@@ -814,7 +936,7 @@ class MT5Adapter(Reconciliation, BrokerClient):
             return await self._existing(rec)
         if rec.state in ("NEW", "PARTIALLY_FILLED"):
             await self.poll_working()
-        return rec.view()
+        return await self._view(rec)
 
     async def resume(self, orders: Any) -> None:
         """Commands delivered again or remembered across a restart: their records settle them (never a resend).
@@ -828,9 +950,9 @@ class MT5Adapter(Reconciliation, BrokerClient):
             if rec.state in ("sending", "unknown"):
                 with contextlib.suppress(BrokerError):
                     if await self.settle(rec):
-                        self._emit(rec.view())
+                        await self._publish(rec)
             elif rec.fills or rec.final:
-                self._emit(rec.view())
+                await self._publish(rec)
         self._held.clear()
 
     # ------------------------------------------------------------------------------ market data

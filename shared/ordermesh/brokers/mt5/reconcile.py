@@ -79,9 +79,13 @@ class Reconciliation:
     _started: float
     _positions_seen: tuple[object, ...] | None
     _history_at: float
+    _looked: set[str]  # records whose position ticket was looked for when their fill was reported
 
     def _emit(self, order: BrokerOrder) -> None:
         raise NotImplementedError
+
+    async def _position_checked(self, rec: TicketRecord) -> None:
+        """Before a fill is reported: its position's full ticket (the adapter reads it from POSITIONS)."""
 
     def _observe_deals(self, deals: list[DealRow]) -> None:
         """What a HISTORY read proves about the margin mode (the adapter checks it against its settings)."""
@@ -341,6 +345,7 @@ class Reconciliation:
             deals = await self.deals()
             for rec in unsettled:
                 if await self.settle(rec, deals, orders):
+                    await self._position_checked(rec)
                     self._emit(rec.view())
             await self._match_fills(gone, listed, deals)
             self._positions_seen = seen
@@ -467,6 +472,7 @@ class Reconciliation:
                 continue
             del self.records[key]
             self._emitted.pop(key, None)
+            self._looked.discard(key)
             await self.store.delete(key)
             self.log.debug("ticket record pruned", client_order_id=key, state=rec.state)  # type: ignore[attr-defined]
 

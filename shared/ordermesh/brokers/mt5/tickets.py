@@ -40,6 +40,9 @@ class TicketRecord(msgspec.Struct, kw_only=True):
     retcode: int | None = None  # the last TRADE answer's retcode (10012: it may still execute at the server)
     order: int | None = None  # order ticket: the 32-bit value of a TRADE reply, or the full one from ORDERS
     position_id: int | None = None
+    # position_id is the position's full ticket (read from POSITIONS, or the ticket a close addressed); False while
+    # it is only a TRADE reply's value, which the EA cuts to 32 bits (MT5Adapter._position_checked)
+    position_full: bool = False
     fills: list[BrokerFill] = msgspec.field(default_factory=list)
     deals: list[int] = msgspec.field(default_factory=list)  # deal tickets (HISTORY) known to be this order's
     cancel_sent: bool = False  # we asked MT5 to delete it: gone from ORDERS is then not a fill by itself

@@ -23,7 +23,7 @@ from typing import Final, NamedTuple
 import msgspec
 
 from ordermesh.brokers.model import BookLevel, OrderBook
-from ordermesh.contract.wire import Liquidity, OrderType, Side, TimeInForce
+from ordermesh.contract.wire import MAX_MAGNITUDE, Liquidity, OrderType, Side, TimeInForce
 
 ZERO: Final = Decimal(0)
 BPS: Final = Decimal(10_000)
@@ -157,11 +157,18 @@ def with_extra_slippage(side: Side, price: Decimal, extra_bps: Decimal, tick: De
     return max(tick, (moved / tick).to_integral_value(rounding=ROUND_FLOOR) * tick)
 
 
-def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal:
+def slippage_bps(side: Side, price: Decimal, reference: Decimal) -> Decimal | None:
     """Cost of trading at ``price`` against ``reference`` in basis points (positive: worse than the reference),
-    to 1/10,000 bp (half-even)."""
+    to 1/10,000 bp (half-even). None when it cannot be told: a reference that is not positive, or so far from the
+    price that the figure is beyond what the wire carries (a reference of 1e-999999 overflowed here once)."""
+    if not reference > 0:
+        return None
     diff = price - reference if side is Side.BUY else reference - price
-    return (diff * BPS / reference).quantize(BPS_QUANTUM, rounding=ROUND_HALF_EVEN)
+    try:
+        bps = (diff * BPS / reference).quantize(BPS_QUANTUM, rounding=ROUND_HALF_EVEN)
+    except ArithmeticError:
+        return None
+    return bps if abs(bps) < MAX_MAGNITUDE else None
 
 
 def expiry_ns(tif: TimeInForce, accepted_ns: int, expire_at_ns: int | None) -> int | None:
