@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import time
 from collections.abc import Awaitable, Callable
@@ -365,7 +366,7 @@ class Bus:
     async def kv(self, bucket: str) -> KeyValue:
         kv = self._kv.get(bucket)
         if kv is None:
-            kv = self._kv[bucket] = await self.js.key_value(bucket)
+            kv = self._kv[bucket] = _PipelinedKV(await self.js.key_value(bucket), bucket, self)  # type: ignore[assignment]
         return kv
 
     async def kv_mirror(self, bucket: str, on_change: Callable[[str, bytes | None], None] | None = None) -> KVMirror:
@@ -386,6 +387,34 @@ def tls_context(tls: TlsSettings) -> ssl.SSLContext:
     except (OSError, ssl.SSLError) as exc:
         raise BusError(f"cannot use the TLS files: {exc}") from None
     return ctx
+
+
+class _PipelinedKV:
+    """nats-py's ``KeyValue`` whose ``put`` goes through :meth:`Bus.publish_bytes` (a KV put is a JetStream publish
+    to ``$KV.<bucket>.<key>``): the same stored value and revision, at about half the client CPU of nats-py's
+    request per put. Everything else is nats-py's own."""
+
+    def __init__(self, kv: KeyValue, bucket: str, bus: Bus) -> None:
+        self._kv = kv
+        self._bucket = bucket
+        self._bus = bus
+
+    async def put(self, key: str, value: bytes, validate_keys: bool = True) -> int:
+        if validate_keys and (not _KV_KEY.fullmatch(key) or key[0] == "." or key[-1] == "."):
+            raise nats.js.errors.InvalidKeyError(key)
+        ack = await self._bus.publish_bytes(f"{self._prefix}{key}", value)
+        return int(ack.seq)
+
+    @property
+    def _prefix(self) -> str:
+        return str(getattr(self._kv, "_pre", f"$KV.{self._bucket}."))  # nats-py's own subject prefix
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kv, name)
+
+
+#: What nats-py's KeyValue accepts as a key (``nats.js.kv._is_key_valid``).
+_KV_KEY = re.compile(r"[-/_=.a-zA-Z0-9]+")
 
 
 class Feed:
