@@ -55,7 +55,7 @@ from ordermesh.contract.wire import (
 )
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, KVMirror, stream_seq
-from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config
+from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config, unknown_account
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import RetryLater, Service
 from ordermesh.routing.orders import Applied, Ev, InvalidTransition, OrderRecord
@@ -357,6 +357,8 @@ class RouterService(Service):
     def decide(self, req: OrderRequest, coid: str) -> Any:
         """Route, then run every risk rule: a PlaceOrder, or an OrderDenied with its reason."""
         intent = req.intent
+        if intent.account not in self.config.accounts:
+            return deny(req, coid, RejectCategory.INVALID, unknown_account(intent.account, self.config))
         if req.quantity <= 0:
             return deny(req, coid, RejectCategory.INVALID, f"quantity must be positive, got {req.quantity}")
         broker_id, how = choose_broker(

@@ -20,10 +20,10 @@ from ordermesh.contract.subjects import INTENTS, KV_ACCOUNTS, KV_INSTRUMENTS, kv
 from ordermesh.contract.wire import AccountState, Intent, IntentRejected, OrderRequest, RejectCategory
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import KVMirror
-from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.config import OrderMeshConfig, unknown_account
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import Service
-from ordermesh.sizing.engine import UNPROCESSABLE, AccountView, Sizer, outcome_labels
+from ordermesh.sizing.engine import UNPROCESSABLE, AccountView, Sizer, outcome_labels, reject
 from ordermesh.sizing.instruments import InstrumentSpec, PriceBook, decode_override, load_instruments
 from ordermesh.sizing.kelly import preset
 
@@ -149,7 +149,11 @@ class SizerService(Service):
         with bind_ids(intent_id=intent.intent_id, strategy_id=intent.strategy_id):
             account = await self.account(intent.account)
             started = time.perf_counter()
-            outcome = self.sizer.size(intent, account, prices=self.prices, instrument=self.instrument(intent))
+            if intent.account not in self.config.accounts:  # a typo must not open an account with the fallback
+                why = unknown_account(intent.account, self.config)
+                outcome: OrderRequest | IntentRejected = reject(intent, RejectCategory.INVALID, why)
+            else:
+                outcome = self.sizer.size(intent, account, prices=self.prices, instrument=self.instrument(intent))
             elapsed = time.perf_counter() - started
             method, status = outcome_labels(intent, outcome)
             metrics.SIZING_SECONDS.labels(method).observe(elapsed)

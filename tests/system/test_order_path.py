@@ -12,7 +12,15 @@ import msgspec
 
 from ordermesh.contract.codec import encode
 from ordermesh.contract.subjects import COMMANDS, EXEC
-from ordermesh.contract.wire import Fixed, Intent, OrderFilled, OrderRequest, PositionSizingResult, Side
+from ordermesh.contract.wire import (
+    Fixed,
+    Intent,
+    IntentRejected,
+    OrderFilled,
+    OrderRequest,
+    PositionSizingResult,
+    Side,
+)
 from ordermesh.platform.bus import Bus
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient
@@ -225,3 +233,16 @@ async def test_intent_for_unknown_broker_is_denied_with_reason(nats_server: Nats
             assert reasons[0].startswith("ROUTING: ") and "nowhere" in reasons[0]
             assert reasons[1].startswith("SIZING: ")
             assert reasons[2].startswith("INSTRUMENT: ") and "NOPE" in reasons[2]
+
+
+async def test_an_intent_for_an_account_that_is_not_configured_is_refused(
+    nats_server: NatsServer, tmp_path: Path
+) -> None:
+    """A mistyped `--account nosuch` used to open a new 100,000 account and fill."""
+    async with System(nats_server.url, tmp_path) as system:
+        await system.start_all()
+        async with OrderMeshClient("s-typo", url=nats_server.url, account="nosuch") as om:
+            out = await om.wait(await om.buy("EURUSD", Decimal("0.10")))
+            assert isinstance(out, IntentRejected), out
+            assert out.reason == "INVALID: unknown account 'nosuch' (configured: paper-1)"
+            assert await om.positions(account="nosuch") == []

@@ -22,7 +22,7 @@ from tests.harness import System, eventually
 
 D = Decimal
 ROOT = Path(__file__).resolve().parents[2]
-ACCOUNT = "kelly-1"  # not in the keeper's config, so only this test writes its state
+ACCOUNT = "kelly-1"  # deposit 10,000: the state the test writes is the keeper's own
 SEED_KELLY = Kelly(
     win_rate=0.55,
     avg_win=D(400),
@@ -68,7 +68,9 @@ async def test_kelly_intents_are_sized_exactly_and_refused_with_the_audit(
     local = Sizer(None, specs)
     account = AccountView(balance=D(10000), free_margin=D(10000), currency="USD")
     coarse = InstrumentOverride(lot_step=D("0.1"), min_lot=D("0.1"), tick_size=D("0.00001"))
-    async with System(nats_server.url, tmp_path) as system:
+    config = tmp_path / "om.yaml"  # the account must be configured (an unknown one is refused)
+    config.write_text(f"accounts:\n  paper-1: {{}}\n  {ACCOUNT}: {{deposit: '10000'}}\n")
+    async with System(nats_server.url, tmp_path, config=config) as system:
         await system.start_all()  # the services create the streams: a client never does
         async with OrderMeshClient("kelly", url=nats_server.url, account=ACCOUNT) as om:
             bus = om.bus

@@ -237,6 +237,11 @@ class OrderMeshConfig(_Cfg):
     console: ConsoleSettings = msgspec.field(default_factory=ConsoleSettings)
 
 
+def unknown_account(account: str, config: OrderMeshConfig) -> str:
+    """The refusal of an intent for an account the configuration does not have (sizer and router)."""
+    return f"unknown account {account!r} (configured: {', '.join(sorted(config.accounts))})"
+
+
 # ------------------------------------------------------------------------------------- loading
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
