@@ -647,3 +647,20 @@ async def test_an_order_being_placed_is_reported_by_its_own_handler_only() -> No
     order = await placing
     assert [type(e).__name__ for e in broker.take_reports(cmd, order)] == ["OrderAccepted", "OrderFilled"]
     assert list(broker.take_changes()) == []
+
+
+async def test_prices_continue_from_where_they_were_after_a_restart() -> None:
+    """A restarted venue used to start its market again from ``initial_price``: every mark jumped."""
+    store = MemoryPaperStore()
+    clock = Clock()
+    first = PaperBroker("paper", SyntheticFeed("paper", SPECS, 7, clock=clock), store=store, clock=clock)
+    await first.connect()
+    for _ in range(200):
+        first.feed.step()
+    await first.save_marks()
+    moved = {sym: first.feed.mid(sym) for sym in SPECS}
+    assert moved["BTCUSD"] != SPECS["BTCUSD"].initial_price
+
+    again = PaperBroker("paper", SyntheticFeed("paper", SPECS, 7, clock=clock), store=store, clock=clock)
+    await again.connect()
+    assert {sym: again.feed.mid(sym) for sym in SPECS} == moved

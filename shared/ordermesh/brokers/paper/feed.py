@@ -133,6 +133,13 @@ class Feed:
     def quote(self, symbol: str) -> Quote:
         return book_quote(self.broker_id, self._books[symbol])
 
+    def marks(self) -> dict[str, Decimal]:
+        """The mids to store for a restart (a replayed feed has none: it replays from its file)."""
+        return {}
+
+    def resume(self, marks: Mapping[str, Decimal]) -> None:
+        """Continue from stored mids; a replayed feed replays from its file instead."""
+
     def mid(self, symbol: str) -> Decimal | None:
         book = self._books.get(symbol)
         return None if book is None else book_mid(book)
@@ -180,6 +187,18 @@ class SyntheticFeed(Feed):
         half = (spec.spread / 2).quantize(spec.tick_size)
         bid = self._mid[symbol] - half
         return build_book(symbol, bid, bid + spec.spread, spec.tick_size, self.profiles[symbol], ts_ns)
+
+    def marks(self) -> dict[str, Decimal]:
+        return dict(self._mid)
+
+    def resume(self, marks: Mapping[str, Decimal]) -> None:
+        """Continue the walk from stored mids (a restart), not from ``initial_price``."""
+        now = self.clock()
+        for sym, mid in marks.items():
+            spec = self.specs.get(sym)
+            if spec is not None and mid.is_finite() and mid > spec.tick_size * 2 + spec.spread:
+                self._mid[sym] = mid.quantize(spec.tick_size)
+                self._set(self._make(sym, now))
 
     def step(self) -> list[OrderBook]:
         self.steps += 1

@@ -20,6 +20,7 @@ Everything is deterministic for a seed: the same orders against the same steps o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from decimal import Decimal
@@ -79,14 +80,18 @@ if TYPE_CHECKING:
 ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
 WORKING: Final = (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
+#: How often the market's mids are stored while no order changes (steps of ``quote_interval_s``).
+MARKS_EVERY_STEPS: Final = 25
 
 
 class Tickets(msgspec.Struct, kw_only=True):
-    """The last order, deal and position numbers handed out."""
+    """The last order, deal and position numbers handed out, and the market's last mid per symbol (a restarted
+    venue's prices continue from there instead of jumping back to ``initial_price``)."""
 
     order: int = 0
     deal: int = 0
     position: int = 0
+    marks: dict[str, Decimal] = msgspec.field(default_factory=dict)
 
 
 class PaperFill(msgspec.Struct, frozen=True, kw_only=True):
@@ -248,6 +253,7 @@ class PaperBroker(BrokerClient):
         tickets, orders = await self.store.load()
         if tickets is not None:
             self.tickets = decode_tickets(tickets)
+            self.feed.resume(self.tickets.marks)
         fills: list[tuple[int, PaperOrder, PaperFill]] = []
         for raw in orders:
             o = decode_order(raw)
@@ -275,6 +281,7 @@ class PaperBroker(BrokerClient):
         batch = sorted(self._unsaved)
         self._unsaved.difference_update(batch)
         orders = {coid: encode_order(self._orders[coid]) for coid in batch}
+        self.tickets.marks = self.feed.marks()
         try:
             await self.store.save(encode_tickets(self.tickets), orders)
         except BaseException:
@@ -594,7 +601,15 @@ class PaperBroker(BrokerClient):
             for book in self.feed.step():
                 await self.on_book(book)
                 yield book_quote(self.broker_id, book)
+            if self.feed.steps % MARKS_EVERY_STEPS == 0:
+                with contextlib.suppress(Exception):  # the next time, then; the orders' own saves carry them too
+                    await self.save_marks()
             await asyncio.sleep(self.quote_interval_s)
+
+    async def save_marks(self) -> None:
+        """Store the market's last mids (with the tickets), so a restart continues from them."""
+        self.tickets.marks = self.feed.marks()
+        await self.store.save(encode_tickets(self.tickets), {})
 
     async def instruments(self) -> dict[str, InstrumentOverride]:
         """The symbols of the feed with their tick sizes."""
