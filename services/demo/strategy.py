@@ -4,8 +4,11 @@ import asyncio
 import random
 
 import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ordermesh.contract.wire import OrderFilled, Side
+from ordermesh.platform import metrics
 from ordermesh.platform.config import OrderMeshConfig
 from ordermesh.platform.runtime import install_uvloop
 from ordermesh.sdk import OrderMeshClient, OrderMeshError
@@ -41,12 +44,15 @@ async def run_strategy(config: OrderMeshConfig, strategy_id: str, seed: int, sto
             try:
                 outcome = waiting.result()
             except OrderMeshError as exc:
+                metrics.DEMO_INTENTS.labels(strategy_id, "no_outcome").inc()
                 log.warning("no outcome yet", intent_id=intent_id, error=str(exc))
             else:
                 if isinstance(outcome, OrderFilled):
                     units[symbol] += side.sign
+                    metrics.DEMO_INTENTS.labels(strategy_id, "filled").inc()
                     log.info("filled", intent_id=intent_id, symbol=symbol, side=side.value, price=str(outcome.last_px))
                 else:
+                    metrics.DEMO_INTENTS.labels(strategy_id, "refused").inc()
                     log.info("not filled", intent_id=intent_id, outcome=type(outcome).__name__)
             try:
                 await asyncio.wait_for(stop.wait(), timeout=demo.interval_s * (0.5 + rng.random()))
@@ -61,9 +67,35 @@ async def run_demo(config: OrderMeshConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await asyncio.gather(
-        *(run_strategy(config, sid, config.demo.seed + i, stop) for i, sid in enumerate(config.demo.strategies))
-    )
+    runner = await serve_metrics(config)
+    try:
+        await asyncio.gather(
+            *(run_strategy(config, sid, config.demo.seed + i, stop) for i, sid in enumerate(config.demo.strategies))
+        )
+    finally:
+        await runner.cleanup()
+
+
+async def serve_metrics(config: OrderMeshConfig) -> web.AppRunner:
+    """``/metrics`` (the demo's own families) and ``/healthz`` on ``http.demo``, like every process."""
+    registry = metrics.registry([metrics.DEMO])
+    for sid in config.demo.strategies:
+        for outcome in ("filled", "refused", "no_outcome"):
+            metrics.DEMO_INTENTS.labels(sid, outcome)
+
+    async def metrics_page(_: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.json_response({"service": "demo", "ok": True, "strategies": config.demo.strategies})
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_page)
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, config.http.host, config.http.demo).start()
+    return runner
 
 
 def main(config: OrderMeshConfig) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ordermesh.brokers.registry import ADAPTER_TYPES
 from ordermesh.platform.natsserver import NatsServer, free_port, url_answers
-from tests.harness import ROOT, System
+from tests.harness import ROOT, System, eventually
 
 KNOWN = ", ".join(sorted(ADAPTER_TYPES))
 
@@ -254,3 +254,39 @@ def test_up_refuses_ports_that_are_taken(tmp_path: Path) -> None:
     assert out.stderr.strip() == (
         f"ordermesh: ports in use: router 127.0.0.1:{port} (set http.* to free ports, or 0 for any)"
     )
+
+
+async def test_the_demo_serves_its_own_metrics(nats_server: NatsServer, tmp_path: Path) -> None:
+    """The README says every process serves /metrics; the demo served none."""
+    import urllib.request
+
+    port = free_port()
+    async with System(nats_server.url, tmp_path, env={"ORDERMESH__HTTP__DEMO": str(port)}) as system:
+        await system.start_all()
+        demo = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "services.cli", "--nats", nats_server.url, "demo",
+            env={**system.env, "ORDERMESH__DEMO__INTERVAL_S": "0.2"}, cwd=ROOT,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+
+            def page() -> str:
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+                        return str(resp.read().decode())
+                except OSError:
+                    return ""
+
+            async def filled() -> bool:
+                text = await asyncio.to_thread(page)
+                return bool(
+                    re.search(r'ordermesh_demo_intents_total\{outcome="filled",strategy="demo-trend"\} [1-9]', text)
+                )
+
+            await eventually(filled, timeout=30, what="the demo's fills on its /metrics")
+            text = await asyncio.to_thread(page)
+            # its own families and the connection's, not the services' (fills, the sizer's intents)
+            assert "ordermesh_fills_total" not in text and "ordermesh_intents_total" not in text
+        finally:
+            demo.terminate()
+            await demo.wait()

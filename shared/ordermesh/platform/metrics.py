@@ -49,6 +49,8 @@ disable_created_metrics()
 #: Every ordermesh service process (the runtime's families: messages, NATS, heartbeats, JetStream).
 EVERY = "service"
 SIZER, ROUTER, GATEWAY, KEEPER = "sizer", "router", "gateway", "keeper"
+#: The demo strategies' process (``ordermesh demo``): an SDK user, not a service; only its own families.
+DEMO = "demo"
 #: Gateways by broker type: ``gateway:<type>`` (see :func:`gateway_groups`).
 BINANCE = ("gateway:binance_spot", "gateway:binance_usdm")
 MT5 = ("gateway:mt5",)
@@ -230,6 +232,12 @@ REFUSALS = counter(
 
 # ---------------------------------------------------------------------------------------------------- sizer
 
+DEMO_INTENTS = counter(
+    "ordermesh_demo_intents_total",
+    "Intents the demo strategies sent, by strategy and outcome (filled, refused, no outcome in time)",
+    [Label("strategy", bound="demo.strategies"), Label("outcome", ("filled", "refused", "no_outcome"))],
+    [DEMO],
+)
 INTENTS = counter(
     "ordermesh_intents_total",
     "Intents handled by the sizer, by outcome",
