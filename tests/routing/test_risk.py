@@ -369,3 +369,24 @@ def test_cancel_rate_per_strategy_and_per_broker() -> None:
     assert d is not None and d.reason == "RISK: cancel rate of broker paper above 1/s (burst 1)"
     # submits and cancels are counted apart
     assert engine.check(order()) is None
+
+
+def test_gross_exposure_cap_of_the_account_counts_every_strategy_and_open_order() -> None:
+    # valued at the mid 1.10000: 110,000 USD a lot; the cap is three lots' worth
+    v = make(RiskLimits(max_gross_notional=D("330000"), check_margin=False))
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("2"))
+    v.exposure.add_fill("acc", "s2", "EURUSD", D("-1"))  # another strategy: the account is net long 1
+    v.exposure.add_open("acc", "s2", "EURUSD", Side.BUY, D("1"), 1)  # worst case: long 2
+    assert check(v, order("1")) is None  # long 3 at worst: 330,000, at the cap
+    denied(
+        v, order("1.01"), "gross_exposure",
+        "RISK: gross exposure would reach 331100.00 in the account currency, above the account limit 330000",
+    )  # fmt: skip
+    # an order that does not add exposure passes even when the account is already above its cap
+    v.exposure.add_fill("acc", "s1", "EURUSD", D("3"))
+    assert check(v, order("1", Side.SELL, strategy_id="s3")) is None
+    # a symbol that cannot be valued is a refusal, not a guess
+    v.exposure.add_fill("acc", "s1", "XAUUSD", D("1"))
+    denied(
+        v, order("0.01", Side.SELL), "gross_exposure", "RISK: no price for XAUUSD to value the account's gross exposure"
+    )

@@ -47,6 +47,9 @@ class RiskLimits(_Cfg):
     """Limits of one account. ``symbols`` and ``strategies`` are keyed by name or fnmatch pattern (``*``)."""
 
     max_order_notional: Decimal | None = None
+    #: The account's gross exposure in its currency: over every symbol and strategy together, the worst-case
+    #: |position| after every open order (and the new one), valued at the mid.
+    max_gross_notional: Decimal | None = None
     symbols: dict[str, SymbolLimits] = msgspec.field(default_factory=dict)
     #: Per-strategy limits on each symbol (net and gross position of that strategy alone).
     strategies: dict[str, SymbolLimits] = msgspec.field(default_factory=dict)
@@ -353,6 +356,47 @@ class NotionalRule(Rule):
         return None
 
 
+class GrossExposureRule(Rule):
+    """An account-level cap on gross exposure in the account currency, across every symbol and strategy together:
+    per symbol the worst case of the account's position after its open orders on either side fill, valued at the
+    mid, summed. An order that does not add to that total passes, even above the cap (closing is always allowed)."""
+
+    name = "gross_exposure"
+
+    def check(self, order: OrderToCheck, view: RiskView) -> str | None:
+        cap = view.limits(order.account).max_gross_notional
+        if cap is None:
+            return None
+        ex, acc = view.exposure, order.account
+        symbols = {s for (a, s), q in ex.net.items() if a == acc and q}
+        symbols |= {s for (a, s, _), q in ex.open_leaves.items() if a == acc and q}
+        symbols.add(order.symbol)
+        before = after = ZERO
+        for sym in sorted(symbols):
+            net = ex.net.get((acc, sym), ZERO)
+            buy = ex.open_leaves.get((acc, sym, Side.BUY), ZERO)
+            sell = ex.open_leaves.get((acc, sym, Side.SELL), ZERO)
+            worst_before = max(abs(net + buy), abs(net - sell))
+            if sym == order.symbol:
+                buy, sell = (buy + order.quantity, sell) if order.side is Side.BUY else (buy, sell + order.quantity)
+            worst_after = max(abs(net + buy), abs(net - sell))
+            if worst_before == 0 and worst_after == 0:
+                continue
+            spec = view.instrument(order.broker_id, sym)
+            quote = view.quote(order.broker_id, sym)
+            if spec is None or quote is None:
+                return f"no price for {sym} to value the account's gross exposure"
+            mid = (quote.bid + quote.ask) / 2
+            values = [view.to_account_ccy(acc, sym, q * spec.contract_size * mid) for q in (worst_before, worst_after)]
+            if values[0] is None or values[1] is None:
+                return f"no conversion rate to value {sym} in the account currency"
+            before += values[0]
+            after += values[1]
+        if after > cap and after > before:
+            return f"gross exposure would reach {after:.2f} in the account currency, above the account limit {cap}"
+        return None
+
+
 class PositionRule(Rule):
     """Worst case after the order: the position plus every open order on the same side, plus this one."""
 
@@ -524,6 +568,7 @@ RULES: Final[tuple[Rule, ...]] = (
     ExpiryRule(),
     ReduceOnlyRule(),
     NotionalRule(),
+    GrossExposureRule(),
     PositionRule(),
     OpenOrdersRule(),
     CollarRule(),
