@@ -26,3 +26,26 @@ async def test_the_client_reads_the_same_configuration_as_the_services(
     async with OrderMeshClient("s-config") as om:
         assert om.bus.settings.url == nats_server.url
         assert om.bus.connected
+
+
+def test_the_kill_switch_flattens_the_account_net_with_reduce_only_parts_booked_to_its_holders() -> None:
+    from decimal import Decimal as D
+
+    from ordermesh.contract.wire import Position
+    from ordermesh.sdk import _flatten_plan
+
+    def pos(strategy: str, symbol: str, qty: str, ticket: str | None = None) -> Position:
+        return Position(account="a", symbol=symbol, quantity=D(qty), avg_price=D(1), strategy_id=strategy,
+                        position_id=ticket)  # fmt: skip
+
+    plan = _flatten_plan([
+        pos("s1", "EURUSD", "0.30"), pos("s2", "EURUSD", "0.10"), pos("s3", "EURUSD", "-0.25"),  # net +0.15
+        pos("s1", "GBPUSD", "0.10"), pos("s2", "GBPUSD", "-0.10"),  # net 0: nothing to send
+        pos("s4", "USDJPY", "-0.05"),
+        pos("s5", "XAUUSD", "1", ticket="77"),  # a hedging ticket: closed in full, by its id
+    ])  # fmt: skip
+    assert [(p.strategy_id, p.symbol, p.quantity, p.position_id) for p in plan] == [
+        ("s1", "EURUSD", D("0.15"), None),  # the largest holder of the net's side first, only what the net needs
+        ("s4", "USDJPY", D("-0.05"), None),
+        ("s5", "XAUUSD", D("1"), "77"),
+    ]

@@ -1,5 +1,5 @@
 """Operator control: the trading state (``halt``, ``reduce``, ``resume``), ``cancel-all`` open orders,
-``close-all`` positions."""
+``close-all`` positions, and the ``kill`` switch."""
 
 from __future__ import annotations
 
@@ -22,6 +22,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     ca = sub.add_parser("cancel-all", help="cancel every open order (of an account or a strategy)")
     ca.add_argument("--account")
     ca.add_argument("--strategy")
+
+    kl = sub.add_parser(
+        "kill", help="the kill switch: REDUCING, cancel every open order, flatten every position, then HALTED"
+    )
+    kl.add_argument("--account", action="append", help="this account (again for more); default: every configured one")
+    kl.add_argument("--timeout", type=float, default=20.0, help="seconds to wait for the account to be flat")
 
     cl = sub.add_parser("close-all", help="cancel open orders and close every open position (reduce-only)")
     cl.add_argument("--account", default="paper-1")
@@ -88,7 +94,32 @@ def cmd_close_all(config: OrderMeshConfig, args: argparse.Namespace) -> int:
     return asyncio.run(go())
 
 
+def cmd_kill(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    from ordermesh.sdk import OrderMeshClient
+
+    quiet(config)
+    accounts = args.account or sorted(config.accounts)
+
+    async def go() -> int:
+        ok = True
+        async with OrderMeshClient("kill-switch", config=config, identity=OPERATOR) as om:
+            for account in accounts:
+                report = await om.kill(account, timeout=args.timeout)
+                print(f"kill {account}")
+                for step in report.steps:
+                    print(f"  {step}")
+                for c in report.closes:
+                    line = f"  {c.symbol:<10} {c.strategy_id or '*':<16} {c.quantity!s:>12} {c.status:<7} {c.reason}"
+                    print(line.rstrip())
+                print(f"  {'flat' if report.flat else 'NOT FLAT'}, {'halted' if report.halted else 'NOT HALTED'}")
+                ok = ok and report.flat and report.halted
+        return 0 if ok else 1
+
+    return asyncio.run(go())
+
+
 COMMANDS: dict[str, Command] = {
+    "kill": cmd_kill,
     "halt": cmd_trading,
     "reduce": cmd_trading,
     "resume": cmd_trading,

@@ -49,9 +49,11 @@ from ordermesh.contract.wire import (
     PositionsQuery,
     PositionsReply,
     Report,
+    SetTradingState,
     Side,
     SizingRequest,
     TimeInForce,
+    TradingState,
 )
 from ordermesh.platform.auth import strategy_identity
 from ordermesh.platform.bus import Bus, Feed
@@ -75,6 +77,16 @@ class CloseOutcome(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     intent_id: str | None = None
     position_id: str | None = None  # hedging accounts: the ticket closed (one outcome per ticket)
+
+
+class KillReport(msgspec.Struct, frozen=True, kw_only=True):
+    """What the kill switch did to one account, step by step, and whether the account ended flat and halted."""
+
+    account: str
+    steps: list[str]
+    closes: list[CloseOutcome]
+    flat: bool
+    halted: bool
 
 
 class CloseAllReport(msgspec.Struct, frozen=True, kw_only=True):
@@ -114,6 +126,31 @@ def _to_close(positions: list[Position]) -> list[Position]:
 
 def _account_of(positions: list[Position]) -> str:
     return positions[0].account if positions else ""
+
+
+def _flatten_plan(positions: list[Position]) -> list[Position]:
+    """What the kill switch closes to make the ACCOUNT flat with reduce-only orders: every open ticket (hedging) in
+    full, and per symbol the account's net, split over the strategies holding the net's side (largest first), each
+    part booked to its holder. Strategies on the other side keep their (now offsetting) positions in the books."""
+    tickets = [p for p in positions if p.position_id is not None and p.quantity != 0]
+    by_symbol: dict[str, list[Position]] = {}
+    for p in positions:
+        if p.position_id is None and p.quantity != 0:
+            by_symbol.setdefault(p.symbol, []).append(p)
+    out: list[Position] = []
+    for _symbol, held in sorted(by_symbol.items()):
+        net = sum((p.quantity for p in held), Decimal(0))
+        if net == 0:
+            continue
+        left = abs(net)
+        for p in sorted(
+            (p for p in held if (p.quantity > 0) == (net > 0)), key=lambda p: (-abs(p.quantity), p.strategy_id or "")
+        ):
+            part = min(abs(p.quantity), left)
+            if part > 0:
+                out.append(msgspec.structs.replace(p, quantity=part if net > 0 else -part, avg_price=Decimal(0)))
+            left -= part
+    return out + sorted(tickets, key=lambda p: (p.strategy_id or "", p.symbol, str(p.position_id)))
 
 
 def _key(p: Position) -> tuple[str | None, str]:
@@ -353,54 +390,13 @@ class OrderMeshClient:
         for p in await self.positions(account=account):
             if p.position_id is None:
                 nets[p.symbol] = nets.get(p.symbol, Decimal(0)) + p.quantity
-        outcomes: dict[str, Report] = {}
-        done = asyncio.Event()
-        wanted: set[str] = set()
-
-        async def on_report(msg: Msg) -> None:
-            try:
-                report = REPORT_CODEC.decode(msg.data)
-            except BadMessage:
-                return
-            if report.intent_id in wanted and is_final(report):
-                outcomes[report.intent_id] = report
-                if wanted <= outcomes.keys():
-                    done.set()
-
-        owners = sorted({p.strategy_id or self.strategy_id for p in held})
-        feeds = [
-            await self.bus.feed(EXEC, subject, on_report)
-            for owner in owners
-            for subject in (self.subjects.strategy_exec(owner), self.subjects.reject(owner))
-        ]
-        sent: list[tuple[Position, Intent | None, str]] = []
-        try:
-            for p in held:
-                intent = Intent(
-                    intent_id=new_intent_id(),
-                    strategy_id=p.strategy_id or self.strategy_id,
-                    account=account,
-                    symbol=p.symbol,
-                    side=Side.SELL if p.quantity > 0 else Side.BUY,
-                    sizing=Fixed(qty=abs(p.quantity)),
-                    reduce_only=p.position_id is not None or _reduces(nets.get(p.symbol, Decimal(0)), p.quantity),
-                    position_id=p.position_id,
-                    tags={"close_all": "1"},
-                )
-                try:
-                    await self.submit(intent)
-                    wanted.add(intent.intent_id)
-                    sent.append((p, intent, ""))
-                except Exception as exc:
-                    sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
-            if wanted:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
-            # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
-            remaining = await self._remaining(account, scope, {_key(p) for p, _, _ in sent}, deadline)
-        finally:
-            for feed in feeds:
-                await feed.stop()
+        sent, outcomes = await self._execute_closes(
+            account,
+            [(p, p.position_id is not None or _reduces(nets.get(p.symbol, Decimal(0)), p.quantity)) for p in held],
+            deadline,
+        )
+        # the keeper applies the fills a moment after the reports: wait until it shows them (or the deadline)
+        remaining = await self._remaining(account, scope, {_key(p) for p, _, _ in sent}, deadline)
         result = []
         for p, intent, error in sent:
             rest = p.quantity if remaining is None else remaining.get(_key(p), Decimal(0))
@@ -434,6 +430,104 @@ class OrderMeshClient:
                 )
             )
         return CloseAllReport(account=account, strategy_id=scope, cancel=cancel, outcomes=result)
+
+    async def kill(self, account: str | None = None, *, timeout: float = 20.0) -> KillReport:
+        """The kill switch for one account: trading REDUCING (nothing new may open, closing may), every open order
+        canceled, the account's position in every symbol flattened by reduce-only market orders (booked to the
+        strategies holding it, :func:`_flatten_plan`), a wait until the keeper shows the account flat (or
+        ``timeout``), then trading HALTED whatever the outcome. Needs the operator's identity."""
+        account = account or self.account
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        steps: list[str] = []
+        why = "kill switch"
+        reply = await self._control(
+            "trading", SetTradingState(state=TradingState.REDUCING, account=account, reason=why)
+        )
+        steps.append(f"trading: {reply.detail}" if reply.ok else f"trading not set to REDUCING: {reply.detail}")
+        reply = await self._control("cancel_all", CancelAll(account=account))
+        steps.append(f"open orders: {reply.detail}")
+        closes = _flatten_plan(await self.positions(account=account, by_strategy=True))
+        sent, outcomes = await self._execute_closes(account, [(p, True) for p in closes], deadline)
+        flat = False
+        while True:
+            nets: dict[str, Decimal] = {}
+            for p in await self.positions(account=account):
+                nets[p.symbol] = nets.get(p.symbol, Decimal(0)) + p.quantity
+            flat = all(q == 0 for q in nets.values())
+            if flat or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        result = []
+        for p, intent, error in sent:
+            report = outcomes.get(intent.intent_id) if intent is not None else None
+            filled = isinstance(report, OrderFilled) and report.leaves_qty == 0
+            reason = error or getattr(report, "reason", "") or ("" if filled else f"no outcome within {timeout:g}s")
+            result.append(
+                CloseOutcome(
+                    account=account, symbol=p.symbol, strategy_id=p.strategy_id, quantity=p.quantity,
+                    status="closed" if filled else "failed", remaining=Decimal(0) if filled else p.quantity,
+                    reason=reason, intent_id=intent.intent_id if intent is not None else None,
+                    position_id=p.position_id,
+                )
+            )  # fmt: skip
+        reply = await self._control("trading", SetTradingState(state=TradingState.HALTED, account=account, reason=why))
+        steps.append(f"trading: {reply.detail}" if reply.ok else f"trading NOT halted: {reply.detail}")
+        return KillReport(account=account, steps=steps, closes=result, flat=flat, halted=reply.ok)
+
+    async def _execute_closes(
+        self, account: str, closes: list[tuple[Position, bool]], deadline: float
+    ) -> tuple[list[tuple[Position, Intent | None, str]], dict[str, Report]]:
+        """Send a market intent closing each position (in its owner's name, reduce-only as given, the quantity of
+        the position) and wait until each has its final report or the deadline. What was sent, and the outcomes."""
+        loop = asyncio.get_running_loop()
+        outcomes: dict[str, Report] = {}
+        done = asyncio.Event()
+        wanted: set[str] = set()
+
+        async def on_report(msg: Msg) -> None:
+            try:
+                report = REPORT_CODEC.decode(msg.data)
+            except BadMessage:
+                return
+            if report.intent_id in wanted and is_final(report):
+                outcomes[report.intent_id] = report
+                if wanted <= outcomes.keys():
+                    done.set()
+
+        owners = sorted({p.strategy_id or self.strategy_id for p, _ in closes})
+        feeds = [
+            await self.bus.feed(EXEC, subject, on_report)
+            for owner in owners
+            for subject in (self.subjects.strategy_exec(owner), self.subjects.reject(owner))
+        ]
+        sent: list[tuple[Position, Intent | None, str]] = []
+        try:
+            for p, reduce_only in closes:
+                intent = Intent(
+                    intent_id=new_intent_id(),
+                    strategy_id=p.strategy_id or self.strategy_id,
+                    account=account,
+                    symbol=p.symbol,
+                    side=Side.SELL if p.quantity > 0 else Side.BUY,
+                    sizing=Fixed(qty=abs(p.quantity)),
+                    reduce_only=reduce_only,
+                    position_id=p.position_id,
+                    tags={"close_all": "1"},
+                )
+                try:
+                    await self.submit(intent)
+                    wanted.add(intent.intent_id)
+                    sent.append((p, intent, ""))
+                except Exception as exc:
+                    sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
+            if wanted:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
+        finally:
+            for feed in feeds:
+                await feed.stop()
+        return sent, outcomes
 
     async def _remaining(
         self, account: str, strategy: str | None, keys: set[tuple[str | None, str]], deadline: float

@@ -261,3 +261,36 @@ async def _keys(om: OrderMeshClient, bucket: str) -> list[str]:
         return await (await om.bus.kv(bucket)).keys()
     except NoKeysError:
         return []
+
+
+async def test_the_kill_switch_cancels_flattens_and_halts(nats_server: NatsServer, tmp_path: Path) -> None:
+    async with System(nats_server.url, tmp_path) as system:
+        await system.start_all()
+        async with (
+            OrderMeshClient("s-long", url=nats_server.url) as a,
+            OrderMeshClient("s-short", url=nats_server.url) as b,
+        ):
+            await market_live(a)
+            for om, side, sym, qty in ((a, "buy", "EURUSD", "0.30"), (b, "sell", "EURUSD", "0.10"),
+                                       (a, "buy", "GBPUSD", "0.05")):  # fmt: skip
+                assert isinstance(await om.wait(await getattr(om, side)(sym, D(qty))), OrderFilled)
+            resting = await b.buy("EURUSD", D("0.10"), limit_price=RESTING_BUY)
+            await eventually(lambda: _status_is(b, resting, OrderStatus.ACCEPTED), what="the resting order")
+
+            out = await asyncio.to_thread(
+                subprocess.run,
+                [sys.executable, "-m", "services.cli", "--nats", nats_server.url, "kill", "--account", "paper-1"],
+                capture_output=True, text=True, timeout=60, cwd=ROOT,
+            )  # fmt: skip
+            assert out.returncode == 0, out.stdout + out.stderr
+            assert "open orders: 1 cancel(s) sent" in out.stdout
+            assert out.stdout.strip().endswith("flat, halted")
+            # the account's net is flat in every symbol, by reduce-only orders booked to the holders of its side
+            assert {p.symbol: p.quantity for p in await a.positions(account="paper-1") if p.quantity} == {}
+            assert re.search(r"EURUSD\s+s-long\s+0\.20\s+closed", out.stdout), out.stdout
+            assert re.search(r"GBPUSD\s+s-long\s+0\.05\s+closed", out.stdout), out.stdout
+            assert isinstance(await b.wait(resting), OrderCanceled)
+            # and nothing trades any more until an operator resumes
+            denied = await a.wait(await a.buy("EURUSD", D("0.10")))
+            assert isinstance(denied, OrderDenied)
+            assert denied.reason == "TRADING_STATE: trading is HALTED (account paper-1)"
