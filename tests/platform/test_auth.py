@@ -85,7 +85,7 @@ def test_nobody_but_admin_deletes_or_purges_and_strategies_do_not_administer_jet
 
 def test_each_identity_subscribes_only_to_its_own_inbox_and_what_it_reads() -> None:
     strategy = permissions(Identity("strategy-a", "strategy", ("a",)), S)
-    assert strategy.subscribe == {"_INBOX.strategy-a.>"}
+    assert strategy.subscribe == {"_INBOX.strategy-a.>", "om.md.>"}  # its inbox and the market, no reports
     assert not strategy.allow_responses
     assert permissions(Identity("keeper", "keeper"), S).allow_responses
 

@@ -40,6 +40,7 @@ from ordermesh.platform.config import AuthSettings, NatsSettings, OrderMeshConfi
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.sdk import OrderMeshClient
 from tests.harness import System, eventually
+from tests.system.test_router import market_live
 
 D = Decimal
 S = Subjects()
@@ -115,7 +116,9 @@ async def test_every_role_does_its_work_with_no_permission_refused(secured: Secu
         assert om.bus.identity == f"strategy-{STRATEGY}"
         filled = await om.wait(await om.buy("EURUSD", D("0.10")))
         assert isinstance(filled, OrderFilled), filled
-        # a resting order, cancelled by the strategy itself on its own control subject
+        # a resting order, cancelled by the strategy itself on its own control subject (once the router has a quote
+        # to check its limit price against; a strategy may read the market)
+        await market_live(om)
         resting = await om.buy("EURUSD", D("0.10"), limit_price=D("1.06000"))
 
         async def accepted() -> bool:

@@ -13,7 +13,8 @@ Roles and what they may do (``p`` is the subject prefix, ``om`` by default):
 * ``keeper``     reads ``OM_EXEC``; publishes ``p.equity.>``; answers ``p.q.positions|account|reconcile``.
 * ``strategy-S`` publishes only ``p.intent.S`` and its own cancels ``p.ctl.cancel[_all].S``; reads only its own
   reports (a consumer on ``OM_EXEC`` whose filter, carried in the API subject, is ``p.exec.*.S`` or
-  ``p.reject.S``) and its own inbox; may ask the keeper's read-only queries; no JetStream administration.
+  ``p.reject.S``), its own inbox and the quotes ``p.md.>``; may ask the keeper's read-only queries; no JetStream
+  administration.
 * ``operator``   everything an observer may, plus control (``p.ctl.>``) and manual intents (``p.intent.>``).
 * ``observer``   reads every stream, bucket and live subject; asks read-only queries; changes nothing.
 * ``admin``      everything (``>``): provisioning by hand, backups, break-glass. No process uses it by default.
@@ -242,6 +243,7 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
             perm.feed(EXEC, f"{p}.exec.*.{s}")
             perm.feed(EXEC, f"{p}.reject.{s}")
         perm.publish |= {f"{p}.q.positions", f"{p}.q.account"}
+        perm.subscribe.add(f"{p}.md.>")  # the market: quotes are what a strategy decides on
         perm.kv_read(KV_ORDERS)  # its orders' records, by client order id (unguessable: it holds the intent id)
     elif role in ("operator", "observer"):
         for stream in (*STREAMS, *(f"KV_{b}" for b in BUCKETS)):
