@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-mt5 run-observed test prometheus chromium bench soak lint fmt install clean
+.PHONY: run run-mt5 run-observed test system-deps prometheus chromium bench soak lint fmt install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,31 +27,28 @@ run-mt5: $(STAMP)
 run-observed: $(STAMP)
 	$(VENV)/bin/ordermesh up --prometheus
 
-test: $(STAMP) prometheus chromium
+test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
-# prometheus and promtool (the Debian package) for the alert-rule and dashboard tests, installed when missing as root
-# with apt-get (RUNLEVEL=1: the package's own service is not started); elsewhere those tests are skipped
-prometheus:
-	@command -v promtool >/dev/null 2>&1 || { \
+# Debian packages some tests need, installed when missing (as root, with apt-get; one `apt-get update` for all):
+# prometheus + promtool for the alert-rule, dashboard and Prometheus tests (RUNLEVEL=1: its service is not
+# started), chromium + chromedriver for the console's browser tests. Elsewhere those tests are skipped.
+system-deps:
+	@missing=""; \
+	command -v promtool >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || missing="$$missing chromium chromium-driver"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "make: installing$$missing (Debian packages for the tests)" >&2; \
 	    apt-get update -qq && RUNLEVEL=1 DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	      apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	  else \
-	    echo "make: promtool not found and not installable here (root and apt-get needed): Prometheus tests skipped" >&2; \
-	  fi; }
+	    echo "make:$$missing not found and not installable here (root and apt-get needed): those tests are skipped" >&2; \
+	  fi; \
+	fi
 
-# chromium and chromedriver (Debian's packages) for the console's browser tests (tests/services/test_console.py),
-# installed when missing as root with apt-get; elsewhere those tests are skipped
-chromium:
-	@{ command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	      apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	  else \
-	    echo "make: chromium not found and not installable here (root and apt-get needed): browser tests skipped" >&2; \
-	  fi; }
+prometheus chromium: system-deps
 
 bench: $(STAMP)
 	$(PY) -m tests.bench
