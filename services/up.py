@@ -22,12 +22,15 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import msgspec
 import nats.errors
 
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.codec import HEARTBEAT_CODEC, BadMessage, decode_any
-from ordermesh.contract.subjects import Subjects
+from ordermesh.contract.subjects import KV_CONTROL, Subjects
 from ordermesh.contract.wire import (
+    AccountQuery,
+    AccountState,
     IntentRejected,
     OrderDenied,
     OrderFilled,
@@ -78,7 +81,11 @@ class Flow:
     recent_fills: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
     recent_refusals: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=3))
     heartbeats: dict[str, tuple[float, bool, str | None]] = field(default_factory=dict)
+    instances: dict[str, str] = field(default_factory=dict)  # the first instance seen of each name
     positions: PositionsReply | None = None
+    accounts: dict[str, AccountState] = field(default_factory=dict)
+    #: The router's persisted trading states (KV om_control), read loosely: global, per account, per strategy.
+    trading: dict[str, Any] = field(default_factory=dict)
     intent_times: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=2000))
 
 
@@ -292,7 +299,10 @@ async def _supervise(
             hb = HEARTBEAT_CODEC.decode(msg.data)
         except BadMessage:
             return
-        flow.heartbeats[f"{hb.service}/{hb.instance}"] = (time.monotonic(), hb.connected, hb.metrics_url)
+        # named by what it is (a gateway by its broker), not by host and pid; a second replica by its instance
+        name = f"gateway {hb.broker_id}" if hb.broker_id else hb.service
+        key = name if flow.instances.setdefault(name, hb.instance) == hb.instance else f"{name} ({hb.instance})"
+        flow.heartbeats[key] = (time.monotonic(), hb.connected, hb.metrics_url)
 
     await bus.subscribe(f"{p}.intent.>", count_intent)
     await bus.subscribe(f"{p}.order.>", count_order)
@@ -310,6 +320,14 @@ async def _supervise(
             reply = decode_any(data)
             if isinstance(reply, PositionsReply):
                 flow.positions = reply
+        for account in sorted(config.accounts):
+            with contextlib.suppress(nats.errors.Error, BadMessage, TimeoutError):
+                state = decode_any(await bus.request(f"{p}.q.account", AccountQuery(account=account), timeout=1.0))
+                if isinstance(state, AccountState):
+                    flow.accounts[account] = state
+        with contextlib.suppress(Exception):  # the router has not saved a state yet: everything ACTIVE
+            entry = await (await bus.kv(KV_CONTROL)).get("router")
+            flow.trading = msgspec.msgpack.decode(entry.value) if entry.value else {}
         now = time.monotonic()
         if tty:
             sys.stdout.write("\x1b[H\x1b[2J" + _screen(config, children, flow, now - started, embedded) + "\n")
@@ -342,6 +360,15 @@ def _restart_dead(children: list[Child], env: dict[str, str]) -> None:
         if child.restarts < MAX_RESTARTS and now >= child.next_start:
             child.restarts += 1
             child.start(env)
+
+
+def _trading_line(trading: dict[str, Any]) -> str:
+    """``global ACTIVE``, then any account or strategy that is not ACTIVE."""
+    parts = [f"global {trading.get('global_state', 'ACTIVE')}"]
+    parts += [f"{a} {s}" for a, s in sorted((trading.get("accounts") or {}).items()) if s != "ACTIVE"]
+    for account, strategies in sorted((trading.get("strategies") or {}).items()):
+        parts += [f"{account}/{st} {s}" for st, s in sorted(strategies.items()) if s != "ACTIVE"]
+    return ", ".join(parts)
 
 
 def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: float, embedded: bool) -> str:
@@ -377,6 +404,21 @@ def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: 
     ]
     if flow.recent_refusals:
         lines += ["", "RECENT REFUSALS", *(f"  {r}" for r in flow.recent_refusals)]
+    lines += ["", "ACCOUNTS   trading: " + _trading_line(flow.trading)]
+    if flow.accounts:
+        lines.append(
+            f"  {'account':<10} {'state':<9} {'balance':>14} {'equity':>14} {'unrealized':>12} {'margin used':>12} "
+            f"{'free margin':>14}"
+        )
+        for account, a in sorted(flow.accounts.items()):
+            state = str((flow.trading.get("accounts") or {}).get(account, "ACTIVE"))
+            lines.append(
+                f"  {account:<10} {state:<9} {money(a.balance)!s:>14} {money(a.equity)!s:>14} "
+                f"{money(a.unrealized_pnl)!s:>12} {money(a.margin_used)!s:>12} {money(a.free_margin)!s:>14}"
+                + (f"  {a.currency}" if a.currency else "")
+            )
+    else:
+        lines.append("  (no account state yet)")
     lines += ["", "POSITIONS" + (f"  (keeper at exec seq {flow.positions.applied_seq})" if flow.positions else "")]
     if flow.positions and flow.positions.positions:
         lines.append(f"  {'account':<10} {'symbol':<10} {'quantity':>12} {'avg price':>14} {'realized':>12}")

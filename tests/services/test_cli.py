@@ -290,3 +290,23 @@ async def test_the_demo_serves_its_own_metrics(nats_server: NatsServer, tmp_path
         finally:
             demo.terminate()
             await demo.wait()
+
+
+def test_the_live_view_shows_accounts_trading_state_and_processes_by_name() -> None:
+    from decimal import Decimal
+
+    from ordermesh.contract.wire import AccountState
+    from ordermesh.platform.config import OrderMeshConfig
+    from services.up import Flow, _screen
+
+    flow = Flow()
+    flow.accounts["paper-1"] = AccountState(
+        account="paper-1", balance=Decimal("100012.345"), equity=Decimal("100020.5"), currency="USD",
+        unrealized_pnl=Decimal("8.155"), margin_used=Decimal("3616.6666"), free_margin=Decimal("96403.8334"),
+    )  # fmt: skip
+    flow.trading = {"global_state": "ACTIVE", "accounts": {"paper-1": "HALTED"}, "strategies": {}}
+    flow.heartbeats["gateway paper"] = (0.0, True, "http://127.0.0.1:9310")
+    text = _screen(OrderMeshConfig(), [], flow, 12.0, True)
+    assert "ACCOUNTS   trading: global ACTIVE, paper-1 HALTED" in text
+    assert re.search(r"paper-1\s+HALTED\s+100012\.34\s+100020\.50\s+8\.16\s+3616\.67\s+96403\.83  USD", text), text
+    assert "  gateway paper " in text and "vm-" not in text
