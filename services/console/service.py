@@ -71,7 +71,7 @@ from services.console.state import ConsoleState
 STATIC = Path(__file__).resolve().parent / "static"
 PUSH_INTERVAL_S = 0.5
 TRADING_ACTIONS = {"halt": TradingState.HALTED, "reduce": TradingState.REDUCING, "resume": TradingState.ACTIVE}
-ACTIONS = (*TRADING_ACTIONS, "cancel-all", "close-all")
+ACTIONS = (*TRADING_ACTIONS, "cancel-all", "close-all", "kill")
 CLOSE_ALL_TIMEOUT_S = 20.0
 
 SECURITY_HEADERS = {
@@ -528,6 +528,13 @@ class ConsoleService:
             self.state.record_action(session.label, action, scope, True, detail)
             self._wake.set()
             return web.json_response({"ok": True, "detail": detail}, status=202)
+        if action == "kill":
+            accounts = [account] if account else self.state.accounts()
+            self._spawn(self._kill(session.label, accounts), f"kill:{scope}")
+            detail = f"kill switch for {scope} started (reduce, cancel all, flatten, halt); its outcome follows"
+            self.state.record_action(session.label, action, scope, True, detail)
+            self._wake.set()
+            return web.json_response({"ok": True, "detail": detail}, status=202)
         if action in TRADING_ACTIONS:
             why = reason or f"console {session.label}"
             subject = "trading"
@@ -573,6 +580,25 @@ class ConsoleService:
             where = f"strategy {account}/{strategy}" if strategy else f"account {account}"
             self.state.record_action(who, "close-all", where, report.flat, detail)
             self.log.warning("console close-all done", session=who, scope=where, flat=report.flat, detail=detail)
+            self._wake.set()
+
+
+    async def _kill(self, who: str, accounts: list[str]) -> None:
+        """The kill switch (``OrderMeshClient.kill``) for each account, its outcome recorded for the page."""
+        from ordermesh.sdk import OrderMeshClient
+
+        for account in accounts:
+            try:
+                async with OrderMeshClient("console", config=self.config, account=account, identity=OPERATOR) as om:
+                    report = await om.kill(account, timeout=CLOSE_ALL_TIMEOUT_S)
+            except Exception as exc:  # reported on the page, never a dead task
+                self.state.record_action(who, "kill", f"account {account}", False, f"{type(exc).__name__} {exc}")
+                continue
+            state = ("flat" if report.flat else "NOT FLAT") + (", halted" if report.halted else ", NOT HALTED")
+            detail = f"{state}; " + "; ".join(report.steps)
+            self.state.record_action(who, "kill", f"account {account}", report.flat and report.halted, detail)
+            self.log.warning("console kill switch done", session=who, account=account, detail=detail)
+            await self.refresh_trading()
             self._wake.set()
 
 

@@ -390,6 +390,17 @@ async def test_actions_are_refused_by_the_server_not_only_by_the_page(running: R
     status, body = await asyncio.to_thread(post, "/api/action", {"action": "resume", "account": "paper-1"}, csrf)
     assert status == 200
     assert await running.router_trading() == "global ACTIVE"
+    # the kill switch: reduce, cancel all, flatten, halt — then resumed for the rest of the test
+    status, body = await asyncio.to_thread(post, "/api/action", {"action": "kill", "account": "paper-1"}, csrf)
+    assert status == 202 and body["detail"].startswith("kill switch for account paper-1 started"), body
+
+    async def halted() -> bool:
+        return "account paper-1 HALTED" in await running.router_trading()
+
+    await eventually(halted, timeout=30, what="the kill switch halting the account")
+    status, body = await asyncio.to_thread(post, "/api/action", {"action": "resume", "account": "paper-1"}, csrf)
+    assert status == 200
+    assert await running.router_trading() == "global ACTIVE"
     # a rotated token ends the session at its next action
     ensure_token(Path(running.settings.auth.dir) / "console-operator.token", rotate=True)
     status, body = await asyncio.to_thread(post, "/api/action", {"action": "halt"}, csrf)
