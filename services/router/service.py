@@ -24,7 +24,7 @@ from ordermesh.contract.codec import (
     text,
     texts,
 )
-from ordermesh.contract.ids import client_order_id
+from ordermesh.contract.ids import client_order_id, new_intent_id
 from ordermesh.contract.subjects import (
     EXEC,
     KV_ACCOUNTS,
@@ -42,6 +42,8 @@ from ordermesh.contract.wire import (
     CancelRequest,
     ControlReply,
     ExecEvent,
+    Fixed,
+    Intent,
     OrderDenied,
     OrderFilled,
     OrderRequest,
@@ -50,6 +52,7 @@ from ordermesh.contract.wire import (
     RegistryReload,
     RejectCategory,
     SetTradingState,
+    Side,
     TradingState,
     TradingStateQuery,
 )
@@ -59,7 +62,15 @@ from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config,
 from ordermesh.platform.log import bind_ids
 from ordermesh.platform.runtime import RetryLater, Service
 from ordermesh.routing.orders import Applied, Ev, InvalidTransition, OrderRecord
-from ordermesh.routing.risk import DailyLossRule, OrderToCheck, RiskEngine, RiskLimits, RiskView, TradingStates
+from ordermesh.routing.risk import (
+    DailyLossRule,
+    OrderToCheck,
+    RiskEngine,
+    RiskLimits,
+    RiskView,
+    TradingStates,
+    flatten_plan,
+)
 from ordermesh.routing.routes import choose_broker, deny, place_command
 from ordermesh.sizing.instruments import (
     InstrumentOverride,
@@ -169,6 +180,10 @@ CONTROL_REQUESTS: dict[str, tuple[type, ...]] = {
 }
 
 
+#: How long the kill switch waits for the account to be flat before it halts it anyway.
+KILL_FLAT_WAIT_S = 30.0
+
+
 class RouterService(Service):
     name = "router"
 
@@ -178,6 +193,7 @@ class RouterService(Service):
         self.registry = BrokerRegistry(config.brokers)
         self.trading = TradingStates()
         self.day_start: dict[str, tuple[str, Decimal]] = {}
+        self._killing: set[str] = set()  # accounts whose kill switch ran (once per router process)
         self.quotes: dict[tuple[str, str], Quote] = {}
         self.accounts: dict[str, AccountState] = {}
         self.instruments = RouterInstruments(config)
@@ -275,6 +291,50 @@ class RouterService(Service):
         if known is None or known[0] != day:
             self.day_start[state.account] = (day, state.equity)
             self.spawn(self.save_control(), "save-control")
+        self._maybe_kill(state.account)
+
+    # ------------------------------------------------------------------------- the kill switch
+
+    def _maybe_kill(self, account: str) -> None:
+        """``risk.kill_on_daily_loss``: the day's loss reached the limit, so the router runs the kill switch."""
+        if account in self._killing or not self.limits_for(account).kill_on_daily_loss:
+            return
+        found = DailyLossRule().loss(account, self.view)
+        if found is None or found[0] < found[1]:
+            return
+        self._killing.add(account)
+        self.spawn(self._kill(account, f"daily loss {found[0]:.2f} reached the limit {found[1]}"), f"kill:{account}")
+
+    async def _kill(self, account: str, why: str) -> None:
+        """REDUCING, every open order canceled, the account flattened by reduce-only intents booked to the holders of
+        its side (``routing.risk.flatten_plan``, through the sizer like any intent), then HALTED once flat (or after
+        ``KILL_FLAT_WAIT_S``). Never raises: a failure is logged and the account is halted anyway."""
+        self.log.warning("kill switch", account=account, reason=why)
+        try:
+            self.trading.set(TradingState.REDUCING, account, None)
+            await self.save_control()
+            for rec in self.store.open_records():
+                if rec.account == account and rec.status is not OrderStatus.PENDING_CANCEL:
+                    await self.cancel(rec.client_order_id, requested_by=None)
+            ex = self.view.exposure
+            holdings = [(strat, sym, q) for (acc, strat, sym), q in ex.strategy_net.items() if acc == account]
+            for strategy, symbol, qty in flatten_plan(holdings):
+                intent = Intent(
+                    intent_id=new_intent_id(), strategy_id=strategy, account=account, symbol=symbol,
+                    side=Side.SELL if qty > 0 else Side.BUY, sizing=Fixed(qty=abs(qty)), reduce_only=True,
+                    tags={"kill_switch": why[:100]},
+                )  # fmt: skip
+                await self.bus.publish(self.subjects.intent(strategy), intent, msg_id=intent.intent_id)
+            deadline = time.monotonic() + KILL_FLAT_WAIT_S
+            while any(q for (acc, _), q in ex.net.items() if acc == account) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            flat = not any(q for (acc, _), q in ex.net.items() if acc == account)
+        except Exception:
+            self.log.exception("kill switch failed; halting the account anyway", account=account)
+            flat = False
+        self.trading.set(TradingState.HALTED, account, None)
+        await self.save_control()
+        self.log.warning("kill switch done: account halted", account=account, flat=flat)
 
     async def on_quote(self, msg: Msg) -> None:
         try:

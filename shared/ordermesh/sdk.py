@@ -59,6 +59,7 @@ from ordermesh.platform.auth import strategy_identity
 from ordermesh.platform.bus import Bus, Feed
 from ordermesh.platform.config import OrderMeshConfig, load_config
 from ordermesh.routing.orders import OrderRecord
+from ordermesh.routing.risk import flatten_plan
 
 
 class OrderMeshError(Exception):
@@ -130,26 +131,16 @@ def _account_of(positions: list[Position]) -> str:
 
 def _flatten_plan(positions: list[Position]) -> list[Position]:
     """What the kill switch closes to make the ACCOUNT flat with reduce-only orders: every open ticket (hedging) in
-    full, and per symbol the account's net, split over the strategies holding the net's side (largest first), each
-    part booked to its holder. Strategies on the other side keep their (now offsetting) positions in the books."""
+    full, and per symbol the account's net split over the strategies holding its side (``routing.risk.flatten_plan``,
+    the router's own when it kills on the daily loss limit)."""
     tickets = [p for p in positions if p.position_id is not None and p.quantity != 0]
-    by_symbol: dict[str, list[Position]] = {}
-    for p in positions:
-        if p.position_id is None and p.quantity != 0:
-            by_symbol.setdefault(p.symbol, []).append(p)
-    out: list[Position] = []
-    for _symbol, held in sorted(by_symbol.items()):
-        net = sum((p.quantity for p in held), Decimal(0))
-        if net == 0:
-            continue
-        left = abs(net)
-        for p in sorted(
-            (p for p in held if (p.quantity > 0) == (net > 0)), key=lambda p: (-abs(p.quantity), p.strategy_id or "")
-        ):
-            part = min(abs(p.quantity), left)
-            if part > 0:
-                out.append(msgspec.structs.replace(p, quantity=part if net > 0 else -part, avg_price=Decimal(0)))
-            left -= part
+    netted = [p for p in positions if p.position_id is None and p.quantity != 0]
+    account = netted[0].account if netted else ""
+    parts = flatten_plan([(p.strategy_id or "", p.symbol, p.quantity) for p in netted])
+    out = [
+        Position(account=account, symbol=sym, quantity=q, avg_price=Decimal(0), strategy_id=strategy or None)
+        for strategy, sym, q in parts
+    ]
     return out + sorted(tickets, key=lambda p: (p.strategy_id or "", p.symbol, str(p.position_id)))
 
 

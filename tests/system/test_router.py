@@ -25,6 +25,7 @@ from ordermesh.contract.wire import (
     SetTradingState,
     Side,
     TradingState,
+    TradingStateQuery,
 )
 from ordermesh.platform.natsserver import NatsServer
 from ordermesh.routing.orders import OrderRecord
@@ -294,3 +295,31 @@ async def test_the_kill_switch_cancels_flattens_and_halts(nats_server: NatsServe
             denied = await a.wait(await a.buy("EURUSD", D("0.10")))
             assert isinstance(denied, OrderDenied)
             assert denied.reason == "TRADING_STATE: trading is HALTED (account paper-1)"
+
+
+async def test_the_daily_loss_limit_can_run_the_kill_switch_by_itself(nats_server: NatsServer, tmp_path: Path) -> None:
+    config = tmp_path / "om.yaml"
+    config.write_text(
+        "accounts:\n  paper-1: {}\n"
+        "risk:\n  paper-1:\n    daily_loss_limit: '5'\n    kill_on_daily_loss: true\n    check_margin: false\n"
+    )
+    env = {"ORDERMESH__KEEPER__EQUITY_INTERVAL_S": "0.5"}
+    async with System(nats_server.url, tmp_path, config=config, env=env) as system:
+        await system.start_all()
+        async with OrderMeshClient("s-loser", url=nats_server.url) as om:
+            await market_live(om)
+            assert isinstance(await om.wait(await om.buy("GBPUSD", D("0.50"))), OrderFilled)
+            # a lot bought: the spread and the commission cost more than the limit of 5 at once
+            assert isinstance(await om.wait(await om.buy("EURUSD", D("1"))), OrderFilled)
+
+            async def flat_and_halted() -> bool:
+                held = {p.symbol: p.quantity for p in await om.positions(account="paper-1") if p.quantity}
+                reply = await control(om, "trading", TradingStateQuery())
+                return not held and "account paper-1 HALTED" in reply.detail
+
+            await eventually(flat_and_halted, timeout=45, what="the account flat and halted by the kill switch")
+            # the close was booked to the strategy that held the position, and nothing trades any more
+            assert {p.symbol: p.quantity for p in await om.positions(strategy_id="s-loser") if p.quantity} == {}
+            denied = await om.wait(await om.buy("EURUSD", D("0.10")))
+            assert isinstance(denied, OrderDenied) and denied.reason.startswith("TRADING_STATE"), denied
+        assert "kill switch done: account halted" in (tmp_path / "router.log").read_text()

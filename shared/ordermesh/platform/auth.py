@@ -209,6 +209,7 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
         perm.consume(ORDERS, "router")
         perm.consume(EXEC, "router-exec")
         perm.publish |= {f"{p}.cmd.>", f"{p}.reject.>"}
+        perm.publish.add(f"{p}.intent.>")  # the kill switch on the daily loss limit flattens through the sizer
         perm.kv_write(KV_ORDERS)
         perm.kv_write(KV_CONTROL)
         perm.ordered(f"KV_{KV_ORDERS}")  # its open orders, loaded at start

@@ -64,6 +64,9 @@ class RiskLimits(_Cfg):
     check_margin: bool = True
     #: Loss since the start of the UTC day (equity) at which the account is halted.
     daily_loss_limit: Decimal | None = None
+    #: When the daily loss limit is reached, the router runs the kill switch itself: the account REDUCING, its open
+    #: orders canceled, its position flattened reduce-only, then HALTED.
+    kill_on_daily_loss: bool = False
 
 
 def match(table: Mapping[str, SymbolLimits], name: str) -> SymbolLimits | None:
@@ -554,8 +557,31 @@ class DailyLossRule(Rule):
     def check(self, order: OrderToCheck, view: RiskView) -> str | None:
         found = self.loss(order.account, view)
         if found is not None and found[0] >= found[1]:
+            if order.reduce_only and reduces(view.exposure.net.get((order.account, order.symbol), ZERO), order):
+                return None  # closing is always allowed (the kill switch flattens a halted day's position)
             return f"daily loss {found[0]:.2f} reached the limit {found[1]}; account {order.account} halted"
         return None
+
+
+def flatten_plan(holdings: list[tuple[str, str, Decimal]]) -> list[tuple[str, str, Decimal]]:
+    """What makes an account flat with reduce-only orders, from ``(strategy, symbol, net)`` holdings: per symbol
+    the account's net, split over the strategies holding the net's side (largest first), each part booked to its
+    holder (signed like the position it closes). Strategies on the other side keep offsetting positions."""
+    by_symbol: dict[str, list[tuple[str, Decimal]]] = defaultdict(list)
+    for strategy, symbol, qty in holdings:
+        if qty:
+            by_symbol[symbol].append((strategy, qty))
+    out: list[tuple[str, str, Decimal]] = []
+    for symbol, held in sorted(by_symbol.items()):
+        net = sum((q for _, q in held), ZERO)
+        left = abs(net)
+        for strategy, qty in sorted((h for h in held if (h[1] > 0) == (net > 0)), key=lambda h: (-abs(h[1]), h[0])):
+            if net == 0 or left <= 0:
+                break
+            part = min(abs(qty), left)
+            out.append((strategy, symbol, part if net > 0 else -part))
+            left -= part
+    return out
 
 
 RULES: Final[tuple[Rule, ...]] = (
@@ -621,7 +647,8 @@ class RiskEngine:
         for rule in self.rules:
             detail = rule.check(order, self.view)
             if detail is not None:
-                if isinstance(rule, DailyLossRule):
+                if isinstance(rule, DailyLossRule) and not self.view.limits(order.account).kill_on_daily_loss:
+                    # (with kill_on_daily_loss the router's kill switch sets the states: REDUCING, flat, HALTED)
                     self.view.trading.set(TradingState.HALTED, order.account, None)
                 return Denial(rule.name, rule.category, detail)
         for rule in self.rules:
