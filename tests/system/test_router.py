@@ -308,7 +308,7 @@ async def test_the_daily_loss_limit_can_run_the_kill_switch_by_itself(nats_serve
         await system.start_all()
         async with OrderMeshClient("s-loser", url=nats_server.url) as om:
             await market_live(om)
-            assert isinstance(await om.wait(await om.buy("GBPUSD", D("0.50"))), OrderFilled)
+            assert isinstance(await om.wait(await om.buy("GBPUSD", D("0.10"))), OrderFilled)  # costs ~1.1: below
             # a lot bought: the spread and the commission cost more than the limit of 5 at once
             assert isinstance(await om.wait(await om.buy("EURUSD", D("1"))), OrderFilled)
 

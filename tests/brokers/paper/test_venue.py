@@ -664,3 +664,41 @@ async def test_prices_continue_from_where_they_were_after_a_restart() -> None:
     again = PaperBroker("paper", SyntheticFeed("paper", SPECS, 7, clock=clock), store=store, clock=clock)
     await again.connect()
     assert {sym: again.feed.mid(sym) for sym in SPECS} == moved
+
+
+async def test_finished_orders_leave_memory_once_their_command_can_no_longer_arrive() -> None:
+    """Memory does not grow with history: a finished order is forgotten once its command has expired (the gateway
+    refuses an expired command before the venue sees it) and it is reported and saved; working orders stay."""
+    clock = Clock(1_000_000_000)
+    store = MemoryPaperStore()
+    broker = _venue(BOOK_1, clock=clock, store=store)
+    await broker.connect()
+    expires = clock.now + 30_000_000_000
+    for n in range(50):
+        cmd = _order(f"M{n}", Side.BUY if n % 2 else Side.SELL, "0.01", command_expires_ns=expires)
+        broker.take_reports(cmd, await broker.place_order(cmd))
+    resting = _order("R", Side.BUY, "1", OrderType.LIMIT, limit="1.09000", command_expires_ns=expires)
+    broker.take_reports(resting, await broker.place_order(resting))
+    positions = await broker.get_positions()
+    assert broker.prune_finished() == 0  # their commands could still be delivered
+    clock.now = expires + 120_000_000_000
+    assert broker.prune_finished() == 50
+    assert list(broker._orders) == ["R"] and broker.order("R").working  # noqa: SLF001 - the memory itself
+    assert await broker.get_positions() == positions  # the books are not the orders
+    assert len(store.orders) == 51  # the store keeps them (the account is rebuilt from their fills)
+
+
+async def test_a_restart_does_not_bring_forgotten_orders_back_into_memory() -> None:
+    clock = Clock(1_000_000_000)
+    store = MemoryPaperStore()
+    first = _venue(BOOK_1, clock=clock, store=store)
+    await first.connect()
+    for n in range(10):
+        cmd = _order(f"M{n}", Side.BUY, "0.01", command_expires_ns=clock.now + 30_000_000_000)
+        first.take_reports(cmd, await first.place_order(cmd))
+    positions = await first.get_positions()
+    clock.now += 200_000_000_000
+    again = _venue(BOOK_1, clock=clock, store=store)
+    await again.connect()  # the account is rebuilt from every stored fill, then the finished orders are forgotten
+    assert await again.get_positions() == positions
+    assert again._orders == {}  # noqa: SLF001 - the memory itself

@@ -80,8 +80,11 @@ if TYPE_CHECKING:
 ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
 WORKING: Final = (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
-#: How often the market's mids are stored while no order changes (steps of ``quote_interval_s``).
+#: How often the market's mids are stored while no order changes (steps of ``quote_interval_s``), and finished
+#: orders are forgotten.
 MARKS_EVERY_STEPS: Final = 25
+#: A finished order stays in memory this long after its command expired (clocks of router and gateway differ).
+FORGET_MARGIN_NS: Final = 60_000_000_000
 
 
 class Tickets(msgspec.Struct, kw_only=True):
@@ -241,6 +244,7 @@ class PaperBroker(BrokerClient):
         self._unsaved: set[str] = set()
         self._unreported: dict[str, None] = {}  # insertion-ordered set
         self._placing: set[str] = set()  # orders whose placement has not been reported by its handler yet
+        self._finished: dict[str, int] = {}  # finished orders, by when memory may forget them (ns), oldest first
         self._recent: dict[str, None] = {}
         self._loaded = False
 
@@ -261,10 +265,14 @@ class PaperBroker(BrokerClient):
             self._by_broker_id[o.broker_order_id] = o
             if o.working:
                 self._working.setdefault(o.cmd.symbol, {})[o.coid] = o
+            elif o.parent is None and not o.children and o.cmd.command_expires_ns is not None:
+                self._finished[o.coid] = o.cmd.command_expires_ns + FORGET_MARGIN_NS
             fills += [(int(f.deal_id), o, f) for f in o.fills]
         for _, o, f in sorted(fills, key=lambda t: t[0]):
             self._apply_position(o.cmd.symbol, o.cmd.side, f.quantity, f.price, f.position_id)
             self._cash += f.cash
+        self._finished = dict(sorted(self._finished.items(), key=lambda kv: kv[1]))
+        self.prune_finished()  # what a restart loaded only to rebuild the account
         self._loaded = True
 
     async def validate_connection(self) -> bool:
@@ -293,6 +301,12 @@ class PaperBroker(BrokerClient):
             self._working.setdefault(o.cmd.symbol, {})[o.coid] = o
         else:
             self._working.get(o.cmd.symbol, {}).pop(o.coid, None)
+            if o.parent is None and not o.children:  # (linked orders are looked up by their relatives: kept)
+                # forgettable once no delivery of its command can reach the venue: the gateway refuses an
+                # expired command before placing it; a command without an expiry keeps its order
+                expires = o.cmd.command_expires_ns
+                if expires is not None:
+                    self._finished[o.coid] = max(expires, self.clock()) + FORGET_MARGIN_NS
         self._unsaved.add(o.coid)
         self._unreported[o.coid] = None
         self._recent[o.coid] = None
@@ -602,9 +616,27 @@ class PaperBroker(BrokerClient):
                 await self.on_book(book)
                 yield book_quote(self.broker_id, book)
             if self.feed.steps % MARKS_EVERY_STEPS == 0:
+                self.prune_finished()
                 with contextlib.suppress(Exception):  # the next time, then; the orders' own saves carry them too
                     await self.save_marks()
             await asyncio.sleep(self.quote_interval_s)
+
+    def prune_finished(self) -> int:
+        """Forget finished orders whose command can no longer arrive (and that are reported and saved): memory
+        holds working orders and recent history, not every order ever placed. The store keeps them."""
+        now = self.clock()
+        forgotten = 0
+        for coid, due in list(self._finished.items()):
+            if due > now:
+                break  # due times follow the order they finished in, closely enough to stop here
+            if coid in self._unreported or coid in self._unsaved or coid in self._placing:
+                continue  # the next round
+            del self._finished[coid]
+            o = self._orders.pop(coid, None)
+            if o is not None:
+                self._by_broker_id.pop(o.broker_order_id, None)
+                forgotten += 1
+        return forgotten
 
     async def save_marks(self) -> None:
         """Store the market's last mids (with the tickets), so a restart continues from them."""
