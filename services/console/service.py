@@ -582,7 +582,6 @@ class ConsoleService:
             self.log.warning("console close-all done", session=who, scope=where, flat=report.flat, detail=detail)
             self._wake.set()
 
-
     async def _kill(self, who: str, accounts: list[str]) -> None:
         """The kill switch (``OrderMeshClient.kill``) for each account, its outcome recorded for the page."""
         from ordermesh.sdk import OrderMeshClient

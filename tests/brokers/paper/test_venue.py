@@ -683,7 +683,7 @@ async def test_finished_orders_leave_memory_once_their_command_can_no_longer_arr
     assert broker.prune_finished() == 0  # their commands could still be delivered
     clock.now = expires + 120_000_000_000
     assert broker.prune_finished() == 50
-    assert list(broker._orders) == ["R"] and broker.order("R").working  # noqa: SLF001 - the memory itself
+    assert list(broker._orders) == ["R"] and broker.order("R").working
     assert await broker.get_positions() == positions  # the books are not the orders
     assert len(store.orders) == 51  # the store keeps them (the account is rebuilt from their fills)
 
@@ -701,4 +701,4 @@ async def test_a_restart_does_not_bring_forgotten_orders_back_into_memory() -> N
     again = _venue(BOOK_1, clock=clock, store=store)
     await again.connect()  # the account is rebuilt from every stored fill, then the finished orders are forgotten
     assert await again.get_positions() == positions
-    assert again._orders == {}  # noqa: SLF001 - the memory itself
+    assert again._orders == {}
