@@ -45,8 +45,9 @@ class AuthSettings(_Cfg):
     enabled: bool = True
     #: The server's authorization block (``nats-auth.conf``) and one seed per identity (``<identity>.nk``, 0600).
     dir: str = ".ordermesh/auth"
-    #: Strategy ids with an identity of their own (the demo's strategies are added to these).
-    strategies: list[str] = msgspec.field(default_factory=list)
+    #: Strategy ids with an identity of their own (the demo's strategies are added to these). ``my-strategy`` is the
+    #: README's example, so it runs against ``make run`` as written.
+    strategies: list[str] = msgspec.field(default_factory=lambda: ["my-strategy"])
     operators: list[str] = msgspec.field(default_factory=lambda: ["operator"])
     observers: list[str] = msgspec.field(default_factory=lambda: ["observer"])
 
