@@ -10,6 +10,8 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from pathlib import Path
 
+import msgspec
+
 from ordermesh.brokers.registry import ADAPTER_TYPES
 from ordermesh.contract.codec import decode_any
 from ordermesh.contract.ids import client_order_id
@@ -308,7 +310,19 @@ async def test_the_daily_loss_limit_can_run_the_kill_switch_by_itself(nats_serve
         await system.start_all()
         async with OrderMeshClient("s-loser", url=nats_server.url) as om:
             await market_live(om)
+
             assert isinstance(await om.wait(await om.buy("GBPUSD", D("0.10"))), OrderFilled)  # costs ~1.1: below
+
+            async def day_started() -> bool:
+                try:
+                    entry = await (await om.bus.kv("om_control")).get("router")
+                except Exception:
+                    return False
+                start = msgspec.msgpack.decode(entry.value or b"\x80").get("day_start", {}).get("paper-1")
+                return start is not None
+
+            # the router measures the day's loss from the first account state it saw (the keeper's, after a fill)
+            await eventually(day_started, timeout=20, what="the router's day-start equity of paper-1")
             # a lot bought: the spread and the commission cost more than the limit of 5 at once
             assert isinstance(await om.wait(await om.buy("EURUSD", D("1"))), OrderFilled)
 
