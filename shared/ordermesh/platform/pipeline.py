@@ -109,12 +109,11 @@ class Puller:
             self._requests.popleft()  # its 408 was lost (or the server dropped it): nothing more will come
 
     def _delivered(self) -> None:
-        while self._requests:
+        """One message of the oldest request has come (the server serves requests in order)."""
+        if self._requests:
             self._requests[0][1] -= 1
-            if self._requests[0][1] > 0:
-                return
-            self._requests.popleft()
-            return
+            if self._requests[0][1] <= 0:
+                self._requests.popleft()
 
     async def _deliver(self, msg: Msg) -> None:
         headers = msg.headers
