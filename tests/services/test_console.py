@@ -286,7 +286,10 @@ async def test_the_page_shows_a_fill_within_seconds_of_a_submit(running: Running
     assert pos[0] == "paper-1" and pos[3] == "0.10" and pos[4] == f"{report.last_px:.5f}"
     summary = await page.wait_row("strategies", lambda r: r["cells"][1] == STRATEGY, 10, "the strategy's summary")
     assert summary[0] == "paper-1" and summary[6:] == ["0", "-", "1"]  # no trade closed yet: no win rate
-    account = await page.wait_row("accounts", lambda r: r["cells"][0] == "paper-1 (netting, USD)", 10)
+    # (the row is there before the fill: wait for the keeper's state that counts it, read every second)
+    account = await page.wait_row(
+        "accounts", lambda r: r["cells"][0] == "paper-1 (netting, USD)" and r["cells"][-1] == "1", 10, "counted"
+    )
     assert account[1] == "ACTIVE" and account[-1] == "1"  # one fill
     # health of every process and of the broker, and the hop latency of that order
     for name in ("gateway paper", "keeper", "router", "sizer"):
