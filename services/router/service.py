@@ -3,14 +3,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.contract.codec import (
@@ -30,10 +32,13 @@ from ordermesh.contract.subjects import (
     KV_ACCOUNTS,
     KV_CONTROL,
     KV_INSTRUMENTS,
+    KV_LEASES,
     KV_ORDERS,
     ORDERS,
     kv_key,
     kv_key_parts,
+    router_durables,
+    router_lease,
 )
 from ordermesh.contract.wire import (
     AccountState,
@@ -42,7 +47,9 @@ from ordermesh.contract.wire import (
     CancelRequest,
     ControlReply,
     ExecEvent,
+    Fence,
     Fixed,
+    Heartbeat,
     Intent,
     OrderDenied,
     OrderFilled,
@@ -59,9 +66,11 @@ from ordermesh.contract.wire import (
 from ordermesh.platform import metrics
 from ordermesh.platform.bus import Bus, KVMirror, stream_seq
 from ordermesh.platform.config import ConfigError, OrderMeshConfig, load_config, unknown_account
+from ordermesh.platform.lease import Lease, lease_token
 from ordermesh.platform.log import bind_ids
-from ordermesh.platform.runtime import RetryLater, Service
+from ordermesh.platform.runtime import Consuming, NotOwner, RetryLater, Service
 from ordermesh.routing.orders import Applied, Ev, InvalidTransition, OrderRecord
+from ordermesh.routing.partitions import accounts_of, partition_of, rebalance
 from ordermesh.routing.risk import (
     DailyLossRule,
     OrderToCheck,
@@ -110,19 +119,31 @@ class OrderStore:
             else:
                 self._locks[coid] = (lock, users - 1)
 
-    async def load(self) -> int:
-        """Rebuild memory and exposure from every record in the bucket (at start)."""
+    async def load(self, accounts: Iterable[str] | None = None) -> int:
+        """Rebuild memory and exposure from the bucket's records (of ``accounts``; all when None): at start, and
+        when this router takes a partition (what its previous owner wrote is the state of record)."""
+        wanted = None if accounts is None else set(accounts)
         kv = await self._bus.kv(KV_ORDERS)
         watcher = await kv.watchall(ignore_deletes=True)
         n = 0
         try:
             while (entry := await watcher.updates(timeout=30.0)) is not None:
                 if entry.value:
-                    self._count(msgspec.msgpack.decode(entry.value, type=OrderRecord))
-                    n += 1
+                    rec = msgspec.msgpack.decode(entry.value, type=OrderRecord)
+                    if wanted is None or rec.account in wanted:
+                        self._count(rec)
+                        n += 1
         finally:
             await watcher.stop()
         return n
+
+    def forget(self, accounts: Iterable[str]) -> None:
+        """Drop what memory holds of ``accounts`` (a partition given up, or about to be reloaded)."""
+        gone = set(accounts)
+        for coid in [c for c, rec in self._cache.items() if rec.account in gone]:
+            del self._cache[coid]
+            self._seen.pop(coid, None)
+        self._exposure.forget(gone)
 
     def _count(self, rec: OrderRecord) -> None:
         filled, leaves, was_open = self._seen.get(rec.client_order_id, (Decimal(0), Decimal(0), 0))
@@ -171,6 +192,20 @@ class ControlState(msgspec.Struct, kw_only=True):
     day_start: dict[str, tuple[str, Decimal]] = msgspec.field(default_factory=dict)  # account -> (UTC day, equity)
 
 
+@dataclass
+class HeldPartition:
+    """A partition this router holds: its lease (the fencing token of every command), accounts and consumers."""
+
+    partition: int
+    lease: Lease
+    accounts: list[str]
+    consumers: list[Consuming] = field(default_factory=list)
+    control: Any = None  # the subscription answering control requests forwarded to the owner
+
+
+#: A router whose heartbeat has not been heard for this long no longer counts when partitions are shared out.
+ROUTER_STALE_S = 3.0
+
 #: What each control subject accepts (see ordermesh.contract.subjects.CONTROLS).
 CONTROL_REQUESTS: dict[str, tuple[type, ...]] = {
     "trading": (SetTradingState, TradingStateQuery),
@@ -210,6 +245,14 @@ class RouterService(Service):
         )
         self.risk = RiskEngine(self.view)
         self._mirrors: list[KVMirror] = []
+        self.partitions = config.router.partitions
+        self.held: dict[int, HeldPartition] = {}
+        #: lease key -> (holder, token, when its last write was seen): who holds which partition, from the watch
+        self.leases: dict[str, tuple[str, int, float]] = {}
+        self.routers_seen: dict[str, float] = {}  # router instance -> when its heartbeat was last heard
+        #: accounts whose trading state this router changed and has not written yet (a watch must not undo it)
+        self._dirty: set[str] = set()
+        self._control_lock = asyncio.Lock()
 
     def default_http_port(self) -> int:
         return self.config.http.router
@@ -218,32 +261,163 @@ class RouterService(Service):
 
     async def setup(self) -> None:
         self.store = OrderStore(self.bus, self.view.exposure)
-        loaded = await self.store.load()
         await self.load_control()
         s = self.subjects
         self._mirrors.append(await self.bus.kv_mirror(KV_ACCOUNTS, self.on_account))
         self._mirrors.append(await self.bus.kv_mirror(KV_INSTRUMENTS, self.instruments.on_report))
+        self._mirrors.append(await self.bus.kv_mirror(KV_CONTROL, self.on_control_state))
+        self._mirrors.append(await self.bus.kv_mirror(KV_LEASES, keys="router.>", on_entry=self.on_lease))
         await self.bus.subscribe(f"{s.prefix}.md.>", self.on_quote)
         await self.bus.subscribe(f"{s.prefix}.health.gateway.>", self.on_heartbeat)
+        await self.bus.subscribe(f"{s.prefix}.health.router.>", self.on_router_heartbeat)
         await self.bus.subscribe(s.all_ctl, self.on_control, queue="router")
-        self.consume(
-            stream=ORDERS,
-            durable="router",
-            filter_subject=s.all_orders,
-            codec=ORDER_CODEC,
-            handler=self.on_order,
-            lane=lambda req: f"{req.intent.account}\x1f{req.intent.intent_id}",
-            on_bad=self.on_bad_order,
+        # every router reloads its registry (each answers; the asker takes the first answer)
+        await self.bus.subscribe(s.ctl("registry.reload"), self.on_registry_reload)
+        await self.rebalance()  # the first share of partitions before the service counts as started
+        self.spawn(self._partitions_loop(), "partitions")
+
+    # ------------------------------------------------------------------------------ partitions
+
+    @property
+    def lease_period_s(self) -> float:
+        return max(0.2, self.config.nats.lease_ttl_s / 3)
+
+    def on_lease(self, key: str, value: bytes | None, revision: int) -> None:
+        found = lease_token(value, revision)
+        if found is None:
+            self.leases.pop(key, None)
+        else:
+            self.leases[key] = (found[0], found[1], time.monotonic())
+
+    async def on_router_heartbeat(self, msg: Msg) -> None:
+        with contextlib.suppress(BadMessage):
+            hb = HEARTBEAT_CODEC.decode(msg.data)
+            if hb.service == self.name:
+                self.routers_seen[hb.instance] = time.monotonic()
+
+    def live_routers(self) -> int:
+        now = time.monotonic()
+        others = {i for i, seen in self.routers_seen.items() if now - seen < ROUTER_STALE_S and i != self.instance}
+        return 1 + len(others)
+
+    def free_partitions(self) -> list[int]:
+        """Partitions nobody seems to hold: no lease key, or one not renewed for a whole ttl (expired; the server
+        removes such a key without telling watchers)."""
+        now, ttl = time.monotonic(), self.config.nats.lease_ttl_s
+        out = []
+        for p in range(self.partitions):
+            if p in self.held:
+                continue
+            seen = self.leases.get(router_lease(p))
+            if seen is None or now - seen[2] > ttl:
+                out.append(p)
+        return out
+
+    async def _partitions_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease_period_s)
+            try:
+                await self.rebalance()
+            except (TimeoutError, nats.errors.Error) as exc:
+                self.log.warning("partition leases not renewed this round", error=str(exc) or type(exc).__name__)
+
+    async def rebalance(self) -> None:
+        """Renew what this router holds (drop what it lost), then take or give up partitions toward its share."""
+        for p, held in list(self.held.items()):
+            if not await held.lease.renew():
+                self.log.warning("partition lost", partition=p)
+                await self.drop(p, drain_s=0.0)
+        take, give = rebalance(self.instance, self.held, self.free_partitions(), self.live_routers(), self.partitions)
+        for p in give:
+            await self.drop(p, drain_s=2.0)
+        kv = await self.bus.kv(KV_LEASES)
+        got = []
+        for p in take:
+            lease = Lease(kv, router_lease(p), self.instance, self.config.nats.lease_ttl_s)
+            if await lease.acquire():
+                got.append((p, lease))
+        if got:
+            await self.take(got)
+
+    async def take(self, got: list[tuple[int, Lease]]) -> None:
+        """Start routing partitions just leased: their records reloaded (the state of record, whoever wrote it),
+        then their consumers, which resume where the previous owner's acks left them."""
+        s = self.subjects
+        accounts = {p: accounts_of(p, self.config.accounts, self.partitions) for p, _ in got}
+        everyone = [a for accs in accounts.values() for a in accs]
+        self.store.forget(everyone)
+        loaded = await self.store.load(everyone) if self.partitions > 1 else await self.store.load()
+        for p, lease in got:
+            held = self.held[p] = HeldPartition(p, lease, accounts[p])
+            orders, exec_ = router_durables(p)
+            # one partition: every order subject (an account missing from this config still gets its denial)
+            filters = (s.all_orders,) if self.partitions == 1 else tuple(s.order(a) for a in accounts[p])
+            if filters:
+                held.consumers.append(
+                    self.start_consuming(
+                        stream=ORDERS,
+                        durable=orders,
+                        filter_subject=filters,
+                        codec=ORDER_CODEC,
+                        handler=self.on_order,
+                        lane=lambda req: f"{req.intent.account}\x1f{req.intent.intent_id}",
+                        on_bad=self.on_bad_order,
+                        start_after=("router",),
+                    )
+                )
+            held.consumers.append(
+                self.start_consuming(
+                    stream=EXEC,
+                    durable=exec_,
+                    filter_subject=s.all_exec,
+                    codec=EXEC_CODEC,
+                    handler=self._exec_handler(p),
+                    lane=lambda event: event.client_order_id,
+                    start_after=("router-exec",),
+                )
+            )
+            held.control = await self.bus.subscribe(s.partition_ctl(p), self._partition_control_handler(p))
+            metrics.ROUTER_PARTITIONS.labels(str(p)).set(1)
+        self.log.info(
+            "partitions taken",
+            partitions=sorted(p for p, _ in got),
+            held=sorted(self.held),
+            orders=loaded,
+            open_orders=len(self.store.open_records()),
         )
-        self.consume(
-            stream=EXEC,
-            durable="router-exec",
-            filter_subject=s.all_exec,
-            codec=EXEC_CODEC,
-            handler=self.on_exec,
-            lane=lambda event: event.client_order_id,
-        )
-        self.log.info("router state loaded", orders=loaded, open_orders=len(self.store.open_records()))
+
+    async def drop(self, p: int, drain_s: float) -> None:
+        """Stop routing partition ``p``: consumers stopped (what is in hand finishes for up to ``drain_s``; the
+        rest goes back to the server), its lease released when given up (lost: nothing to release)."""
+        held = self.held.pop(p, None)
+        if held is None:
+            return
+        if held.control is not None:
+            with contextlib.suppress(Exception):
+                await held.control.unsubscribe()
+        await asyncio.gather(*(c.stop(drain_s) for c in held.consumers))
+        if drain_s:
+            await held.lease.release()
+        self.store.forget(held.accounts)
+        metrics.ROUTER_PARTITIONS.labels(str(p)).set(0)
+        self.log.info("partition given up" if drain_s else "partition dropped", partition=p, held=sorted(self.held))
+
+    def fence(self, account: str) -> Fence:
+        """The fence of a command for ``account``; NotOwner when this router does not hold its partition now."""
+        p = partition_of(account, self.partitions)
+        held = self.held.get(p)
+        if held is None or not held.lease.held:
+            raise NotOwner(f"partition {p} (account {account}) is not held by this router")
+        return Fence(lease=held.lease.key, token=held.lease.token)
+
+    def owns(self, account: str) -> bool:
+        held = self.held.get(partition_of(account, self.partitions))
+        return held is not None and held.lease.held
+
+    def heartbeat(self) -> Heartbeat:
+        hb = super().heartbeat()
+        held = ",".join(str(p) for p in sorted(self.held))
+        return msgspec.structs.replace(hb, detail={"partitions": held, "of": str(self.partitions)})
 
     async def teardown(self) -> None:
         for m in self._mirrors:
@@ -287,9 +461,12 @@ class RouterService(Service):
             return
         self.accounts[state.account] = state
         day = datetime.fromtimestamp(state.ts_ns / 1e9, UTC).date().isoformat()
+        if not self.owns(state.account):
+            return  # its owner keeps its day start and runs its kill switch
         known = self.day_start.get(state.account)
         if known is None or known[0] != day:
             self.day_start[state.account] = (day, state.equity)
+            self._dirty.add(state.account)
             self.spawn(self.save_control(), "save-control")
         self._maybe_kill(state.account)
 
@@ -311,6 +488,7 @@ class RouterService(Service):
         ``KILL_FLAT_WAIT_S``). Never raises: a failure is logged and the account is halted anyway."""
         self.log.warning("kill switch", account=account, reason=why)
         try:
+            self._dirty.add(account)
             self.trading.set(TradingState.REDUCING, account, None)
             await self.save_control()
             for rec in self.store.open_records():
@@ -332,6 +510,7 @@ class RouterService(Service):
         except Exception:
             self.log.exception("kill switch failed; halting the account anyway", account=account)
             flat = False
+        self._dirty.add(account)
         self.trading.set(TradingState.HALTED, account, None)
         await self.save_control()
         self.log.warning("kill switch done: account halted", account=account, flat=flat)
@@ -356,12 +535,15 @@ class RouterService(Service):
         intent = req.intent
         coid = client_order_id(intent.account, intent.intent_id)
         with bind_ids(intent_id=intent.intent_id, client_order_id=coid, strategy_id=intent.strategy_id):
+            self.fence(intent.account)  # not ours (any more): back to the server for the owner
             async with self.store.locked(coid):
                 existing = await self.store.get(coid)
                 if existing is not None:
                     # Already decided: a repeat of the same intent never reaches a broker again.
                     self.log.info("duplicate order request ignored", status=existing.status.value)
                     metrics.MESSAGES.labels(self.name, "router", "duplicate").inc()
+                    if existing.status is OrderStatus.DENIED:  # its denial may not have been published: again
+                        await self.publish_denial(existing.denial())
                     return
                 started = time.perf_counter()
                 try:
@@ -371,13 +553,18 @@ class RouterService(Service):
                     self.bad_message(msg.subject, "unprocessable", repr(exc))
                     decision = deny(req, coid, RejectCategory.INVALID, f"unprocessable: {exc!r}"[:500])
                 metrics.ROUTER_DECISION_SECONDS.observe(time.perf_counter() - started)
+                fence = self.fence(intent.account)  # checked again just before anything leaves
                 if isinstance(decision, OrderDenied):
-                    await self.bus.publish(self.subjects.reject(intent.strategy_id), decision, msg_id=f"deny:{coid}")
+                    # Record first: a redelivery (after a crash, or to the partition's next owner) finds the
+                    # decision and repeats the same denial instead of deciding again, maybe otherwise.
+                    rec = OrderRecord.denied(decision, intent.side, req.quantity)
+                    await self.store.put(rec)
+                    await self.publish_denial(decision)
                     metrics.REFUSALS.labels(self.name, decision.category.value).inc()
                     metrics.ORDERS.labels(OrderStatus.DENIED.value).inc()
                     self.log.info("order denied", reason=decision.reason)
                     return
-                cmd = decision
+                cmd = msgspec.structs.replace(decision, fence=fence)
                 # Command first, record second: a crash in between redelivers this request, which finds no
                 # record and republishes the same command id, dropped by the stream as a duplicate.
                 await self.bus.publish(self.subjects.cmd(cmd.broker_id), cmd, msg_id=cmd.command_id)
@@ -387,6 +574,10 @@ class RouterService(Service):
             metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
             metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
             self.log.debug("order submitted", broker_id=cmd.broker_id, quantity=str(cmd.quantity))
+
+    async def publish_denial(self, denial: OrderDenied) -> None:
+        subject = self.subjects.reject(denial.strategy_id)
+        await self.bus.publish(subject, denial, msg_id=f"deny:{denial.client_order_id}")
 
     async def on_bad_order(self, msg: Msg, exc: BadMessage) -> None:
         """An order request that does not decode is denied to its strategy when its intent names itself (intent id,
@@ -448,9 +639,21 @@ class RouterService(Service):
         denial = self.risk.check(order)
         if denial is not None:
             if denial.rule == "daily_loss":
+                self._dirty.add(intent.account)
                 self.spawn(self.save_control(), "save-control")
             return deny(req, coid, denial.category, denial.detail)
         return place_command(req, coid, broker_id, self.config.router.command_ttl_s, time.time_ns())
+
+    def _exec_handler(self, partition: int) -> Callable[[ExecEvent, Msg], Any]:
+        """Partition ``partition``'s exec consumer reads every report and acts on its own accounts' only."""
+
+        async def on_exec(event: ExecEvent, msg: Msg) -> None:
+            if partition_of(event.account, self.partitions) != partition:
+                return  # another partition's: its own consumer has it
+            self.fence(event.account)  # the partition was lost meanwhile: left to the next owner
+            await self.on_exec(event, msg)
+
+        return on_exec
 
     async def on_exec(self, event: ExecEvent, msg: Msg) -> None:
         with bind_ids(intent_id=event.intent_id, client_order_id=event.client_order_id):
@@ -517,27 +720,80 @@ class RouterService(Service):
             entry = await (await self.bus.kv(KV_CONTROL)).get("router")
         except KeyNotFoundError:
             return
-        if not entry.value:
-            return
-        state = msgspec.msgpack.decode(entry.value, type=ControlState)
+        if entry.value:
+            self.apply_control(msgspec.msgpack.decode(entry.value, type=ControlState))
+
+    def apply_control(self, state: ControlState) -> None:
+        """Take the shared trading states and day starts (any router may have changed them), keeping those of
+        accounts this router changed and has not written yet."""
+        keep = self._dirty
         self.trading.global_state = state.global_state
-        self.trading.accounts.update(state.accounts)
-        for account, strategies in state.strategies.items():
-            for strategy, ts in strategies.items():
-                self.trading.strategies[(account, strategy)] = ts
-        self.day_start.update(state.day_start)
+        mine = {a: ts for a, ts in self.trading.accounts.items() if a in keep}
+        self.trading.accounts.clear()
+        self.trading.accounts.update({a: ts for a, ts in state.accounts.items() if a not in keep} | mine)
+        strategies = {k: ts for k, ts in self.trading.strategies.items() if k[0] in keep}
+        self.trading.strategies.clear()
+        for account, by_strategy in state.strategies.items():
+            if account not in keep:
+                for strategy, ts in by_strategy.items():
+                    self.trading.strategies[(account, strategy)] = ts
+        self.trading.strategies.update(strategies)
+        for account, started in state.day_start.items():
+            if account not in keep:
+                self.day_start[account] = started
+
+    def on_control_state(self, key: str, value: bytes | None) -> None:
+        if key != "router" or not value:
+            return
+        try:
+            self.apply_control(msgspec.msgpack.decode(value, type=ControlState))
+        except (msgspec.DecodeError, ValueError):
+            self.bad_message(f"$KV.{KV_CONTROL}.{key}", "decode", "control state")
+
+    async def update_control(self, change: Callable[[ControlState], None]) -> ControlState:
+        """Change the shared control state (KV ``om_control``, key ``router``) by revision: routers never overwrite
+        each other's changes; a conflict re-reads and applies ``change`` again."""
+        kv = await self.bus.kv(KV_CONTROL)
+        async with self._control_lock:
+            for _ in range(50):
+                try:
+                    entry = await kv.get("router")
+                    revision = int(entry.revision or 0)
+                    state = msgspec.msgpack.decode(entry.value, type=ControlState) if entry.value else ControlState()
+                except KeyNotFoundError:
+                    revision, state = 0, ControlState()
+                change(state)
+                data = msgspec.msgpack.encode(state)
+                try:
+                    if revision:
+                        await kv.update("router", data, last=revision)
+                    else:
+                        await kv.create("router", data)
+                except KeyWrongLastSequenceError:
+                    continue
+                self._dirty.clear()
+                self.apply_control(state)
+                return state
+        raise RuntimeError("the control state kept changing under this router; try again")
 
     async def save_control(self) -> None:
-        strategies: dict[str, dict[str, TradingState]] = {}
-        for (account, strategy), ts in self.trading.strategies.items():
-            strategies.setdefault(account, {})[strategy] = ts
-        state = ControlState(
-            global_state=self.trading.global_state,
-            accounts=dict(self.trading.accounts),
-            strategies=strategies,
-            day_start=dict(self.day_start),
-        )
-        await (await self.bus.kv(KV_CONTROL)).put("router", msgspec.msgpack.encode(state))
+        """Write what this router decided for the accounts it owns (trading states, day starts)."""
+        mine = {a for a in self.config.accounts if self.owns(a)} | self._dirty
+
+        def change(state: ControlState) -> None:
+            for account in mine:
+                ts = self.trading.accounts.get(account)
+                if ts is None:
+                    state.accounts.pop(account, None)
+                else:
+                    state.accounts[account] = ts
+                strategies = {st: v for (a, st), v in self.trading.strategies.items() if a == account}
+                if strategies:
+                    state.strategies[account] = strategies
+                if account in self.day_start:
+                    state.day_start[account] = self.day_start[account]
+
+        await self.update_control(change)
 
     def describe_trading(self) -> str:
         parts = [f"global {self.trading.global_state.value}"]
@@ -551,7 +807,13 @@ class RouterService(Service):
         ]
         return "; ".join(parts)
 
+    async def on_registry_reload(self, msg: Msg) -> None:
+        """``ctl.registry.reload`` reaches every router (no queue group): each reloads and answers."""
+        await self.respond(msg, await self.reload_registry())
+
     async def on_control(self, msg: Msg) -> None:
+        if msg.subject == self.subjects.ctl("registry.reload"):
+            return  # answered by every router's own subscription (on_registry_reload)
         try:
             req = CONTROL_CODEC.decode(msg.data)
         except BadMessage as exc:
@@ -587,10 +849,10 @@ class RouterService(Service):
     async def control(self, req: Any) -> ControlReply:
         if isinstance(req, SetTradingState):
             try:
-                self.trading.set(req.state, req.account, req.strategy_id)
+                TradingStates().set(req.state, req.account, req.strategy_id)  # refused before anything is written
             except ValueError as exc:
                 return ControlReply(ok=False, detail=str(exc))
-            await self.save_control()
+            await self.update_control(lambda state: set_trading(state, req))
             scope = (
                 f"strategy {req.account}/{req.strategy_id}"
                 if req.strategy_id
@@ -601,23 +863,79 @@ class RouterService(Service):
         if isinstance(req, TradingStateQuery):
             return ControlReply(ok=True, detail=self.describe_trading())
         if isinstance(req, CancelRequest):
+            p = partition_of(req.account, self.partitions)
+            if p not in self.held:
+                return await self.forward(p, req)
             coid = req.client_order_id or client_order_id(req.account, req.intent_id or "")
             return await self.cancel(coid, requested_by=req.strategy_id)
         if isinstance(req, CancelAll):
-            sent = 0
-            for rec in self.store.open_records():
-                if (req.account and rec.account != req.account) or (
-                    req.strategy_id and rec.strategy_id != req.strategy_id
-                ):
-                    continue
-                if rec.status is OrderStatus.PENDING_CANCEL:
-                    continue  # a cancel is already on its way
-                if (await self.cancel(rec.client_order_id, requested_by=None)).ok:
-                    sent += 1
-            return ControlReply(ok=True, detail=f"{sent} cancel(s) sent")
+            return await self.cancel_all(req)
         if isinstance(req, RegistryReload):
             return await self.reload_registry()
         return ControlReply(ok=False, detail=f"{type(req).__name__} is not handled by the router")
+
+    async def forward(self, p: int, req: Any) -> ControlReply:
+        """A control request about partition ``p``, which another router holds: asked of its owner."""
+        try:
+            data = await self.bus.request(self.subjects.partition_ctl(p), req, timeout=5.0)
+            reply = CONTROL_CODEC.decode(data)
+        except (TimeoutError, nats.errors.Error, BadMessage) as exc:
+            why = "no router holds it right now" if isinstance(exc, nats.errors.NoRespondersError) else repr(exc)
+            return ControlReply(ok=False, detail=f"partition {p}: {why}; try again in a few seconds")
+        return reply if isinstance(reply, ControlReply) else ControlReply(ok=False, detail="unexpected reply")
+
+    async def cancel_all(self, req: CancelAll) -> ControlReply:
+        """Cancel-all over every partition: this router's own, and each other one asked of its owner."""
+        partitions = [partition_of(req.account, self.partitions)] if req.account else range(self.partitions)
+        sent, problems = 0, []
+        for p in partitions:
+            reply = await (self.cancel_all_held(req, p) if p in self.held else self.forward(p, req))
+            if reply.ok:
+                sent += reply.count or 0
+            else:
+                problems.append(reply.detail)
+        detail = f"{sent} cancel(s) sent" + "".join(f"; {p}" for p in problems)
+        return ControlReply(ok=not problems, detail=detail, count=sent)
+
+    async def cancel_all_held(self, req: CancelAll, p: int) -> ControlReply:
+        sent = 0
+        for rec in self.store.open_records():
+            if partition_of(rec.account, self.partitions) != p:
+                continue
+            if (req.account and rec.account != req.account) or (req.strategy_id and rec.strategy_id != req.strategy_id):
+                continue
+            if rec.status is OrderStatus.PENDING_CANCEL:
+                continue  # a cancel is already on its way
+            if (await self.cancel(rec.client_order_id, requested_by=None)).ok:
+                sent += 1
+        return ControlReply(ok=True, detail=f"{sent} cancel(s) sent", count=sent)
+
+    def _partition_control_handler(self, p: int) -> Callable[[Msg], Any]:
+        """Requests forwarded to the owner of partition ``p`` (``om.router.p<k>.ctl``): cancels of its orders."""
+
+        async def on_partition_control(msg: Msg) -> None:
+            try:
+                req = CONTROL_CODEC.decode(msg.data)
+            except BadMessage as exc:
+                self.bad_message(msg.subject, exc.reason, exc.detail)
+                await self.respond(msg, ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}"))
+                return
+            try:
+                if isinstance(req, CancelAll):
+                    reply = await self.cancel_all_held(req, p)
+                elif isinstance(req, CancelRequest) and partition_of(req.account, self.partitions) == p:
+                    coid = req.client_order_id or client_order_id(req.account, req.intent_id or "")
+                    reply = await self.cancel(coid, requested_by=req.strategy_id)
+                else:
+                    reply = ControlReply(ok=False, detail=f"{type(req).__name__} is not answered on {msg.subject}")
+            except NotOwner as exc:
+                reply = ControlReply(ok=False, detail=f"{exc}; try again in a few seconds")
+            except Exception as exc:  # a control request must always be answered
+                self.log.exception("forwarded control request failed", request=type(req).__name__)
+                reply = ControlReply(ok=False, detail=f"{type(exc).__name__}: {exc}")
+            await self.respond(msg, reply)
+
+        return on_partition_control
 
     async def cancel(self, coid: str, requested_by: str | None) -> ControlReply:
         async with self.store.locked(coid):
@@ -633,6 +951,7 @@ class RouterService(Service):
                 if denial is not None:
                     metrics.REFUSALS.labels(self.name, denial.category.value).inc()
                     return ControlReply(ok=False, detail=denial.reason)
+            fence = self.fence(rec.account)
             rec.transition(Ev.PENDING_CANCEL)
             n = len(rec.fill_ids)
             cmd = CancelOrder(
@@ -645,6 +964,7 @@ class RouterService(Service):
                 symbol=rec.symbol,
                 broker_order_id=rec.broker_order_id,
                 command_expires_ns=time.time_ns() + int(self.config.router.command_ttl_s * 1e9),
+                fence=fence,
             )
             await self.bus.publish(self.subjects.cmd(rec.broker_id), cmd, msg_id=cmd.command_id)
             await self.store.put(rec)
@@ -660,6 +980,16 @@ class RouterService(Service):
         self.log.info("broker registry reloaded", brokers=self.registry.ids, problems=len(problems))
         detail = f"{len(self.registry.usable())} usable broker(s): {', '.join(self.registry.usable()) or 'none'}"
         return ControlReply(ok=True, detail="\n".join([detail, *problems]))
+
+
+def set_trading(state: ControlState, req: SetTradingState) -> None:
+    """Apply an operator's trading-state change to the shared control state."""
+    if req.strategy_id is not None and req.account is not None:
+        state.strategies.setdefault(req.account, {})[req.strategy_id] = req.state
+    elif req.account is not None:
+        state.accounts[req.account] = req.state
+    else:
+        state.global_state = req.state
 
 
 class RouterInstruments:

@@ -248,7 +248,7 @@ def test_replicas_duplicate_window_and_ages_propagate() -> None:
     assert streams[sj.COMMANDS].subjects == ["prod.cmd.>"]
     assert streams[sj.EXEC].subjects == ["prod.exec.>", "prod.reject.>"]
     buckets = t.buckets()
-    assert [b.replicas for b in buckets] == [3] * 9
+    assert [b.replicas for b in buckets] == [3] * 10
 
 
 def test_buckets() -> None:
@@ -263,6 +263,7 @@ def test_buckets() -> None:
         "om_gateway",
         "om_paper",
         "om_mt5",
+        "om_leases",
     ]
     assert [b.bucket for b in buckets] == [
         sj.KV_ACCOUNTS,
@@ -274,7 +275,11 @@ def test_buckets() -> None:
         sj.KV_GATEWAY,
         sj.KV_PAPER,
         sj.KV_MT5,
+        sj.KV_LEASES,
     ]
+    # leases expire by the bucket's max age: the configured lease ttl
+    assert [b.ttl for b in buckets if b.bucket == sj.KV_LEASES] == [6.0]
+    assert Topology(Subjects(), lease_ttl_s=2.5).buckets()[-1].ttl == 2.5
     for b in buckets:
         assert b.history == 1
         assert b.replicas == 1

@@ -130,6 +130,11 @@ class Subjects:
     def q(self, name: str) -> str:
         return f"{self.prefix}.q.{name}"
 
+    def partition_ctl(self, partition: int) -> str:
+        """Where the router owning ``partition`` answers control requests about its orders (a router that receives
+        one on ``ctl`` for another router's partition forwards it here)."""
+        return f"{self.prefix}.router.p{partition}.ctl"
+
     # wildcards
     @property
     def all_intents(self) -> str:
@@ -182,6 +187,23 @@ KV_CONTROL = "om_control"  # trading states, day-start equity (router)
 KV_GATEWAY = "om_gateway"  # gateways: the command of every order still working, by broker and client order id
 KV_MT5 = "om_mt5"  # MT5 gateways: client order id <-> order ticket <-> position id <-> deal tickets
 KV_PAPER = "om_paper"  # the paper venue: tickets and orders (its account is rebuilt from their fills)
+KV_LEASES = "om_leases"  # who owns what: router partitions, the active gateway of a broker (ordermesh.platform.lease)
+
+
+def router_lease(partition: int) -> str:
+    """The lease (KV ``om_leases`` key) of one account partition: its owner is the one router that routes it."""
+    return f"router.p{partition}"
+
+
+def gateway_lease(broker_id: str) -> str:
+    """The lease of one broker connection: its holder is the active gateway, the others wait."""
+    return kv_key("gateway", broker_id)
+
+
+def router_durables(partition: int) -> tuple[str, str]:
+    """The durable consumers of one partition on OM_ORDERS and OM_EXEC (its owner's; they outlive any owner)."""
+    return f"router-p{partition}", f"router-exec-p{partition}"
+
 
 DAY_S = 86_400.0
 
@@ -195,6 +217,7 @@ class Topology:
     duplicate_window_s: float = 600.0
     intents_max_age_s: float = 7 * DAY_S
     exec_max_age_s: float = 365 * DAY_S
+    lease_ttl_s: float = 6.0
 
     def streams(self) -> list[StreamConfig]:
         s = self.subjects
@@ -261,6 +284,12 @@ class Topology:
         out.append(KeyValueConfig(bucket=KV_PAPER, history=1, replicas=self.replicas, storage=StorageType.FILE))
         # MT5 gateways: the ticket map (client order id <-> order ticket <-> position id <-> deal tickets).
         out.append(KeyValueConfig(bucket=KV_MT5, history=1, replicas=self.replicas, storage=StorageType.FILE))
+        # Leases expire by the bucket's max age: a holder that stops renewing is gone after lease_ttl_s.
+        out.append(
+            KeyValueConfig(
+                bucket=KV_LEASES, history=1, replicas=self.replicas, storage=StorageType.FILE, ttl=self.lease_ttl_s
+            )
+        )
         return out
 
 

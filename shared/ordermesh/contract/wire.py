@@ -380,6 +380,16 @@ class OrderRequest(Message, frozen=True, kw_only=True, tag="order_request"):
 # ----------------------------------------------------------------------------- router -> gateway
 
 
+class Fence(msgspec.Struct, frozen=True, kw_only=True):
+    """The lease a command was sent under (``ordermesh.platform.lease``): its KV ``om_leases`` key and the token
+    of its holder's tenure (the revision that created it; a later owner's is always higher). A gateway refuses a
+    command whose token is lower than the highest it has seen for that lease: a router that lost its partition
+    cannot place an order."""
+
+    lease: Name
+    token: Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+
+
 class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
     _unsigned: ClassVar[frozenset[str]] = _ORDER_UNSIGNED
 
@@ -406,6 +416,7 @@ class PlaceOrder(Message, frozen=True, kw_only=True, tag="place_order"):
     command_expires_ns: int | None = None
     #: Close this broker position (hedging accounts); venues without tickets (paper) ignore it.
     position_id: Name | None = None
+    fence: Fence | None = None
 
 
 class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
@@ -418,6 +429,7 @@ class CancelOrder(Message, frozen=True, kw_only=True, tag="cancel_order"):
     symbol: Name
     broker_order_id: Name | None = None
     command_expires_ns: int | None = None
+    fence: Fence | None = None
 
 
 class ModifyOrder(Message, frozen=True, kw_only=True, tag="modify_order"):
@@ -437,6 +449,7 @@ class ModifyOrder(Message, frozen=True, kw_only=True, tag="modify_order"):
     stop_loss: Decimal | None = None
     take_profit: Decimal | None = None
     command_expires_ns: int | None = None
+    fence: Fence | None = None
 
 
 Command = PlaceOrder | CancelOrder | ModifyOrder
@@ -736,6 +749,7 @@ class TradingStateQuery(Message, frozen=True, kw_only=True, tag="trading_state_q
 class ControlReply(Message, frozen=True, kw_only=True, tag="control_reply"):
     ok: bool
     detail: str = ""
+    count: int | None = None  # how many orders a request acted on (cancel-all), when it says
 
 
 Control = SetTradingState | CloseAll | CancelAll | RegistryReload | CancelRequest | TradingStateQuery

@@ -43,13 +43,16 @@ from ordermesh.contract.subjects import (
     KV_GATEWAY,
     KV_INSTRUMENTS,
     KV_KEEPER,
+    KV_LEASES,
     KV_MT5,
     KV_ORDERS,
     KV_PAPER,
     KV_POSITIONS,
     ORDERS,
     Subjects,
+    gateway_lease,
     kv_key,
+    router_durables,
     token,
 )
 from ordermesh.platform.config import OrderMeshConfig
@@ -62,7 +65,18 @@ SERVICE_ROLES = ("sizer", "router", "keeper")
 #: Durable consumers that services own: nobody else may create (and so re-point) a consumer of that name.
 SERVICE_DURABLES = {INTENTS: ("sizer",), ORDERS: ("router",), EXEC: ("router-exec",)}
 STREAMS = (INTENTS, ORDERS, COMMANDS, EXEC, EQUITY)
-BUCKETS = (KV_ACCOUNTS, KV_POSITIONS, KV_ORDERS, KV_INSTRUMENTS, KV_KEEPER, KV_CONTROL, KV_GATEWAY, KV_PAPER, KV_MT5)
+BUCKETS = (
+    KV_ACCOUNTS,
+    KV_POSITIONS,
+    KV_ORDERS,
+    KV_INSTRUMENTS,
+    KV_KEEPER,
+    KV_CONTROL,
+    KV_GATEWAY,
+    KV_PAPER,
+    KV_MT5,
+    KV_LEASES,
+)
 SEED_SUFFIX = ".nk"
 SERVER_FILE = "nats-auth.conf"
 
@@ -91,6 +105,8 @@ class Identity:
     name: str
     role: str
     scope: tuple[str, ...] = ()
+    #: ``router.partitions``: the routers' durables are one per partition, and nobody else may take their names.
+    partitions: int = 1
 
 
 def gateway_identity(broker_id: str) -> str:
@@ -105,13 +121,14 @@ def identities(config: OrderMeshConfig) -> list[Identity]:
     """Every identity the configuration calls for: the services, one gateway per configured broker, one per
     strategy (``nats.auth.strategies`` and the demo's), the operators, the observers and ``admin``."""
     auth = config.nats.auth
-    out = [Identity(role, role) for role in SERVICE_ROLES]
-    out += [Identity(gateway_identity(b), "gateway", (b,)) for b in sorted(config.brokers)]
+    n = config.router.partitions
+    out = [Identity(role, role, partitions=n) for role in SERVICE_ROLES]
+    out += [Identity(gateway_identity(b), "gateway", (b,), partitions=n) for b in sorted(config.brokers)]
     strategies = dict.fromkeys([*auth.strategies, *config.demo.strategies])
-    out += [Identity(strategy_identity(s), "strategy", (s,)) for s in strategies]
-    out += [Identity(name, "operator") for name in auth.operators]
-    out += [Identity(name, "observer") for name in auth.observers]
-    out.append(Identity("admin", "admin"))
+    out += [Identity(strategy_identity(s), "strategy", (s,), partitions=n) for s in strategies]
+    out += [Identity(name, "operator", partitions=n) for name in auth.operators]
+    out += [Identity(name, "observer", partitions=n) for name in auth.observers]
+    out.append(Identity("admin", "admin", partitions=n))
     names = [i.name for i in out]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -163,11 +180,11 @@ class Permissions:
             f"$JS.FC.{stream}.>",
         }
 
-    def feed(self, stream: str, filter_subject: str) -> None:
+    def feed(self, stream: str, filter_subject: str, partitions: int = 1) -> None:
         """Named ordered feeds on ``stream`` whose filter is ``filter_subject`` (or narrower within it)."""
         self.publish.add(f"{API}.CONSUMER.CREATE.{stream}.*.{filter_subject}")
         self.publish.add(f"{API}.STREAM.INFO.{stream}")
-        self.publish_deny |= {f"{API}.CONSUMER.CREATE.{stream}.{d}.>" for d in SERVICE_DURABLES.get(stream, ())}
+        self.publish_deny |= {f"{API}.CONSUMER.CREATE.{stream}.{d}.>" for d in service_durables(stream, partitions)}
 
     def kv_read(self, bucket: str) -> None:
         stream = f"KV_{bucket}"
@@ -185,6 +202,15 @@ class Permissions:
     def kv_write(self, bucket: str, keys: str = ">") -> None:
         self.kv_read(bucket)
         self.publish.add(f"$KV.{bucket}.{keys}")
+
+
+def service_durables(stream: str, partitions: int = 1) -> tuple[str, ...]:
+    """The durables of ``stream`` that services own (with one router durable per partition)."""
+    names = list(SERVICE_DURABLES.get(stream, ()))
+    for k in range(partitions):
+        orders, exec_ = router_durables(k)
+        names += [orders] if stream == ORDERS else [exec_] if stream == EXEC else []
+    return tuple(names)
 
 
 def permissions(identity: Identity, subjects: Subjects) -> Permissions:
@@ -206,8 +232,17 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
         perm.kv_watch(KV_ACCOUNTS)
         perm.subscribe.add(f"{p}.md.>")
     elif role == "router":
-        perm.consume(ORDERS, "router")
+        perm.consume(ORDERS, "router")  # before partitions: read where it stopped, so partitions start after it
         perm.consume(EXEC, "router-exec")
+        for k in range(identity.partitions):
+            orders, exec_ = router_durables(k)
+            perm.consume(ORDERS, orders)
+            perm.consume(EXEC, exec_)
+        perm.kv_write(KV_LEASES, "router.>")
+        perm.kv_watch(KV_LEASES)
+        perm.kv_watch(KV_CONTROL)  # trading states another router set
+        perm.publish.add(f"{p}.router.>")  # control requests forwarded to a partition's owner
+        perm.subscribe |= {f"{p}.router.>", f"{p}.health.router.>"}
         perm.publish |= {f"{p}.cmd.>", f"{p}.reject.>"}
         perm.publish.add(f"{p}.intent.>")  # the kill switch on the daily loss limit flattens through the sizer
         perm.kv_write(KV_ORDERS)
@@ -236,13 +271,15 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
             perm.kv_write(bucket, own)
             perm.ordered(f"KV_{bucket}")  # a gateway reloads its own keys by watching them
         perm.subscribe |= {f"{p}.q.unresolved.{b}", f"{p}.q.broker_positions.{b}"}
+        perm.kv_write(KV_LEASES, gateway_lease(broker_id))  # active or standby
+        perm.kv_watch(KV_LEASES)  # the routers' leases: commands from a deposed router are refused
         perm.allow_responses = True
     elif role == "strategy":
         for sid in identity.scope:
             s = token(sid)
             perm.publish |= {f"{p}.intent.{s}", f"{p}.ctl.cancel.{s}", f"{p}.ctl.cancel_all.{s}"}
-            perm.feed(EXEC, f"{p}.exec.*.{s}")
-            perm.feed(EXEC, f"{p}.reject.{s}")
+            perm.feed(EXEC, f"{p}.exec.*.{s}", identity.partitions)
+            perm.feed(EXEC, f"{p}.reject.{s}", identity.partitions)
         perm.publish |= {f"{p}.q.positions", f"{p}.q.account"}
         perm.subscribe.add(f"{p}.md.>")  # the market: quotes are what a strategy decides on
         perm.kv_read(KV_ORDERS)  # its orders' records, by client order id (unguessable: it holds the intent id)
@@ -251,8 +288,8 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
             perm.ordered(stream)
         for bucket in BUCKETS:
             perm.kv_read(bucket)
-        perm.feed(EXEC, f"{p}.exec.>")
-        perm.feed(EXEC, f"{p}.reject.>")
+        perm.feed(EXEC, f"{p}.exec.>", identity.partitions)
+        perm.feed(EXEC, f"{p}.reject.>", identity.partitions)
         perm.publish |= {f"{p}.q.positions", f"{p}.q.account", f"{p}.q.reconcile", f"{p}.q.unresolved.*"}
         perm.subscribe |= {f"{p}.{kind}.>" for kind in ("intent", "order", "exec", "reject", "md", "health")}
         perm.subscribe |= {f"{p}.equity.>", f"{p}.recon.>"}

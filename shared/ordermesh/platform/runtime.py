@@ -51,6 +51,11 @@ class RetryLater(Exception):
     the message is redelivered with backoff, without an error log, up to the consumer's max_attempts."""
 
 
+class NotOwner(Exception):
+    """Raised by a handler whose message belongs to work this process no longer holds (a partition whose lease it
+    lost): the message goes back to the server at once, uncounted, for the owner to handle."""
+
+
 Handler = Callable[[T, Msg], Awaitable[None]]
 #: Called with a consumed message that did not decode, before it is terminated: a service answers whoever the
 #: message names with a refusal (an intent's strategy, a command's order) instead of silence.
@@ -69,7 +74,7 @@ def install_uvloop() -> None:
 class _Consumer(Generic[T]):
     name: str
     stream: str
-    filter_subject: str
+    filter_subject: str | tuple[str, ...]
     codec: Codec[T]
     handler: Handler[T]
     batch: int
@@ -81,6 +86,30 @@ class _Consumer(Generic[T]):
     #: Unacked messages come back after this long (e.g. those a killed process had in hand).
     ack_wait_s: float
     on_bad: BadHandler | None = None
+    #: A new durable starts after the ack floor of these consumers, where they exist (``Bus.ensure_pull_consumer``).
+    start_after: tuple[str, ...] = ()
+
+
+class Consuming:
+    """A consumer started while the service runs (``Service.start_consuming``), e.g. for a partition it took."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.task: asyncio.Task[None] | None = None
+        self.started = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.in_hand = lambda: 0
+
+    async def stop(self, drain_s: float = 0.0) -> None:
+        """Stop pulling; let the messages in hand finish for up to ``drain_s`` (their outputs stored and acked),
+        then cancel what is left (unacked: the server delivers it again, to whoever consumes next)."""
+        self.stopping.set()
+        deadline = time.monotonic() + drain_s
+        while self.in_hand() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
 
 
 class Service:
@@ -149,7 +178,7 @@ class Service:
         *,
         stream: str,
         durable: str,
-        filter_subject: str,
+        filter_subject: str | tuple[str, ...],
         codec: Codec[T],
         handler: Handler[T],
         batch: int = 64,
@@ -158,6 +187,7 @@ class Service:
         lane: Callable[[T], str] | None = None,
         ack_wait_s: float = 5.0,
         on_bad: BadHandler | None = None,
+        start_after: tuple[str, ...] = (),
     ) -> None:
         """Consume ``filter_subject`` of ``stream`` through the durable ``durable``; ack after ``handler``.
 
@@ -178,8 +208,17 @@ class Service:
                 lane,
                 ack_wait_s,
                 on_bad,
+                start_after,
             )
         )
+
+    def start_consuming(self, **kw: Any) -> Consuming:
+        """Like :meth:`consume`, for a service already running: starts now; the handle stops it."""
+        self.consume(**kw)
+        c = self._consumers.pop()
+        handle = Consuming(c.name)
+        handle.task = asyncio.ensure_future(self._guard(self._consume_loop(c, handle), f"consume:{c.name}"))
+        return handle
 
     def spawn(self, coro: Awaitable[None], name: str) -> None:
         task = asyncio.ensure_future(self._guard(coro, name))
@@ -246,12 +285,17 @@ class Service:
 
     # ------------------------------------------------------------------------------ consuming
 
-    async def _consume_loop(self, c: _Consumer[Any]) -> None:
+    async def _consume_loop(self, c: _Consumer[Any], control: Consuming | None = None) -> None:
         """Pipelined (``ordermesh.platform.pipeline``): pull requests stay outstanding, up to 4 batches are in hand,
         lanes keep one key's messages in order, each message is acked once its handler (and so its outputs'
         PubAcks) is done."""
         await self.bus.ensure_pull_consumer(
-            c.stream, c.name, c.filter_subject, deliver_policy=c.deliver_policy, ack_wait_s=c.ack_wait_s
+            c.stream,
+            c.name,
+            c.filter_subject,
+            deliver_policy=c.deliver_policy,
+            ack_wait_s=c.ack_wait_s,
+            start_after=c.start_after,
         )
         in_hand = InHand(c.ack_wait_s / 2)
 
@@ -273,7 +317,14 @@ class Service:
         await puller.start()
         keepalive = asyncio.ensure_future(in_hand.run())
         try:
-            await asyncio.Event().wait()  # until the service stops (this task is cancelled)
+            if control is None:
+                await asyncio.Event().wait()  # until the service stops (this task is cancelled)
+            else:
+                control.in_hand = lambda: lanes.in_hand
+                control.started.set()
+                await control.stopping.wait()
+                await puller.stop()  # no more pulls; what is in hand drains until the task is cancelled
+                await asyncio.Event().wait()
         finally:
             keepalive.cancel()
             await puller.stop()
@@ -309,6 +360,11 @@ class Service:
             await c.handler(obj, msg)
         except asyncio.CancelledError:
             raise
+        except NotOwner as exc:
+            self.log.info("message left to its owner", subject=msg.subject, reason=str(exc))
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            return
         except Exception as exc:
             attempts = msg_delivery_count(msg)
             if isinstance(exc, RetryLater) and attempts < c.max_attempts:

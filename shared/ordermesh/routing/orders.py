@@ -20,6 +20,7 @@ from ordermesh.contract.wire import (
     OrderAccepted,
     OrderCanceled,
     OrderCancelRejected,
+    OrderDenied,
     OrderExpired,
     OrderFilled,
     OrderModified,
@@ -28,6 +29,7 @@ from ordermesh.contract.wire import (
     OrderStatus,
     OrderTriggered,
     PlaceOrder,
+    RejectCategory,
     Side,
 )
 
@@ -212,6 +214,40 @@ class OrderRecord(msgspec.Struct, kw_only=True):
             reduce_only=cmd.reduce_only,
             intent_ts_ns=cmd.intent_ts_ns,
             updated_ns=cmd.ts_ns,
+        )
+
+    @classmethod
+    def denied(cls, denial: OrderDenied, side: Side, quantity: Decimal) -> OrderRecord:
+        """The record of a router's denial: the decision is kept, so a redelivered request repeats it."""
+        rec = cls(
+            client_order_id=denial.client_order_id,
+            intent_id=denial.intent_id,
+            strategy_id=denial.strategy_id,
+            account=denial.account,
+            symbol=denial.symbol,
+            side=side,
+            quantity=quantity,
+            broker_id="",
+            reason=denial.reason,
+            intent_ts_ns=denial.intent_ts_ns,
+            updated_ns=denial.ts_ns,
+        )
+        rec.transition(Ev.DENY)
+        return rec
+
+    def denial(self) -> OrderDenied:
+        """The denial this record keeps (its reason starts with the category: ``CATEGORY: detail``)."""
+        head = self.reason.split(":", 1)[0]
+        category = RejectCategory(head) if head in RejectCategory.__members__ else RejectCategory.RISK
+        return OrderDenied(
+            intent_id=self.intent_id,
+            client_order_id=self.client_order_id,
+            strategy_id=self.strategy_id,
+            account=self.account,
+            symbol=self.symbol,
+            category=category,
+            reason=self.reason,
+            intent_ts_ns=self.intent_ts_ns,
         )
 
     @property

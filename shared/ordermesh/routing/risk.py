@@ -153,6 +153,15 @@ class Exposure:
         self.open_count[account] += count
         self.strategy_open_count[(account, strategy)] += count
 
+    def forget(self, accounts: set[str]) -> None:
+        """Drop everything of ``accounts`` (their partition moved to another router)."""
+        tables = (self.net, self.strategy_net, self.open_leaves, self.strategy_open_leaves, self.strategy_open_count)
+        for table in tables:
+            for key in [k for k in table if k[0] in accounts]:
+                del table[key]
+        for account in accounts:
+            self.open_count.pop(account, None)
+
     def strategies_on(self, account: str, symbol: str) -> Iterable[tuple[str, Decimal]]:
         for (acc, strat, sym), qty in self.strategy_net.items():
             if acc == account and sym == symbol:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Collection
 import msgspec
 
 from ordermesh.contract.ids import place_command_id
-from ordermesh.contract.wire import Intent, OrderDenied, OrderRequest, PlaceOrder, RejectCategory
+from ordermesh.contract.wire import Fence, Intent, OrderDenied, OrderRequest, PlaceOrder, RejectCategory
 
 
 class Route(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -65,7 +65,9 @@ def deny(req: OrderRequest, coid: str, category: RejectCategory, detail: str) ->
     )
 
 
-def place_command(req: OrderRequest, coid: str, broker_id: str, ttl_s: float, now_ns: int) -> PlaceOrder:
+def place_command(
+    req: OrderRequest, coid: str, broker_id: str, ttl_s: float, now_ns: int, fence: Fence | None = None
+) -> PlaceOrder:
     i = req.intent
     return PlaceOrder(
         command_id=place_command_id(coid),
@@ -90,4 +92,5 @@ def place_command(req: OrderRequest, coid: str, broker_id: str, ttl_s: float, no
         command_expires_ns=now_ns + int(ttl_s * 1e9),
         ts_ns=now_ns,
         position_id=i.position_id,
+        fence=fence,
     )
