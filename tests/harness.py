@@ -52,6 +52,8 @@ class System:
         # ``settings``: e.g. a server with authorization (the harness watches heartbeats as an observer)
         self._bus = Bus(settings or NatsSettings(url=nats_url), "test-harness", identity="observer")
         self._beats: dict[str, asyncio.Event] = {}
+        #: the latest heartbeat of each (service, instance): who is active, which partitions a router holds
+        self.heartbeats: dict[tuple[str, str], Any] = {}
 
     async def __aenter__(self) -> System:
         await self._bus.connect()
@@ -67,6 +69,7 @@ class System:
             hb = HEARTBEAT_CODEC.decode(msg.data)
         except BadMessage:
             return
+        self.heartbeats[(hb.service, hb.instance)] = hb
         if hb.metrics_url:
             self.metrics_urls[hb.service] = hb.metrics_url
         self._beats.setdefault(hb.service, asyncio.Event()).set()

@@ -3,13 +3,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from typing import Any
 
 import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
-from ordermesh.brokers.model import BrokerConnectionError, BrokerError, BrokerOrder, BrokerOrderState
+from ordermesh.brokers.model import (
+    BrokerConnectionError,
+    BrokerError,
+    BrokerOrder,
+    BrokerOrderState,
+    OrderNotFoundError,
+)
 from ordermesh.brokers.registry import BrokerRegistry
 from ordermesh.brokers.reports import (
     attached_command,
@@ -22,7 +29,15 @@ from ordermesh.brokers.reports import (
 )
 from ordermesh.contract.codec import BROKER_POSITIONS_CODEC, COMMAND_CODEC, BadMessage, encode, loose_fields, texts
 from ordermesh.contract.ids import order_event_id
-from ordermesh.contract.subjects import COMMANDS, KV_GATEWAY, KV_INSTRUMENTS, kv_key, kv_key_parts
+from ordermesh.contract.subjects import (
+    COMMANDS,
+    KV_GATEWAY,
+    KV_INSTRUMENTS,
+    KV_LEASES,
+    gateway_lease,
+    kv_key,
+    kv_key_parts,
+)
 from ordermesh.contract.wire import (
     BrokerPositionsReply,
     BrokerPositionView,
@@ -43,8 +58,9 @@ from ordermesh.contract.wire import (
 from ordermesh.platform import metrics
 from ordermesh.platform.auth import gateway_identity
 from ordermesh.platform.config import OrderMeshConfig
+from ordermesh.platform.lease import Fences, Lease
 from ordermesh.platform.log import bind_ids
-from ordermesh.platform.runtime import Service
+from ordermesh.platform.runtime import BUS_UNAVAILABLE, NotOwner, Service
 from ordermesh.sizing.instruments import encode_override, instrument_key
 
 
@@ -59,6 +75,10 @@ class GatewayService(Service):
         self._validated = False
         self._stored: set[str] = set()  # client order ids whose command is in KV om_gateway
         self._orders: dict[str, PlaceOrder] = {}  # client order id -> the command that placed it
+        #: the highest token known of each router lease: commands from a router that lost its partition are refused
+        self.fences = Fences()
+        self._activity: list[Any] = []  # what runs while active: the command consumer, tasks, subscriptions
+        self.active = False  # holds the broker connection's lease (else: a standby, waiting for it)
 
     @property
     def identity(self) -> str:
@@ -68,6 +88,44 @@ class GatewayService(Service):
         return self.config.http.gateway_base + sorted(self.config.brokers).index(self.broker_id)
 
     async def setup(self) -> None:
+        self._mirrors = [await self.bus.kv_mirror(KV_LEASES, keys="router.>", on_entry=self.fences.on_entry)]
+        ttl = self.config.nats.lease_ttl_s
+        self.lease = Lease(await self.bus.kv(KV_LEASES), gateway_lease(self.broker_id), self.instance, ttl)
+        metrics.GATEWAY_ACTIVE.labels(self.broker_id).set(0)
+        if await self.lease.acquire():
+            await self.try_activate()  # active before the service counts as started
+        else:
+            self.log.info("standby: another gateway of this broker connection is active", lease=self.lease.key)
+        self.spawn(self._lease_loop(), "lease")
+
+    async def _lease_loop(self) -> None:
+        """A standby takes the lease once it is free and activates; the active one renews it. One that loses it
+        (it could not renew in time: NATS unreachable, the process paused) deactivates at once and waits again:
+        another gateway may be active by now."""
+        period = max(0.2, self.lease.ttl_s / 3)
+        while True:
+            await asyncio.sleep(period)
+            if not self.active:
+                if await self.lease.acquire():
+                    await self.try_activate()
+            elif not await self.lease.renew():
+                self.log.error("broker connection lease lost: deactivating, then waiting as a standby")
+                await self.deactivate()
+
+    async def try_activate(self) -> None:
+        """:meth:`activate`; when NATS does not answer meanwhile, back to standby and the lease given back (the
+        next round, or another gateway, tries again)."""
+        try:
+            await self.activate()
+        except BUS_UNAVAILABLE as exc:
+            self.log.warning("activation failed: NATS did not answer; standing by", error=repr(exc))
+            await self.deactivate()
+            await self.lease.release()
+
+    async def activate(self) -> None:
+        """Holding the lease: connect to the broker, settle what the previous active gateway left (orders it
+        had placed and not reported: looked up at the broker), then take commands."""
+        self.log.info("active: this gateway holds the broker connection", lease=self.lease.key, token=self.lease.token)
         self.adapter = self.registry.adapter(self.broker_id)
         caps = self.adapter.capabilities
         if caps.state_bucket is not None:
@@ -78,22 +136,49 @@ class GatewayService(Service):
         if not caps.keeps_commands:
             # what was working when this gateway stopped: the adapter looks each up and reports what became of it
             await self.adapter.resume(await self.remembered())
-        self.consume(
-            stream=COMMANDS,
-            durable=f"gw-{self.broker_id}",
-            filter_subject=self.subjects.cmd(self.broker_id),
-            codec=COMMAND_CODEC,
-            handler=self.on_command,
-            lane=lambda cmd: cmd.client_order_id,
-            on_bad=self.on_bad_command,
+        self.active = True
+        metrics.GATEWAY_ACTIVE.labels(self.broker_id).set(1)
+        self._activity = [
+            self.start_consuming(
+                stream=COMMANDS,
+                durable=f"gw-{self.broker_id}",
+                filter_subject=self.subjects.cmd(self.broker_id),
+                codec=COMMAND_CODEC,
+                handler=self.on_command,
+                lane=lambda cmd: cmd.client_order_id,
+                on_bad=self.on_bad_command,
+            )
+        ]
+        self._activity.append(self.spawn(self._order_updates(), "order-updates"))
+        self._activity.append(
+            await self.bus.subscribe(self.subjects.q(f"unresolved.{self.broker_id}"), self.on_unresolved_query)
         )
-        self.spawn(self._order_updates(), "order-updates")
-        await self.bus.subscribe(self.subjects.q(f"unresolved.{self.broker_id}"), self.on_unresolved_query)
-        await self.bus.subscribe(self.subjects.q(f"broker_positions.{self.broker_id}"), self.on_broker_positions)
+        self._activity.append(
+            await self.bus.subscribe(self.subjects.q(f"broker_positions.{self.broker_id}"), self.on_broker_positions)
+        )
         if caps.reports_instruments:
             await self.report_instruments()
         if caps.streams_quotes:
-            self.spawn(self._forward_quotes(), "quotes")
+            self._activity.append(self.spawn(self._forward_quotes(), "quotes"))
+
+    async def deactivate(self) -> None:
+        """Back to standby: no commands taken, no broker connection; what was in hand goes back to the server."""
+        self.active = False
+        metrics.GATEWAY_ACTIVE.labels(self.broker_id).set(0)
+        for part in reversed(self._activity):
+            with contextlib.suppress(Exception):
+                if isinstance(part, asyncio.Task):
+                    part.cancel()
+                    await asyncio.gather(part, return_exceptions=True)
+                elif hasattr(part, "unsubscribe"):
+                    await part.unsubscribe()
+                else:
+                    await part.stop()
+        self._activity = []
+        with contextlib.suppress(Exception):
+            await self.adapter.close()
+        self._orders.clear()
+        self._stored.clear()
 
     async def report_instruments(self) -> None:
         """What the broker says about its symbols goes to KV ``om_instruments`` (the sizer and the router read
@@ -114,7 +199,12 @@ class GatewayService(Service):
         return connected if connected is not None else self._validated
 
     async def teardown(self) -> None:
-        await self.adapter.close()
+        for mirror in getattr(self, "_mirrors", []):
+            await mirror.stop()
+        if hasattr(self, "adapter"):
+            await self.adapter.close()
+        if getattr(self, "lease", None) is not None and self.lease.held:
+            await self.lease.release()  # a clean stop hands over at once; a crash hands over at expiry
 
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(
@@ -124,10 +214,12 @@ class GatewayService(Service):
             connected=self.broker_connected,
             broker_id=self.broker_id,
             metrics_url=self.http_url,
+            detail={"role": "active" if self.active else "standby"},
         )
 
     def health(self) -> dict[str, object]:
-        return {"nats_connected": self.bus.connected, "broker_connected": self.broker_connected}
+        # a standby is healthy while it is connected to NATS and waiting (it has no broker connection yet)
+        return {"nats_connected": self.bus.connected, "broker_connected": self.broker_connected or not self.active}
 
     @property
     def metric_groups(self) -> tuple[str, ...]:
@@ -145,6 +237,13 @@ class GatewayService(Service):
 
     async def on_command(self, cmd: Command, msg: Msg) -> None:
         with bind_ids(client_order_id=cmd.client_order_id, command_id=cmd.command_id):
+            if not self.lease.held:
+                raise NotOwner("this gateway no longer holds the broker connection")
+            if cmd.fence is not None:
+                why = self.fences.refusal(cmd.fence.lease, cmd.fence.token)
+                if why:
+                    await self.on_fenced(cmd, why)
+                    return
             if cmd.command_expires_ns is not None and time.time_ns() > cmd.command_expires_ns:
                 self.log.warning("command expired before execution; refused")
                 metrics.COMMANDS.labels(self.broker_id, type(cmd).__name__, "expired").inc()
@@ -162,6 +261,25 @@ class GatewayService(Service):
                 await self.on_cancel(cmd)
             elif isinstance(cmd, ModifyOrder):
                 await self.on_modify(cmd)
+
+    async def on_fenced(self, cmd: Command, why: str) -> None:
+        """A command from a router that no longer holds its partition is not executed. A placement is refused with
+        the reason, unless the broker already has the order (an earlier delivery placed it while the lease was
+        valid): then it is reported as it stands, never placed again."""
+        self.log.warning("command from a deposed router refused", reason=why)
+        metrics.COMMANDS.labels(self.broker_id, type(cmd).__name__, "fenced").inc()
+        if isinstance(cmd, PlaceOrder):
+            try:
+                order = await self.adapter.get_order_status(cmd.client_order_id)
+            except OrderNotFoundError:
+                await self.publish_reports(cmd, [rejection(cmd, RejectCategory.ROUTING, why)])
+                return
+            await self.publish_reports(cmd, self.adapter.take_reports(cmd, order))
+            await self._after_report(cmd, order)
+        elif isinstance(cmd, CancelOrder):
+            await self.publish_reports(None, [cancel_rejected(cmd, why)], strategy_id=cmd.strategy_id)
+        elif isinstance(cmd, ModifyOrder):
+            await self.publish_reports(None, [modify_rejected(cmd, why)], strategy_id=cmd.strategy_id)
 
     async def on_bad_command(self, msg: Msg, exc: BadMessage) -> None:
         """A command that does not decode (a quantity of 1e999999, NaN, a wrong type) is answered with the refusal

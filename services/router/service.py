@@ -337,7 +337,15 @@ class RouterService(Service):
             if await lease.acquire():
                 got.append((p, lease))
         if got:
-            await self.take(got)
+            try:
+                await self.take(got)
+            except BaseException:
+                # not routed after all (NATS did not answer while loading): what was started stops, the leases go
+                for p, lease in got:
+                    if p in self.held:
+                        await self.drop(p, drain_s=0.0)
+                    await lease.release()
+                raise
 
     async def take(self, got: list[tuple[int, Lease]]) -> None:
         """Start routing partitions just leased: their records reloaded (the state of record, whoever wrote it),
@@ -362,7 +370,6 @@ class RouterService(Service):
                         handler=self.on_order,
                         lane=lambda req: f"{req.intent.account}\x1f{req.intent.intent_id}",
                         on_bad=self.on_bad_order,
-                        start_after=("router",),
                     )
                 )
             held.consumers.append(
@@ -373,7 +380,6 @@ class RouterService(Service):
                     codec=EXEC_CODEC,
                     handler=self._exec_handler(p),
                     lane=lambda event: event.client_order_id,
-                    start_after=("router-exec",),
                 )
             )
             held.control = await self.bus.subscribe(s.partition_ctl(p), self._partition_control_handler(p))
@@ -467,7 +473,7 @@ class RouterService(Service):
         if known is None or known[0] != day:
             self.day_start[state.account] = (day, state.equity)
             self._dirty.add(state.account)
-            self.spawn(self.save_control(), "save-control")
+            self.spawn(self.save_control_until_stored(), "save-control")
         self._maybe_kill(state.account)
 
     # ------------------------------------------------------------------------- the kill switch
@@ -542,7 +548,9 @@ class RouterService(Service):
                     # Already decided: a repeat of the same intent never reaches a broker again.
                     self.log.info("duplicate order request ignored", status=existing.status.value)
                     metrics.MESSAGES.labels(self.name, "router", "duplicate").inc()
-                    if existing.status is OrderStatus.DENIED:  # its denial may not have been published: again
+                    if existing.status is OrderStatus.DENIED and self.recent(existing):
+                        # recorded, maybe not published (a crash in between): the same denial again, which the
+                        # stream drops if it has it (a replay long after has long had it: nothing sent)
                         await self.publish_denial(existing.denial())
                     return
                 started = time.perf_counter()
@@ -574,6 +582,10 @@ class RouterService(Service):
             metrics.ORDERS.labels(OrderStatus.SUBMITTED.value).inc()
             metrics.HOP_SECONDS.labels("order_to_command").observe(max(0, time.time_ns() - req.ts_ns) / 1e9)
             self.log.debug("order submitted", broker_id=cmd.broker_id, quantity=str(cmd.quantity))
+
+    def recent(self, rec: OrderRecord) -> bool:
+        """Written within the streams' duplicate window (a repeat published now would still be dropped)."""
+        return time.time_ns() - rec.updated_ns < self.config.nats.duplicate_window_s * 1e9
 
     async def publish_denial(self, denial: OrderDenied) -> None:
         subject = self.subjects.reject(denial.strategy_id)
@@ -640,7 +652,7 @@ class RouterService(Service):
         if denial is not None:
             if denial.rule == "daily_loss":
                 self._dirty.add(intent.account)
-                self.spawn(self.save_control(), "save-control")
+                self.spawn(self.save_control_until_stored(), "save-control")
             return deny(req, coid, denial.category, denial.detail)
         return place_command(req, coid, broker_id, self.config.router.command_ttl_s, time.time_ns())
 
@@ -775,6 +787,19 @@ class RouterService(Service):
                 self.apply_control(state)
                 return state
         raise RuntimeError("the control state kept changing under this router; try again")
+
+    async def save_control_until_stored(self) -> None:
+        """:meth:`save_control` in the background: tried again while NATS does not answer (a leader election),
+        never stopping the router for it."""
+        delay = 0.2
+        while True:
+            try:
+                await self.save_control()
+                return
+            except (TimeoutError, nats.errors.Error) as exc:
+                self.log.warning("control state not saved; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def save_control(self) -> None:
         """Write what this router decided for the accounts it owns (trading states, day starts)."""

@@ -24,7 +24,7 @@ import msgspec
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js.api import PubAck
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NoStreamResponseError
 
 from ordermesh.contract.codec import REPORT_CODEC, BadMessage, decode_any
 from ordermesh.contract.ids import client_order_id, new_intent_id
@@ -212,9 +212,22 @@ class OrderMeshClient:
         await self.publish_intent(intent)
         return intent.intent_id
 
-    async def publish_intent(self, intent: Intent) -> PubAck:
-        """Publish an intent; ``PubAck.duplicate`` tells that the stream already had this intent id."""
-        return await self.bus.publish(self.subjects.intent(intent.strategy_id), intent, msg_id=intent.intent_id)
+    async def publish_intent(self, intent: Intent, *, deadline_s: float = 30.0) -> PubAck:
+        """Publish an intent; ``PubAck.duplicate`` tells that the stream already had this intent id. Without a
+        PubAck (a stream leader being elected, a node down) it is published again, same id, until ``deadline_s``:
+        the stream keeps it once however many tries it took."""
+        subject = self.subjects.intent(intent.strategy_id)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + deadline_s
+        delay = 0.1
+        while True:
+            try:
+                return await self.bus.publish(subject, intent, msg_id=intent.intent_id)
+            except (TimeoutError, nats.errors.TimeoutError, nats.errors.NoRespondersError, NoStreamResponseError):
+                if loop.time() + delay >= deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
 
     async def order(self, intent_id: str, account: str | None = None) -> OrderRecord | None:
         """The router's record of the order made from an intent (None if no order was made from it)."""

@@ -12,6 +12,7 @@ the keeper's account is not poisoned and a valid intent still fills.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import random
 import urllib.request
@@ -194,7 +195,7 @@ class Fuzz:
             return r.choice(EXTREME)
         roll = r.random()
         if roll < 0.35:
-            return r.choice(WRONG)
+            return copy.deepcopy(r.choice(WRONG))  # a fresh copy: a shared dict could end up inside itself
         if roll < 0.6:
             return r.choice(UNICODE)
         if roll < 0.8:
@@ -219,7 +220,7 @@ class Fuzz:
             elif roll < 0.94:
                 data["v"] = r.choice([0, 2, 99, "1", -1])
             else:
-                holder[r.choice(["extra", "tags", "€"])] = r.choice([*UNICODE, *WRONG, "z" * 5000])
+                holder[r.choice(["extra", "tags", "€"])] = copy.deepcopy(r.choice([*UNICODE, *WRONG, "z" * 5000]))
         return data
 
     def payload(self, family: str) -> tuple[str, bytes]:

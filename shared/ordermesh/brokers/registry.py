@@ -183,7 +183,7 @@ class BrokerRegistry:
     # ------------------------------------------------------------------------------------- health
 
     def on_heartbeat(self, hb: Heartbeat) -> None:
-        if hb.service == "gateway" and hb.broker_id:
+        if hb.service == "gateway" and hb.broker_id and hb.detail.get("role") != "standby":
             self.health[hb.broker_id] = Health(hb.connected, time.monotonic(), hb.instance, hb.broker_latency_ms)
 
     def healthy(self, broker_id: str, now: float | None = None) -> bool:

@@ -201,7 +201,11 @@ def gateway_lease(broker_id: str) -> str:
 
 
 def router_durables(partition: int) -> tuple[str, str]:
-    """The durable consumers of one partition on OM_ORDERS and OM_EXEC (its owner's; they outlive any owner)."""
+    """The durable consumers of one partition on OM_ORDERS and OM_EXEC (its owner's; they outlive any owner).
+    Partition 0's are ``router`` and ``router-exec`` (what the single router always used, so a system that adds
+    partitions keeps its place); partition k's are ``router-p<k>`` and ``router-exec-p<k>``."""
+    if partition == 0:
+        return "router", "router-exec"
     return f"router-p{partition}", f"router-exec-p{partition}"
 
 

@@ -210,7 +210,7 @@ def service_durables(stream: str, partitions: int = 1) -> tuple[str, ...]:
     for k in range(partitions):
         orders, exec_ = router_durables(k)
         names += [orders] if stream == ORDERS else [exec_] if stream == EXEC else []
-    return tuple(names)
+    return tuple(dict.fromkeys(names))
 
 
 def permissions(identity: Identity, subjects: Subjects) -> Permissions:
@@ -232,8 +232,6 @@ def permissions(identity: Identity, subjects: Subjects) -> Permissions:
         perm.kv_watch(KV_ACCOUNTS)
         perm.subscribe.add(f"{p}.md.>")
     elif role == "router":
-        perm.consume(ORDERS, "router")  # before partitions: read where it stopped, so partitions start after it
-        perm.consume(EXEC, "router-exec")
         for k in range(identity.partitions):
             orders, exec_ = router_durables(k)
             perm.consume(ORDERS, orders)

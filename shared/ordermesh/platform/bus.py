@@ -228,8 +228,22 @@ class Bus:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
-    async def provision(self) -> None:
-        await provision(self.js, self.topology)
+    async def provision(self, deadline_s: float | None = None) -> None:
+        """Create or update the streams and buckets. A JetStream API that does not answer in time (a cluster
+        electing leaders, a node starting, several services creating replicated streams at once) is asked again
+        with backoff until ``deadline_s`` (default: the connect timeout x 6)."""
+        deadline = time.monotonic() + (deadline_s if deadline_s is not None else self.settings.connect_timeout_s * 6)
+        delay = 0.2
+        while True:
+            try:
+                await provision(self.js, self.topology)
+                return
+            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                log.warning("JetStream did not answer provisioning in time; retrying", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     async def close(self) -> None:
         self._closing = True
@@ -298,15 +312,12 @@ class Bus:
         ack_wait_s: float = 5.0,
         max_ack_pending: int = 1000,
         deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
-        start_after: tuple[str, ...] = (),
     ) -> None:
         """Create or update a durable pull consumer with explicit acks (no subscription: see ``pipeline.Puller``).
 
-        Updating matters: a consumer made by an older version keeps its old ack wait otherwise. An existing
-        consumer keeps where it starts (the server allows no change there). A new one starts at ``deliver_policy``,
-        or just after the highest ack floor of those of the consumers named in ``start_after`` that exist (a
-        partition's consumer made on a stream the single router's ``router`` worked before partitions does not
-        redo what it finished; redoing would be harmless, as every decision is recorded, only slow)."""
+        Updating matters: a consumer made by an older version keeps its old ack wait otherwise; a partitioned
+        router's consumer takes more or fewer filter subjects when accounts move. An existing consumer keeps where
+        it starts (the server allows no change there)."""
         filters = (filter_subject,) if isinstance(filter_subject, str) else tuple(filter_subject)
         if not filters:
             raise ValueError(f"consumer {durable} needs at least one filter subject")
@@ -331,23 +342,7 @@ class Bus:
             config.deliver_policy = existing.deliver_policy
             config.opt_start_seq = existing.opt_start_seq
             config.opt_start_time = existing.opt_start_time
-        elif start_after:
-            floor = await self._peer_ack_floor(stream, start_after)
-            if floor:
-                config.deliver_policy = DeliverPolicy.BY_START_SEQUENCE
-                config.opt_start_seq = floor + 1
         await self.js.add_consumer(stream, config=config)
-
-    async def _peer_ack_floor(self, stream: str, names: tuple[str, ...]) -> int:
-        """The highest ack floor (stream sequence) among the consumers ``names`` of ``stream``; 0 if none exists."""
-        floors = []
-        for name in names:
-            try:
-                info = await self.js.consumer_info(stream, name)
-            except nats.js.errors.NotFoundError:
-                continue
-            floors.append(int(info.ack_floor.stream_seq or 0) if info.ack_floor else 0)
-        return max(floors, default=0)
 
     async def pull_consumer(
         self,

@@ -136,8 +136,9 @@ class Lease:
 
 
 class Fences:
-    """The highest tenure token known for each lease, from the lease bucket's watch (:meth:`on_entry`) and from
-    the commands themselves (:meth:`refusal`). Tokens only grow, so the book never goes back."""
+    """The highest tenure token known for each lease, from the lease bucket's watch (:meth:`on_entry`); tokens only
+    grow, so the book never goes back. Commands do not raise it: a token the bucket never held (forged, or a
+    bug) must not fence the real holder out."""
 
     def __init__(self) -> None:
         self.latest: dict[str, int] = {}
@@ -158,5 +159,4 @@ class Fences:
         if token < latest:
             who = self.holders.get(lease, "another process")
             return f"fenced: sent under {lease} token {token}, but {who} holds it since token {latest}"
-        self.latest[lease] = token
         return ""

@@ -118,7 +118,7 @@ class NatsServer:
             "--port", str(self.port),
             "--jetstream",
             "--store_dir", str(self.store_dir),
-            "--server_name", f"ordermesh-{self.port}",
+            "--server_name", self.name,
         ]  # fmt: skip
         if self.monitor_port is not None:
             cmd += ["--http_port", str(self.monitor_port)]
@@ -175,6 +175,17 @@ class NatsServer:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()
             proc.wait()
+
+    def kill(self) -> None:
+        """SIGKILL (a crashed node: no clean shutdown of its JetStream state)."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    @property
+    def name(self) -> str:
+        return f"ordermesh-{self.port}"
 
     def __enter__(self) -> NatsServer:
         return self.start()

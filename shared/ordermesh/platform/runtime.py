@@ -26,6 +26,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Generic, TypeVar
 
 import nats.errors
+import nats.js.errors
 import structlog
 from aiohttp import web
 from nats.aio.msg import Msg
@@ -49,6 +50,17 @@ JETSTREAM_METRICS_INTERVAL_S = 5.0
 class RetryLater(Exception):
     """Raised by a handler whose message cannot be handled yet (it depends on something still on its way):
     the message is redelivered with backoff, without an error log, up to the consumer's max_attempts."""
+
+
+#: Errors that say the bus did not answer in time, not that the message is bad.
+BUS_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    TimeoutError,
+    nats.errors.TimeoutError,
+    nats.errors.NoRespondersError,
+    nats.errors.ConnectionClosedError,
+    nats.js.errors.NoStreamResponseError,
+    nats.js.errors.ServiceUnavailableError,
+)
 
 
 class NotOwner(Exception):
@@ -86,8 +98,6 @@ class _Consumer(Generic[T]):
     #: Unacked messages come back after this long (e.g. those a killed process had in hand).
     ack_wait_s: float
     on_bad: BadHandler | None = None
-    #: A new durable starts after the ack floor of these consumers, where they exist (``Bus.ensure_pull_consumer``).
-    start_after: tuple[str, ...] = ()
 
 
 class Consuming:
@@ -187,7 +197,6 @@ class Service:
         lane: Callable[[T], str] | None = None,
         ack_wait_s: float = 5.0,
         on_bad: BadHandler | None = None,
-        start_after: tuple[str, ...] = (),
     ) -> None:
         """Consume ``filter_subject`` of ``stream`` through the durable ``durable``; ack after ``handler``.
 
@@ -208,7 +217,6 @@ class Service:
                 lane,
                 ack_wait_s,
                 on_bad,
-                start_after,
             )
         )
 
@@ -218,11 +226,15 @@ class Service:
         c = self._consumers.pop()
         handle = Consuming(c.name)
         handle.task = asyncio.ensure_future(self._guard(self._consume_loop(c, handle), f"consume:{c.name}"))
+        self._tasks = [t for t in self._tasks if not t.done()]
+        self._tasks.append(handle.task)  # cancelled at shutdown like every other task
         return handle
 
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
+    def spawn(self, coro: Awaitable[None], name: str) -> asyncio.Task[None]:
         task = asyncio.ensure_future(self._guard(coro, name))
+        self._tasks = [t for t in self._tasks if not t.done()]
         self._tasks.append(task)
+        return task
 
     async def _guard(self, coro: Awaitable[None], name: str) -> None:
         try:
@@ -289,14 +301,25 @@ class Service:
         """Pipelined (``ordermesh.platform.pipeline``): pull requests stay outstanding, up to 4 batches are in hand,
         lanes keep one key's messages in order, each message is acked once its handler (and so its outputs'
         PubAcks) is done."""
-        await self.bus.ensure_pull_consumer(
-            c.stream,
-            c.name,
-            c.filter_subject,
-            deliver_policy=c.deliver_policy,
-            ack_wait_s=c.ack_wait_s,
-            start_after=c.start_after,
-        )
+        delay = 0.2
+        while True:  # JetStream may be electing a leader (a node down): keep asking, never stop the service
+            try:
+                await self.bus.ensure_pull_consumer(
+                    c.stream,
+                    c.name,
+                    c.filter_subject,
+                    deliver_policy=c.deliver_policy,
+                    ack_wait_s=c.ack_wait_s,
+                )
+                break
+            except BUS_UNAVAILABLE as exc:
+                self.log.warning("consumer not ready; retrying", consumer=c.name, error=repr(exc))
+            except nats.js.errors.APIError as exc:
+                if exc.code not in (503, 500, 408):
+                    raise
+                self.log.warning("consumer not ready; retrying", consumer=c.name, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
         in_hand = InHand(c.ack_wait_s / 2)
 
         async def handle(obj: Any, msg: Msg) -> None:
@@ -367,6 +390,14 @@ class Service:
             return
         except Exception as exc:
             attempts = msg_delivery_count(msg)
+            if isinstance(exc, BUS_UNAVAILABLE):
+                # NATS did not answer (a leader election, a node down): not this message's fault, so it is never
+                # given up for it; it comes back until the bus answers (a command must not vanish in an outage)
+                metrics.MESSAGES.labels(self.name, c.name, "retry").inc()
+                self.log.warning("bus unavailable; message will be redelivered", subject=msg.subject, error=repr(exc))
+                with contextlib.suppress(Exception):
+                    await msg.nak(delay=min(0.05 * 2 ** min(attempts, 10), 2.0))
+                return
             if isinstance(exc, RetryLater) and attempts < c.max_attempts:
                 metrics.MESSAGES.labels(self.name, c.name, "retry").inc()
                 self.log.info("message not ready; will be redelivered", subject=msg.subject, reason=str(exc))

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Final
 
 import msgspec
+import structlog
 
 from ordermesh.brokers.client import BrokerClient, Capabilities, VenueChange
 from ordermesh.brokers.model import (
@@ -77,6 +78,8 @@ from ordermesh.sizing.instruments import InstrumentOverride, InstrumentSpec, con
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
+
+log = structlog.get_logger("ordermesh.paper")
 ZERO: Final = Decimal(0)
 ONE: Final = Decimal(1)
 WORKING: Final = (BrokerOrderState.NEW, BrokerOrderState.PARTIALLY_FILLED)
@@ -332,8 +335,9 @@ class PaperBroker(BrokerClient):
 
     def take_changes(self) -> Iterator[VenueChange]:
         # All taken at once, before any is published: a concurrent caller (another handler, while this one awaits
-        # its PubAcks) finds none of them. An order still being placed is its placing handler's to report.
-        orders = [o for o in self.unreported() if o.coid not in self._placing]
+        # its PubAcks) finds none of them. An order still being placed is its placing handler's to report; one
+        # whose state is not stored yet (a save that failed) waits for it: the venue's state before its reports.
+        orders = [o for o in self.unreported() if o.coid not in self._placing and o.coid not in self._unsaved]
         self.reported(orders)
         return iter([VenueChange(o.cmd, paper_reports(o), o.working) for o in orders])
 
@@ -613,7 +617,10 @@ class PaperBroker(BrokerClient):
         (the changed orders wait in :meth:`take_changes`)."""
         while True:
             for book in self.feed.step():
-                await self.on_book(book)
+                try:
+                    await self.on_book(book)
+                except Exception as exc:  # the state store did not answer: kept unsaved, saved by a later step
+                    log.warning("venue state not saved; retried with the next step", error=repr(exc))
                 yield book_quote(self.broker_id, book)
             if self.feed.steps % MARKS_EVERY_STEPS == 0:
                 self.prune_finished()
