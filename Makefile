@@ -50,6 +50,11 @@ system-deps:
 
 prometheus chromium: system-deps
 
+# the deployment files' checks alone (deploy/docker, deploy/compose.yaml, deploy/k8s; part of `make test` too)
+.PHONY: test-deploy
+test-deploy: $(STAMP) system-deps
+	$(PY) -m pytest -q tests/deploy
+
 bench: $(STAMP)
 	$(PY) -m tests.bench
 
