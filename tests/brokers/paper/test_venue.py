@@ -702,3 +702,25 @@ async def test_a_restart_does_not_bring_forgotten_orders_back_into_memory() -> N
     await again.connect()  # the account is rebuilt from every stored fill, then the finished orders are forgotten
     assert await again.get_positions() == positions
     assert again._orders == {}
+
+
+async def test_a_modify_that_grows_an_order_needs_the_margin_for_what_it_adds() -> None:
+    # found by the fuzz test: a resting order grown to 1e14 lots took 1e18 of margin without a check
+    broker = _venue()
+    await broker.place_order(_order("g", Side.BUY, "1", OrderType.LIMIT, limit="1.00000"))
+    with pytest.raises(ModificationError, match=r"needed for 99999999999999 EURUSD"):
+        await broker.modify_order("g", quantity=D("1e14"))
+    assert (await broker.get_order_status("g")).quantity == D("1")
+    grown = await broker.modify_order("g", quantity=D("2"))  # within the free margin: allowed
+    assert grown.quantity == D("2")
+
+
+async def test_protection_on_the_wrong_side_of_the_entry_is_refused() -> None:
+    # found by the fuzz test: a sell's take-profit at 999999999999999 became a buy limit that filled at that price
+    broker = _venue()
+    with pytest.raises(OrderError, match="invalid stops"):
+        await broker.place_order(_order("tp", Side.SELL, "1", take_profit=D("999999999999999")))
+    with pytest.raises(OrderError, match="invalid stops"):
+        await broker.place_order(_order("sl", Side.BUY, "1", stop_loss=D("2.00000")))
+    ok = await broker.place_order(_order("ok", Side.BUY, "1", stop_loss=D("1.00000"), take_profit=D("1.20000")))
+    assert ok.filled_qty == D("1")

@@ -385,6 +385,7 @@ class PaperBroker(BrokerClient):
             return known.view()
         self._validate(order)
         book = self.feed.book(order.symbol)
+        self._check_protection(order, book)
         self._check_margin(order, book)
         now = self.clock()
         o = PaperOrder(
@@ -436,6 +437,21 @@ class PaperBroker(BrokerClient):
             price = getattr(order, name)
             if price is not None and price <= 0:
                 raise OrderError(f"{name} must be positive, got {price}")
+
+    def _check_protection(self, order: PlaceOrder, book: OrderBook) -> None:
+        """A stop-loss below (a buy's) or above (a sell's) the entry, a take-profit on the other side, as real
+        venues require (MT5: TRADE_RETCODE_INVALID_STOPS): a take-profit on the wrong side would be an order that
+        fills at once at its own absurd limit."""
+        if order.stop_loss is None and order.take_profit is None:
+            return
+        entry = order.limit_price or order.stop_price or opposite(book, order.side)[0].price
+        below, above = (
+            (order.stop_loss, order.take_profit) if order.side is Side.BUY else (order.take_profit, order.stop_loss)
+        )
+        if below is not None and below >= entry:
+            raise OrderError(f"invalid stops: {below} must be below the entry {entry} for a {order.side.value}")
+        if above is not None and above <= entry:
+            raise OrderError(f"invalid stops: {above} must be above the entry {entry} for a {order.side.value}")
 
     def _check_margin(self, order: PlaceOrder, book: OrderBook) -> None:
         """Refuse an order whose added exposure needs more margin than is free (reducing is always allowed)."""
@@ -717,6 +733,13 @@ class PaperBroker(BrokerClient):
         if quantity is not None:
             if quantity <= o.filled:
                 raise ModificationError(f"quantity {quantity} is not above the filled {o.filled}")
+            if quantity > c.quantity:  # a larger order needs the margin for what it adds, as a new one would
+                try:
+                    self._check_margin(
+                        msgspec.structs.replace(c, quantity=quantity - c.quantity), self.feed.book(c.symbol)
+                    )
+                except (OrderError, InsufficientFundsError) as exc:
+                    raise ModificationError(f"quantity {quantity}: {exc}") from None
             changes["quantity"] = quantity
         if limit_price is not None:
             if c.order_type not in (OrderType.LIMIT, OrderType.STOP_LIMIT) or limit_price <= 0:
