@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run run-mt5 run-observed test system-deps prometheus chromium bench soak lint fmt install clean
+.PHONY: run run-mt5 run-observed run-cluster test system-deps prometheus chromium bench soak lint fmt install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ run: $(STAMP)
 # the same with an MT5 gateway (against the bridge simulator) beside the paper venue
 run-mt5: $(STAMP)
 	$(VENV)/bin/ordermesh --config deploy/mt5/ordermesh-mt5.yaml up --mt5-sim
+
+# the same on a 3-node NATS cluster (loopback, replicas 3) with two of each service: routers sharing the account
+# partitions, an active and a standby paper gateway, two sizers, two keepers (the live view shows who holds what)
+run-cluster: $(STAMP)
+	$(VENV)/bin/ordermesh up --cluster
 
 # the same with Prometheus beside it on 127.0.0.1:9090 (when installed: `make prometheus`), with the alert rules
 run-observed: $(STAMP)

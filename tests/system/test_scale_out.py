@@ -185,8 +185,8 @@ def dip_books(path: Path, high_rows: int) -> Path:
 async def test_a_killed_active_gateway_is_replaced_by_the_standby_and_resting_fills_are_reported_once(
     tmp_path: Path,
 ) -> None:
-    # 400 steps of 50 ms above the resting orders: the dip comes ~20 s after the gateway that replays it starts
-    config = write_config(tmp_path, books=dip_books(tmp_path / "books.csv", 400))
+    # 240 steps of 50 ms above the resting orders: the dip comes ~12 s after the gateway that replays it starts
+    config = write_config(tmp_path, books=dip_books(tmp_path / "books.csv", 240))
     with NatsCluster(tmp_path / "nats") as cluster:
         async with System(cluster.url, tmp_path, config=config) as system:
             for name in ("keeper", "sizer", "router"):
@@ -223,7 +223,7 @@ async def test_a_killed_active_gateway_is_replaced_by_the_standby_and_resting_fi
                 await eventually(all_accepted, timeout=20, what="the resting orders accepted by gw-a")
                 intents = dict(resting)
                 sent = asyncio.Event()
-                load = asyncio.ensure_future(send(om, 200, intents, sent, 60))
+                load = asyncio.ensure_future(send(om, 120, intents, sent, 40))
                 await sent.wait()
                 system.kill("gw-a")
                 await eventually(
@@ -273,7 +273,7 @@ async def test_a_killed_nats_node_and_then_the_stream_leaders_lose_nothing(tmp_p
                 intents: dict[str, Decimal] = {}
                 # a node (the last one: not necessarily a leader) SIGKILLed under load, then back
                 sent = asyncio.Event()
-                load = asyncio.ensure_future(send(om, 200, intents, sent, 60))
+                load = asyncio.ensure_future(send(om, 120, intents, sent, 40))
                 await sent.wait()
                 cluster.nodes[2].kill()
                 await load
@@ -286,7 +286,7 @@ async def test_a_killed_nats_node_and_then_the_stream_leaders_lose_nothing(tmp_p
                     leader = (await om.bus.js.stream_info(stream)).cluster.leader
                     node = next(n for n in cluster.nodes if n.name == leader)
                     sent = asyncio.Event()
-                    load = asyncio.ensure_future(send(om, 120, intents, sent, 40))
+                    load = asyncio.ensure_future(send(om, 60, intents, sent, 20))
                     await sent.wait()
                     node.kill()
                     await load

@@ -225,6 +225,10 @@ class Bus:
                         f"stream {stream} does not exist on {self.settings.url}: start the ordermesh services "
                         "(they create the streams) or run `ordermesh provision`"
                     ) from None
+            except (TimeoutError, nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError) as exc:
+                # JetStream busy or electing a leader (a cluster starting): ask again until the deadline
+                if time.monotonic() + delay > deadline:
+                    raise BusError(f"JetStream on {self.settings.url} did not answer about {stream}: {exc!r}") from None
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import sysconfig
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -202,12 +203,14 @@ class NatsCluster:
         base = Path(base_dir)
         ports = [free_port() for _ in range(size)]
         route_ports = [free_port() for _ in range(size)]
+        monitor_ports = [free_port() for _ in range(size)]
         self.nodes = [
             NatsServer(
                 base / f"n{i}",
                 port=ports[i],
                 cluster_port=route_ports[i],
                 routes=[f"nats://127.0.0.1:{p}" for j, p in enumerate(route_ports) if j != i],
+                monitor_port=monitor_ports[i],
                 **server_kw,  # type: ignore[arg-type]
             )
             for i in range(size)
@@ -244,7 +247,15 @@ class NatsCluster:
 
 
 def _jetstream_ready(node: NatsServer) -> bool:
-    """True once the node answers a JetStream account-info request (it needs a meta leader to)."""
+    """True once the node answers a JetStream account-info request (it needs a meta leader to); on a node with
+    a monitoring port, once its ``/healthz`` (which checks JetStream and the meta leader) says ok: that needs no
+    credentials, so it works on a server that requires them."""
+    if node.monitor_port is not None:
+        try:
+            with urllib.request.urlopen(f"http://{node.host}:{node.monitor_port}/healthz", timeout=1.0) as resp:
+                return resp.status == 200
+        except (OSError, ValueError):
+            return False
     try:
         with socket.create_connection((node.host, node.port), timeout=1.0) as sock:
             sock.settimeout(1.0)
