@@ -1,7 +1,8 @@
 """``make bench``: ordermesh's intent -> fill path against two plain nats-py baselines with the same hops.
 
     python -m tests.bench [--sequential 1000] [--rate 200] [--count 5000] [--sweep-rates 100,200,500,1000]
-                          [--sweep-duration 10] [--skip sizing,router,mt5,keeper,sweep] [--no-write] [--log-dir DIR]
+                          [--sweep-duration 10] [--skip sizing,router,mt5,keeper,sweep,durability]
+                          [--durability-sequential 300] [--durability-count 2000] [--no-write] [--log-dir DIR]
 
 Starts a private nats-server, measures ordermesh (keeper, router, gateway paper and sizer as OS processes,
 the driver an OrderMeshClient) and then sweeps open-loop rates on it, stops it, measures the relay chain (the
@@ -10,6 +11,8 @@ like ordermesh) on the same server, prints the comparison and rewrites the secti
 *Open-loop rate sweep* of BENCHMARKS.md. Exits 1, with the processes' last log lines, if fills do not come.
 First, in process, it measures the sizing cost per call (``tests/bench/sizing.py``) and the router's decision
 cost (``tests/bench/router.py``) and the keeper's replay speed (``tests/bench/keeper.py``), each in its own section.
+Last, it measures the order path on a fresh nats-server with its default ``sync_interval`` and on one with
+``sync_interval: always`` (``tests/bench/durability.py``, section *Durability*).
 The soak (``make soak``) is ``tests/bench/soak.py``.
 """
 
@@ -28,6 +31,7 @@ import nats.errors
 from ordermesh.contract.subjects import Subjects
 from ordermesh.platform.natsserver import NatsServer, NatsServerError, free_port
 from ordermesh.platform.runtime import install_uvloop
+from tests.bench import durability as durability_bench
 from tests.bench import keeper as keeper_bench
 from tests.bench import mt5 as mt5_bench
 from tests.bench import pipelined, report, sweep
@@ -37,7 +41,7 @@ from tests.bench.procs import ROOT, SERVICES, Procs, heartbeats
 from tests.bench.scenarios import QTY, SYMBOL, BenchError, Target, open_loop, sequential, summary, throughput
 from tests.bench.targets import PIPE, RAW, OrderMeshTarget, RawTarget, chain_hops
 
-SKIPPABLE = ("sizing", "router", "mt5", "keeper", "sweep")
+SKIPPABLE = ("sizing", "router", "mt5", "keeper", "sweep", "durability")
 
 
 def say(text: str) -> None:
@@ -165,6 +169,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-duration", type=float, default=10.0, help="seconds at each sweep rate (default 10)")
     p.add_argument("--sweep-drain", type=float, default=60.0, help="seconds to wait for a rate's fills (default 60)")
     p.add_argument("--backlog-ms", type=float, default=100.0, help="a drain longer than this is a backlog (100)")
+    p.add_argument("--durability-sequential", type=int, default=durability_bench.Options.sequential,
+                   help="sequential intents measured per sync_interval setting (default 300)")  # fmt: skip
+    p.add_argument("--durability-count", type=int, default=durability_bench.Options.count,
+                   help="intents of the throughput run per sync_interval setting (default 2000)")  # fmt: skip
     p.add_argument("--skip", type=_skip, default=set(), help=f"comma-separated parts not to run: {','.join(SKIPPABLE)}")
     p.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md", help="the file to update")
     p.add_argument("--no-write", action="store_true", help="print the table only")
@@ -227,15 +235,43 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             procs.stop()
             server.stop()
-    names = labels(args)
-    print(report.text_table(names, ordermesh, raw, pipe))
-    if steps:
-        print(sweep.text_table(steps))
-    if not args.no_write:
-        report.write(args.output, report.section(names, ordermesh, raw, pipe, info))
+        names = labels(args)
+        print(report.text_table(names, ordermesh, raw, pipe))
         if steps:
-            sizing_bench.write(args.output, sweep.section(steps, args.sweep_duration, args.sweep_drain,
-                                                          args.backlog_ms, info))  # fmt: skip
+            print(sweep.text_table(steps))
+        if not args.no_write:
+            report.write(args.output, report.section(names, ordermesh, raw, pipe, info))
+            if steps:
+                sizing_bench.write(args.output, sweep.section(steps, args.sweep_duration, args.sweep_drain,
+                                                              args.backlog_ms, info))  # fmt: skip
+            say(f"wrote {args.output}")
+        if "durability" not in args.skip:
+            return bench_durability(args, work, logs, info)
+    return 0
+
+
+def bench_durability(args: argparse.Namespace, work: Path, logs: Path, info: dict[str, str]) -> int:
+    """The order path with nats-server's default ``sync_interval`` and with ``always``, each on a fresh server."""
+    say("durability: the order path with sync_interval default and always")
+    options = durability_bench.Options(
+        sequential=args.durability_sequential,
+        count=args.durability_count,
+        concurrency=args.concurrency,
+        fill_timeout=args.fill_timeout,
+        ready_timeout=args.ready_timeout,
+    )
+    try:
+        results = durability_bench.run(work, logs, options, say=say)
+    except (BenchError, NatsServerError, nats.errors.Error) as exc:
+        say(f"FAILED: {exc}")
+        return 1
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
+    print(durability_bench.text_table(results))
+    if not args.no_write:
+        store = durability_bench.filesystem(work)
+        sizing_bench.write(args.output, durability_bench.section(results, options, info, store))
         say(f"wrote {args.output}")
     return 0
 
