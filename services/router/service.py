@@ -430,6 +430,7 @@ class RouterService(Service):
             await m.stop()
 
     def refresh_metrics(self) -> None:
+        metrics.ROUTER_PARTITIONS_CONFIGURED.set(self.partitions)
         t = self.trading
         metrics.observe_trading(t.global_state, t.accounts, t.strategies, self.config.accounts)
         metrics.observe_daily_loss({a: DailyLossRule().loss(a, self.view) for a in sorted(self.config.accounts)})
@@ -834,6 +835,17 @@ class RouterService(Service):
 
     async def on_registry_reload(self, msg: Msg) -> None:
         """``ctl.registry.reload`` reaches every router (no queue group): each reloads and answers."""
+        try:
+            req = CONTROL_CODEC.decode(msg.data)
+        except BadMessage as exc:
+            self.bad_message(msg.subject, exc.reason, exc.detail)
+            await self.respond(msg, ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}"))
+            return
+        refusal = self.control_refusal(msg.subject, req)
+        if refusal:
+            self.bad_message(msg.subject, "control_subject", refusal)
+            await self.respond(msg, ControlReply(ok=False, detail=refusal))
+            return
         await self.respond(msg, await self.reload_registry())
 
     async def on_control(self, msg: Msg) -> None:

@@ -41,7 +41,7 @@ async def test_up_starts_prometheus_with_every_process_as_a_target_and_the_rules
 
         await eventually(targets, what="sizer, router, keeper and the paper gateway as targets")
         rules = [r["name"] for g in server.api("rules")["groups"] for r in g["rules"]]
-        assert "OrderMeshBrokerDown" in rules and len(rules) == 11
+        assert "OrderMeshBrokerDown" in rules and len(rules) == 12
     finally:
         assert child.proc is not None
         child.proc.send_signal(signal.SIGTERM)

@@ -166,7 +166,7 @@ async def check_against(prometheus: PrometheusServer, system: System) -> None:
     # every rule evaluates without error, and every series it reads exists
     async def rules_evaluated() -> bool:
         rules = [r for g in prometheus.api("rules")["groups"] for r in g["rules"]]
-        return len(rules) == 11 and all(r["health"] == "ok" and r.get("lastEvaluation", "").startswith("2")
+        return len(rules) == 12 and all(r["health"] == "ok" and r.get("lastEvaluation", "").startswith("2")
                                         for r in rules)  # fmt: skip
 
     await eventually(rules_evaluated, what="every rule evaluated without error")

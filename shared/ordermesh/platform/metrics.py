@@ -285,6 +285,12 @@ INVALID_EVENTS = counter(
 ROUTER_DECISION_SECONDS = histogram(
     "ordermesh_router_decision_seconds", "Routing and every risk rule for one order", [], [ROUTER], LATENCY_BUCKETS
 )
+ROUTER_PARTITIONS_CONFIGURED = gauge(
+    "ordermesh_router_partitions",
+    "The account partitions configured (router.partitions): each needs an owner",
+    [],
+    [ROUTER],
+)
 ROUTER_PARTITIONS = gauge(
     "ordermesh_router_partitions_held",
     "1 for each account partition this router holds now (routes its orders), 0 for one it held before",
