@@ -305,8 +305,13 @@ def test_the_live_view_shows_accounts_trading_state_and_processes_by_name() -> N
         unrealized_pnl=Decimal("8.155"), margin_used=Decimal("3616.6666"), free_margin=Decimal("96403.8334"),
     )  # fmt: skip
     flow.trading = {"global_state": "ACTIVE", "accounts": {"paper-1": "HALTED"}, "strategies": {}}
-    flow.heartbeats["gateway paper"] = (0.0, True, "http://127.0.0.1:9310")
+    flow.heartbeats["gateway paper"] = (0.0, True, "http://127.0.0.1:9310", "active")
+    flow.heartbeats["router (router-2)"] = (0.0, True, "http://127.0.0.1:9302", "partitions 1,3 of 4")
     text = _screen(OrderMeshConfig(), [], flow, 12.0, True)
+    # who holds what (scale-out): the active gateway, each router's partitions
+    assert re.search(r"gateway paper .* active", text) and re.search(
+        r"router \(router-2\) .* partitions 1,3 of 4", text
+    )
     assert "ACCOUNTS   trading: global ACTIVE, paper-1 HALTED" in text
     assert re.search(r"paper-1\s+HALTED\s+100012\.34\s+100020\.50\s+8\.16\s+3616\.67\s+96403\.83  USD", text), text
     assert "  gateway paper " in text and "vm-" not in text
