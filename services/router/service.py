@@ -674,6 +674,9 @@ class RouterService(Service):
                 rec = await self.store.get(event.client_order_id)
                 if rec is None and event.parent_client_order_id is not None:
                     parent = await self.store.get(event.parent_client_order_id)
+                    if parent is not None and not parent.filled_qty and not isinstance(event, OrderFilled):
+                        # the parent's fill (in another lane) is not applied yet: the child's size is what it filled
+                        raise RetryLater(f"parent {parent.client_order_id} of {event.client_order_id} not filled yet")
                     if parent is not None:
                         rec = OrderRecord.child_of(parent, event)
                         self.log.info("venue-created order recorded", parent=parent.client_order_id)

@@ -525,7 +525,10 @@ class OrderMeshClient:
                     sent.append((p, intent, ""))
                 except Exception as exc:
                     sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
-            if wanted:
+            if wanted and not wanted <= outcomes.keys():
+                # a report that came while later closes were still being sent may have found "all" done: only
+                # now is every close known, so the wait starts afresh (nothing awaits between check and clear)
+                done.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(done.wait(), max(0.1, deadline - loop.time()))
         finally:

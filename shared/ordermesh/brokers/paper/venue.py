@@ -276,6 +276,8 @@ class PaperBroker(BrokerClient):
             self._cash += f.cash
         self._finished = dict(sorted(self._finished.items(), key=lambda kv: kv[1]))
         self.prune_finished()  # what a restart loaded only to rebuild the account
+        # the one writer from now on: a gateway that loaded before (one that lost its lease) can no longer save
+        await self.store.claim(encode_tickets(self.tickets))
         self._loaded = True
 
     async def validate_connection(self) -> bool:
