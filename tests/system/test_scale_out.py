@@ -99,6 +99,7 @@ async def lease_of(om: OrderMeshClient, key: str) -> LeaseRecord:
     return msgspec.msgpack.decode(entry.value, type=LeaseRecord)
 
 
+@pytest.mark.timeout(300)
 async def test_routers_share_the_partitions_and_a_killed_owner_is_replaced(tmp_path: Path) -> None:
     with NatsCluster(tmp_path / "nats") as cluster:
         config = write_config(tmp_path)
@@ -182,6 +183,7 @@ def dip_books(path: Path, high_rows: int) -> Path:
     return path
 
 
+@pytest.mark.timeout(300)
 async def test_a_killed_active_gateway_is_replaced_by_the_standby_and_resting_fills_are_reported_once(
     tmp_path: Path,
 ) -> None:

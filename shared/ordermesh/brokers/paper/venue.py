@@ -245,6 +245,7 @@ class PaperBroker(BrokerClient):
         self._positions: dict[str, _Position] = {}
         self._cash = ZERO
         self._unsaved: set[str] = set()
+        self._save_lock = asyncio.Lock()
         self._unreported: dict[str, None] = {}  # insertion-ordered set
         self._placing: set[str] = set()  # orders whose placement has not been reported by its handler yet
         self._finished: dict[str, int] = {}  # finished orders, by when memory may forget them (ns), oldest first
@@ -287,19 +288,21 @@ class PaperBroker(BrokerClient):
         self.store = KvPaperStore(kv, self.broker_id)
 
     async def _save(self) -> None:
-        if not self._unsaved:
-            return
-        # Take this batch now: orders touched while it is being written belong to the next save (clearing the
-        # whole set afterwards would drop them unwritten).
-        batch = sorted(self._unsaved)
-        self._unsaved.difference_update(batch)
-        orders = {coid: encode_order(self._orders[coid]) for coid in batch}
-        self.tickets.marks = self.feed.marks()
-        try:
-            await self.store.save(encode_tickets(self.tickets), orders)
-        except BaseException:
-            self._unsaved.update(batch)
-            raise
+        # One save at a time (the store writes its tickets by revision, one writer): a caller waits for the save
+        # in flight, which may have taken its orders too (group commit), and then saves whatever is still unsaved.
+        async with self._save_lock:
+            if not self._unsaved:
+                return
+            # Take this batch now: orders touched while it is being written belong to the next save.
+            batch = sorted(self._unsaved)
+            self._unsaved.difference_update(batch)
+            orders = {coid: encode_order(self._orders[coid]) for coid in batch}
+            self.tickets.marks = self.feed.marks()
+            try:
+                await self.store.save(encode_tickets(self.tickets), orders)
+            except BaseException:
+                self._unsaved.update(batch)
+                raise
 
     def _touch(self, o: PaperOrder) -> None:
         if o.working:
@@ -665,8 +668,9 @@ class PaperBroker(BrokerClient):
 
     async def save_marks(self) -> None:
         """Store the market's last mids (with the tickets), so a restart continues from them."""
-        self.tickets.marks = self.feed.marks()
-        await self.store.save(encode_tickets(self.tickets), {})
+        async with self._save_lock:
+            self.tickets.marks = self.feed.marks()
+            await self.store.save(encode_tickets(self.tickets), {})
 
     async def instruments(self) -> dict[str, InstrumentOverride]:
         """The symbols of the feed with their tick sizes."""
