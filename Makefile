@@ -32,9 +32,10 @@ run-cluster: $(STAMP)
 run-observed: $(STAMP)
 	$(VENV)/bin/ordermesh up --prometheus
 
+# two workers (pytest-xdist): most tests wait on processes and the bus, so two run side by side on 2 cores
 test: $(STAMP) system-deps
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 # Debian packages some tests need, installed when missing (as root, with apt-get; one `apt-get update` for all):
 # prometheus + promtool for the alert-rule, dashboard and Prometheus tests (RUNLEVEL=1: its service is not
