@@ -836,34 +836,31 @@ class RouterService(Service):
         ]
         return "; ".join(parts)
 
-    async def on_registry_reload(self, msg: Msg) -> None:
-        """``ctl.registry.reload`` reaches every router (no queue group): each reloads and answers."""
+    async def accepted_control(self, msg: Msg) -> Any:
+        """The control request in ``msg``, or None when it was refused (counted and answered with the reason)."""
         try:
             req = CONTROL_CODEC.decode(msg.data)
         except BadMessage as exc:
             self.bad_message(msg.subject, exc.reason, exc.detail)
             await self.respond(msg, ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}"))
-            return
+            return None
         refusal = self.control_refusal(msg.subject, req)
         if refusal:
             self.bad_message(msg.subject, "control_subject", refusal)
             await self.respond(msg, ControlReply(ok=False, detail=refusal))
-            return
-        await self.respond(msg, await self.reload_registry())
+            return None
+        return req
+
+    async def on_registry_reload(self, msg: Msg) -> None:
+        """``ctl.registry.reload`` reaches every router (no queue group): each reloads and answers."""
+        if await self.accepted_control(msg) is not None:
+            await self.respond(msg, await self.reload_registry())
 
     async def on_control(self, msg: Msg) -> None:
         if msg.subject == self.subjects.ctl("registry.reload"):
             return  # answered by every router's own subscription (on_registry_reload)
-        try:
-            req = CONTROL_CODEC.decode(msg.data)
-        except BadMessage as exc:
-            self.bad_message(msg.subject, exc.reason, exc.detail)
-            await self.respond(msg, ControlReply(ok=False, detail=f"{exc.reason}: {exc.detail}"))
-            return
-        refusal = self.control_refusal(msg.subject, req)
-        if refusal:
-            self.bad_message(msg.subject, "control_subject", refusal)
-            await self.respond(msg, ControlReply(ok=False, detail=refusal))
+        req = await self.accepted_control(msg)
+        if req is None:
             return
         try:
             reply = await self.control(req)

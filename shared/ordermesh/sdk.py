@@ -519,11 +519,14 @@ class OrderMeshClient:
                     position_id=p.position_id,
                     tags={"close_all": "1"},
                 )
+                # wanted before it is sent: its report can be handled before the PubAck of its intent is (they come
+                # on different subscriptions)
+                wanted.add(intent.intent_id)
                 try:
                     await self.submit(intent)
-                    wanted.add(intent.intent_id)
                     sent.append((p, intent, ""))
                 except Exception as exc:
+                    wanted.discard(intent.intent_id)
                     sent.append((p, None, f"not sent: {type(exc).__name__} {exc}".strip()))
             if wanted and not wanted <= outcomes.keys():
                 # a report that came while later closes were still being sent may have found "all" done: only
