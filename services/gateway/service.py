@@ -92,11 +92,13 @@ class GatewayService(Service):
         ttl = self.config.nats.lease_ttl_s
         self.lease = Lease(await self.bus.kv(KV_LEASES), gateway_lease(self.broker_id), self.instance, ttl)
         metrics.GATEWAY_ACTIVE.labels(self.broker_id).set(0)
-        if await self.lease.acquire():
+        held = await self.lease.acquire()
+        # renewals run from now on, also while an activation (a slow broker connect) is under way
+        self.spawn(self._lease_loop(), "lease")
+        if held:
             await self.try_activate()  # active before the service counts as started
         else:
             self.log.info("standby: another gateway of this broker connection is active", lease=self.lease.key)
-        self.spawn(self._lease_loop(), "lease")
 
     async def _lease_loop(self) -> None:
         """A standby takes the lease once it is free and activates; the active one renews it. One that loses it
@@ -105,12 +107,12 @@ class GatewayService(Service):
         period = max(0.2, self.lease.ttl_s / 3)
         while True:
             await asyncio.sleep(period)
-            if not self.active:
-                if await self.lease.acquire():
-                    await self.try_activate()
-            elif not await self.lease.renew():
-                self.log.error("broker connection lease lost: deactivating, then waiting as a standby")
-                await self.deactivate()
+            if self.lease.token:  # held: active, or activating
+                if not await self.lease.renew():
+                    self.log.error("broker connection lease lost: deactivating, then waiting as a standby")
+                    await self.deactivate()
+            elif await self.lease.acquire():
+                self.spawn(self.try_activate(), "activate")
 
     async def try_activate(self) -> None:
         """:meth:`activate`; when NATS does not answer meanwhile, back to standby and the lease given back (the
@@ -121,6 +123,9 @@ class GatewayService(Service):
             self.log.warning("activation failed: NATS did not answer; standing by", error=repr(exc))
             await self.deactivate()
             await self.lease.release()
+            return
+        if not self.lease.held:  # lost while activating: not active after all
+            await self.deactivate()
 
     async def activate(self) -> None:
         """Holding the lease: connect to the broker, settle what the previous active gateway left (orders it
