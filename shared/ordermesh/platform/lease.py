@@ -72,10 +72,6 @@ class Lease:
     def held(self) -> bool:
         return self.token > 0 and self._clock() < self._valid_until
 
-    @property
-    def remaining_s(self) -> float:
-        return max(0.0, self._valid_until - self._clock()) if self.token else 0.0
-
     def _record(self) -> bytes:
         return msgspec.msgpack.encode(LeaseRecord(holder=self.holder, token=self.token, acquired_ns=self._acquired_ns))
 

@@ -106,7 +106,6 @@ class Consuming:
     def __init__(self, name: str) -> None:
         self.name = name
         self.task: asyncio.Task[None] | None = None
-        self.started = asyncio.Event()
         self.stopping = asyncio.Event()
         self.in_hand = lambda: 0
 
@@ -344,7 +343,6 @@ class Service:
                 await asyncio.Event().wait()  # until the service stops (this task is cancelled)
             else:
                 control.in_hand = lambda: lanes.in_hand
-                control.started.set()
                 await control.stopping.wait()
                 await puller.stop()  # no more pulls; what is in hand drains until the task is cancelled
                 await asyncio.Event().wait()
